@@ -1,0 +1,185 @@
+"""What every chapter notebook calls first: parameter checks, models, figures, glue, records.
+
+A chapter's first code cell (tagged ``parameters``) holds papermill parameters, at least::
+
+    models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8"]   # registry names or "pkg.mod:factory"
+    preset = "default"                                # "smoke" | "default" | "full"
+
+and its second cell::
+
+    from softening_lib import book
+    ctx = book.setup_chapter("07", models=models, preset=preset)
+
+``ctx.models`` are the models that can run here; the others are listed with the reason.
+``ctx.figure(fig, "fig5a", caption=...)`` saves the PNG and shows the figure with its caption;
+``ctx.glue("mae_chgnet", 0.19)`` makes a computed number available to the prose
+(``{glue:text}`` roles); ``ctx.finish()`` writes the run record the "what ran here" page reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import config, models as registry
+
+PRESETS = ("smoke", "default", "full")
+
+
+class ParameterError(TypeError):
+    pass
+
+
+def check_parameters(chapter: str, models: Any, preset: Any, **extra_types: tuple[Any, type | tuple]) -> None:
+    """Type-check papermill parameters with a message saying what was expected."""
+    if isinstance(models, str):
+        raise ParameterError(
+            f"chapter {chapter}: parameter 'models' must be a list of model names, got the string "
+            f"{models!r}; write models=[{models!r}]"
+        )
+    if not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models):
+        raise ParameterError(f"chapter {chapter}: parameter 'models' must be a list of str, got {models!r}")
+    if preset not in PRESETS:
+        raise ParameterError(f"chapter {chapter}: parameter 'preset' must be one of {PRESETS}, got {preset!r}")
+    for name, (value, typ) in extra_types.items():
+        if not isinstance(value, typ):
+            expected = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise ParameterError(
+                f"chapter {chapter}: parameter {name!r} must be {expected}, got {type(value).__name__} {value!r}"
+            )
+
+
+def run_dir() -> Path:
+    """Where the runner collects figures and run records (``_build/run`` by default)."""
+    path = Path(os.environ.get("SOFTENING_RUN_DIR", config.REPO_ROOT / "_build" / "run"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class ChapterContext:
+    chapter: str
+    models: list[str]
+    skipped: dict[str, str]
+    preset: str
+    requested: list[str]
+    started: float = field(default_factory=time.time)
+    figures: list[dict] = field(default_factory=list)
+    datasets: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    glued: dict[str, Any] = field(default_factory=dict)
+
+    def pick(self, smoke: Any, default: Any, full: Any) -> Any:
+        """The value for this chapter's preset."""
+        return {"smoke": smoke, "default": default, "full": full}[self.preset]
+
+    def use_dataset(self, name: str, note: str = "") -> None:
+        """Record that a dataset was read (for the what-ran-here page)."""
+        from . import datasets
+
+        try:
+            fp = datasets.fingerprint(name)
+        except Exception:
+            fp = "?"
+        self.datasets[name] = f"{fp}{' ' + note if note else ''}"
+
+    def figure(self, fig, name: str, caption: str, show: bool = True) -> Path:
+        from IPython.display import Markdown, display
+
+        out = run_dir() / "figures" / self.chapter
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{name}.png"
+        fig.savefig(path)
+        self.figures.append({"name": name, "caption": caption, "png": str(path)})
+        if show:
+            import matplotlib.pyplot as plt
+
+            display(fig)
+            plt.close(fig)
+            display(Markdown(f"*{caption}*"))
+        return path
+
+    def glue(self, name: str, value: Any, display: bool = False) -> Any:
+        """Expose a computed value to the prose (``{glue:text}`name` ``)."""
+        try:
+            from myst_nb import glue as _glue
+
+            _glue(name, value, display=display)
+        except ImportError:  # pragma: no cover - myst-nb is a requirement
+            pass
+        self.glued[name] = value if isinstance(value, (int, float, str)) else str(value)
+        return value
+
+    def show_models(self):
+        """Display which models ran and which were skipped (with the reason)."""
+        import pandas as pd
+        from IPython.display import display
+
+        rows = [{"model": m, "status": "ran", "reason": ""} for m in self.models]
+        rows += [{"model": m, "status": "skipped", "reason": r} for m, r in self.skipped.items()]
+        table = pd.DataFrame(rows)
+        display(table)
+        return table
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def finish(self) -> Path:
+        """Write the run record (models, datasets, figures, versions, timing)."""
+        from . import __version__
+
+        record = {
+            "chapter": self.chapter, "preset": self.preset, "requested_models": self.requested,
+            "models": self.models, "skipped": self.skipped, "datasets": self.datasets,
+            "figures": self.figures, "notes": self.notes, "glued": self.glued,
+            "wall_seconds": round(time.time() - self.started, 1),
+            "versions": software_versions(), "softening_lib": __version__,
+            "model_specs": {m: _spec_summary(m) for m in self.requested},
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        path = run_dir() / "records" / f"{self.chapter}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from .cache import atomic_write_text
+
+        atomic_write_text(path, json.dumps(record, indent=1, default=str))
+        return path
+
+
+def _spec_summary(name: str) -> dict:
+    try:
+        spec = registry.get_spec(name)
+    except Exception as exc:
+        return {"error": str(exc)}
+    return {"display_name": spec.display_name, "version": spec.version,
+            "parameters": spec.n_parameters, "training_set": spec.training_set,
+            "weights": spec.weights_source, "sha256": spec.sha256, "citation": spec.citation}
+
+
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("ase", "pymatgen", "phonopy", "torch", "chgnet", "matgl", "mace-torch", "gpaw",
+                "numpy", "jupyter-book", "papermill"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def setup_chapter(chapter: str, models: Sequence[str], preset: str = "default",
+                  **extra_types: tuple[Any, type | tuple]) -> ChapterContext:
+    """Check parameters, split models into runnable / skipped, set the plot style."""
+    check_parameters(chapter, models, preset, **extra_types)
+    from .plots import use_style
+
+    use_style()
+    ok, skipped = registry.runnable(list(models))
+    return ChapterContext(chapter=chapter, models=ok, skipped=skipped, preset=preset,
+                          requested=list(models))
