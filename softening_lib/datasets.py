@@ -287,7 +287,7 @@ def read_phonondb_pbesol(subset: Iterable[str] | None = None, **_: Any) -> list[
         dataset = parse_FORCE_SETS(filename=str(fs_path))
         unit = phonopy_to_atoms(cell)
         out.append(PhononReference(
-            material_id=mp_id, dataset=name, formula=unit.get_chemical_formula(mode="metal"),
+            material_id=mp_id, dataset=name, formula=unit.get_chemical_formula(mode="metal", empirical=True),
             unitcell=unit, supercell_matrix=scm, primitive_matrix=prim,
             displacement_dataset=dataset, functional="PBEsol",
             extra={"has_BORN_nac": bool(row["has_BORN_nac"]), "space_group": row["mdr_space_group"]},
@@ -328,7 +328,7 @@ def read_jageo_pbe_68(subset: Iterable[str] | None = None, **_: Any) -> list[Pho
         ph = phonopy.load(str(yaml_path), produce_fc=False, log_level=0)
         unit = phonopy_to_atoms(ph.unitcell)
         out.append(PhononReference(
-            material_id=mp_id, dataset=name, formula=phonopy_to_atoms(ph.primitive).get_chemical_formula(mode="metal"),
+            material_id=mp_id, dataset=name, formula=phonopy_to_atoms(ph.primitive).get_chemical_formula(mode="metal", empirical=True),
             unitcell=unit, supercell_matrix=np.array(ph.supercell_matrix),
             primitive_matrix=np.array(ph.primitive_matrix) if ph.primitive_matrix is not None else None,
             displacement_dataset=ph.dataset, functional="PBE",

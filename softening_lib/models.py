@@ -111,6 +111,11 @@ def _matgl_availability(spec: ModelSpec) -> Callable[[], tuple[bool, str, str]]:
             return False, f"matgl is not importable ({exc})", "pip install matgl (see requirements.txt)"
         path = _mirror_model_dir(spec)
         if path is not None and (path / "model.json").is_file():
+            state = path / "state.pt"
+            if spec.sha256 and state.is_file() and _cached_sha256(state) != spec.sha256:
+                return (False, f"{state} fails its sha256 check (expected {spec.sha256[:12]}..., "
+                        f"got {_cached_sha256(state)[:12]}...); refusing to load it",
+                        "replace the mirror folder with matgl's original files")
             return True, f"weights from the offline mirror {path}", ""
         if config.online():
             return True, f"matgl downloads '{spec.matgl_name}' on first use", ""
@@ -252,6 +257,7 @@ register(ModelSpec(
     training_set="MPF.2021.2.8 (188 k structures)", citation=CITE_M3GNET,
     weights_source="matgl pretrained_models/M3GNet-MP-2021.2.8-PES",
     matgl_name="M3GNet-MP-2021.2.8-PES", mirror_folder="M3GNet-MP-2021.2.8-PES", paper_model=True,
+    sha256="a9aa723705bd1a242ec8749332f137811c4a94e17995a564f8f94a9aca68061b",  # state.pt
     notes="matgl's PyTorch re-training on the paper's data; the paper used the TensorFlow "
           "m3gnet package's MP-2021.2.8-EFS weights, so numbers can differ slightly.",
 ))
@@ -268,6 +274,7 @@ register(ModelSpec(
     citation=CITE_M3GNET + "; " + CITE_MATPES,
     weights_source="matgl pretrained_models/M3GNet-MatPES-PBE-v2025.1-PES",
     matgl_name="M3GNet-MatPES-PBE-v2025.1-PES", mirror_folder="M3GNet-MatPES-PBE-v2025.1-PES",
+    sha256="9f710eac88ec2c666c8e488883c59768cf11c116f177e9d82896ae56f3fc338d",  # state.pt
 ))
 register(ModelSpec(
     name="tensornet-matpes-pbe", display_name="TensorNet-MatPES-PBE-v2025.1", family="matgl",
@@ -275,6 +282,7 @@ register(ModelSpec(
     citation=CITE_TENSORNET,
     weights_source="matgl pretrained_models/TensorNet-MatPES-PBE-v2025.1-PES",
     matgl_name="TensorNet-MatPES-PBE-v2025.1-PES", mirror_folder="TensorNet-MatPES-PBE-v2025.1-PES",
+    sha256="d2dfa51a65d23a47fd935eb0628177d2a1088584562091ef3350ce3a002fce6a",  # state.pt
 ))
 register(ModelSpec(
     name="emt", display_name="EMT (ASE, debug)", family="ase", version="ase",
@@ -497,6 +505,17 @@ class ScaledCalculator(Calculator):
             self.results[prop] = self.c * np.asarray(value, dtype=float) if np.ndim(value) else self.c * float(value)
         if "energy" in self.results and "free_energy" not in self.results:
             self.results["free_energy"] = self.results["energy"]
+
+
+_SHA_CACHE: dict[tuple[str, float, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_mtime, st.st_size)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = sha256_file(path)
+    return _SHA_CACHE[key]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

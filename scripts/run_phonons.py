@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""The full phonon run of chapter 6 (paper Fig. 4): resumable, one job, cached per (model, material).
+
+    export SOFTENING_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
+    nice -n 10 .venv/bin/python scripts/run_phonons.py --models chgnet-0.3.0 > /tmp/phonons.log 2>&1 &
+
+Per model, in order: the PBEsol selection (CsF first, then the PBE-103 overlap, then the
+smallest PhononDB supercells; ``--n-pbesol``), then the 68 JaGeo PBE force sets. Rerunning
+the same command skips everything already cached (``data/results/phonons/<model>/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from softening_lib.tasks import phonons as P
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["chgnet-0.3.0", "m3gnet-mp-2021.2.8",
+                                                    "m3gnet-matpes-pbe", "tensornet-matpes-pbe"])
+    ap.add_argument("--n-pbesol", type=int, default=240)
+    ap.add_argument("--sets", nargs="+", default=["pbesol", "pbe68"], choices=["pbesol", "pbe68"])
+    args = ap.parse_args()
+    plan = {"pbesol": (P.PBESOL, P.pbesol_selection(args.n_pbesol)), "pbe68": (P.PBE68, P.jageo_ids())}
+    for model in args.models:
+        for name in args.sets:
+            dataset, ids = plan[name]
+            t0 = time.time()
+            table = P.run(dataset, ids, [model])
+            m = table[table["model"] == model]
+            print(f"[{time.strftime('%H:%M:%S')}] {model} on {dataset}: {len(ids)} materials, "
+                  f"status {m['status'].value_counts().to_dict()}, {time.time() - t0:.0f} s this pass",
+                  flush=True)
+            ok = P.ratio_table(dataset, ids, [model])
+            if not ok.empty:
+                print(P.summarise(ok).to_string(index=False), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,444 @@
+"""The labelling campaign behind ``load("wbm-he-gpaw")``: WBM compounds, the paper's sampler, GPAW.
+
+Run it (resumable; kill it any time)::
+
+    SOFTENING_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 \\
+        nice -n 5 python -m softening_lib.campaign run --n-compounds 60
+
+    python -m softening_lib.campaign status     # compounds / frames done, timings, failures
+    python -m softening_lib.campaign list       # the selection, in campaign order
+
+For each selected compound: CHGNet NVT MD at 1000 K on the WBM relaxed cell
+(:func:`softening_lib.sampling.sample_high_energy`), 10 frames (4 strained by +/-3 % per
+lattice vector), each labelled with :func:`softening_lib.dft.label` (GPAW PBE). Output:
+
+* ``data/reference/wbm_he_gpaw/<material_id>.extxyz.gz``: the labelled frames of one
+  compound, written once the compound is done (temp file + ``os.replace``), so the
+  directory only ever holds complete compounds;
+* ``data/reference/wbm_he_gpaw/progress.json``: per compound timings, frame counts and
+  failures, rewritten atomically after every compound or failure.
+
+Work in progress (the sampled frames and each finished label) is kept in
+``$SOFTENING_CACHE_DIR/wbm_he_gpaw_work/<material_id>/``, so a killed run resumes at the
+frame it was on, without re-running the MD and without duplicates.
+
+Selection rule (:func:`select_compounds`), deterministic: WBM compounds from the 972
+relaxed structures with no element in :data:`softening_lib.dft.REFUSED_ELEMENTS`
+(magnetic / +U / f block), no H (a 2 fs step is too long for H at 1000 K) or noble gas,
+an even number of valence electrons per cell (an odd count is an open shell, e.g. Cu2+ in
+Rb2CuCl4, which MP treats spin-polarised and a spin-paired label would misdescribe), at
+most ``max_atoms`` atoms, and an estimated GPAW cost (valence electrons, volume, k-points,
+cutoff) below ``max_cost``; ordered greedily so that each next compound brings the
+chemical elements seen least so far (ties: cheaper first, then material id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from . import config
+
+DEFAULT_OUT = config.REPO_ROOT / "data" / "reference" / "wbm_he_gpaw"
+#: the campaign's DFT settings on top of softening_lib.dft.DEFAULTS: a coarser k-point grid
+#: (2.0 per reciprocal A, ~1 k-point per 3 A of period) keeps a frame at 1-3 min on one core;
+#: see data/reference/gpaw_convergence/ for what it changes in the forces
+CAMPAIGN_DFT = {"kpt_density": 2.0}
+DEFAULT_MAX_COST = 30.0
+EXCLUDED_EXTRA = frozenset({"H", "He", "Ne", "Ar", "Kr", "Xe", "Rn"})
+
+
+def work_root() -> Path:
+    path = config.cache_dir() / "wbm_he_gpaw_work"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# selection
+# --------------------------------------------------------------------------------------
+
+_VALENCE_CACHE: dict[str, int] = {}
+
+
+def valence_electrons(symbol: str, xc: str = "PBE") -> int:
+    """Valence electrons of GPAW's setup (read from the setup file header)."""
+    if symbol not in _VALENCE_CACHE:
+        from .dft import find_setup
+
+        path = find_setup(symbol, xc)
+        if path is None:
+            raise FileNotFoundError(f"no {xc} setup for {symbol}")
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt") as fh:
+            head = fh.read(4000)
+        m = re.search(r'valence="([0-9.]+)"', head)
+        _VALENCE_CACHE[symbol] = int(round(float(m.group(1)))) if m else 8
+    return _VALENCE_CACHE[symbol]
+
+
+def estimated_cost(atoms: Atoms, **dft_settings: Any) -> float:
+    """A relative GPAW cost: k-points/2 x plane waves x bands^2 (arbitrary units)."""
+    from .dft import resolve_settings
+
+    s = resolve_settings(atoms, **dft_settings)
+    n_e = sum(valence_electrons(x) for x in atoms.get_chemical_symbols())
+    n_pw = atoms.get_volume() * s["ecut"] ** 1.5
+    n_k = max(1.0, np.prod(s["kpts"]) / 2.0)
+    n_bands = max(8.0, 0.6 * n_e + 4)
+    return float(n_k * n_pw * n_bands**2 / 1e9)
+
+
+def candidate_table(max_atoms: int = 8, **dft_settings: Any):
+    import pandas as pd
+
+    from . import datasets
+    from .dft import REFUSED_ELEMENTS
+
+    rows = []
+    for atoms in datasets.load("wbm-equilibrium"):
+        symbols = set(atoms.get_chemical_symbols())
+        reason = ""
+        if symbols & REFUSED_ELEMENTS:
+            reason = "magnetic/+U/f-block: " + " ".join(sorted(symbols & REFUSED_ELEMENTS))
+        elif symbols & EXCLUDED_EXTRA:
+            reason = "H or noble gas: " + " ".join(sorted(symbols & EXCLUDED_EXTRA))
+        elif len(atoms) > max_atoms:
+            reason = f"{len(atoms)} atoms > {max_atoms}"
+        elif sum(valence_electrons(x) for x in atoms.get_chemical_symbols()) % 2:
+            reason = "odd number of valence electrons (open shell: a spin-paired label is questionable)"
+        cost = estimated_cost(atoms, **dft_settings) if not reason else math.nan
+        rows.append({"material_id": atoms.info["material_id"], "formula": atoms.info["formula"],
+                     "n_atoms": len(atoms), "elements": " ".join(sorted(symbols)),
+                     "cost": cost, "excluded": reason})
+    return pd.DataFrame(rows)
+
+
+def select_compounds(n: int, max_atoms: int = 8, max_cost: float = DEFAULT_MAX_COST,
+                     **dft_settings: Any) -> list[str]:
+    """The campaign's compounds, in order (see the module docstring for the rule)."""
+    table = candidate_table(max_atoms=max_atoms, **dft_settings)
+    pool = table[(table.excluded == "") & (table.cost <= max_cost)].copy()
+    pool = pool.sort_values(["cost", "material_id"])
+    seen: Counter = Counter()
+    chosen: list[str] = []
+    remaining = list(pool.itertuples())
+    while remaining and len(chosen) < n:
+        best = min(remaining, key=lambda r: (sum(seen[e] for e in r.elements.split()) / len(r.elements.split()),
+                                             r.cost, r.material_id))
+        remaining.remove(best)
+        chosen.append(best.material_id)
+        seen.update(best.elements.split())
+    return chosen
+
+
+# --------------------------------------------------------------------------------------
+# io helpers
+# --------------------------------------------------------------------------------------
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def frames_to_extxyz(frames: list[Atoms]) -> str:
+    from ase.io import write
+
+    buf = io.StringIO()
+    write(buf, frames, format="extxyz")
+    return buf.getvalue()
+
+
+def read_extxyz(path: Path) -> list[Atoms]:
+    from ase.io import read
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        return read(fh, index=":", format="extxyz")
+
+
+def load_progress(out: Path) -> dict[str, Any]:
+    path = out / "progress.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"compounds": {}, "failures": {}}
+
+
+def seed_for(material_id: str, base_seed: int = 0) -> int:
+    digest = hashlib.sha256(f"{base_seed}:{material_id}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+# --------------------------------------------------------------------------------------
+# one compound
+# --------------------------------------------------------------------------------------
+
+def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft_settings: dict[str, Any],
+                 base_seed: int, calculator=None) -> dict[str, Any]:
+    from .dft import SCFNotConvergedError, label
+    from .sampling import sample_high_energy
+
+    mid = atoms.info["material_id"]
+    work = work_root() / mid
+    work.mkdir(parents=True, exist_ok=True)
+    sampled_path = work / "sampled.extxyz"
+    seed = seed_for(mid, base_seed)
+    t0 = time.time()
+    md_wall = 0.0
+    if sampled_path.is_file():
+        frames = read_extxyz(sampled_path)
+        _log(f"{mid}: reusing the {len(frames)} sampled frames in {sampled_path}")
+        md_wall = float(frames[0].info.get("md_wall_time_s", 0.0))
+    else:
+        _log(f"{mid} {atoms.info['formula']} ({len(atoms)} atoms): {model} NVT MD "
+             f"{md['temperature_K']:.0f} K, {md['total_time_ps']} ps, dt {md['timestep_fs']} fs, seed {seed}")
+        if calculator is None:
+            from .models import get_calculator
+
+            calculator = get_calculator(model)
+        frames = sample_high_energy(atoms, model=model, calculator=calculator, seed=seed, **md)
+        md_wall = float(frames[0].info["md_wall_time_s"])
+        atomic_write_bytes(sampled_path, frames_to_extxyz(frames).encode())
+        _log(f"{mid}: MD done in {md_wall:.0f} s")
+    labelled_frames: list[Atoms] = []
+    failures = []
+    dft_wall = 0.0
+    for frame in frames:
+        k = int(frame.info["frame_id"])
+        done_path = work / f"frame_{k:02d}.extxyz"
+        fail_path = work / f"frame_{k:02d}.failed.json"
+        if done_path.is_file():
+            labelled_frames.append(read_extxyz(done_path)[0])
+            dft_wall += float(labelled_frames[-1].info.get("dft_wall_time_s", 0.0))
+            continue
+        if fail_path.is_file():
+            failures.append(json.loads(fail_path.read_text()))
+            continue
+        try:
+            lab, rec = label(frame, **dft_settings)
+        except SCFNotConvergedError as exc:
+            info = {"frame_id": k, "error": "SCFNotConvergedError", "message": str(exc)}
+            atomic_write_json(fail_path, info)
+            failures.append(info)
+            _log(f"{mid}: frame {k} FAILED (SCF not converged), skipped")
+            continue
+        lab.info["dataset"] = "wbm-he-gpaw"
+        lab.info["material_id"] = mid
+        atomic_write_bytes(done_path, frames_to_extxyz([lab]).encode())
+        labelled_frames.append(lab)
+        dft_wall += rec["wall_time_s"]
+        fmax = float(np.abs(lab.get_forces()).max())
+        _log(f"{mid}: frame {k} {'strained ' + str((frame.info['strain_a'], frame.info['strain_b'], frame.info['strain_c'])) if frame.info['strained'] else 'unstrained'} "
+             f"labelled in {rec['wall_time_s']:.0f} s ({rec['scf_iterations']} SCF it., kpts {rec['kpts']}, "
+             f"{rec['ecut_eV']:.0f} eV), max |F| {fmax:.2f} eV/A")
+    labelled_frames.sort(key=lambda a: int(a.info["frame_id"]))
+    summary = {
+        "formula": atoms.info["formula"], "n_atoms": len(atoms),
+        "n_frames": len(labelled_frames), "n_failed": len(failures), "failures": failures,
+        "md_wall_s": round(md_wall, 1), "dft_wall_s": round(dft_wall, 1),
+        "s_per_frame": round(dft_wall / max(1, len(labelled_frames)), 1),
+        "md_seed": seed, "md_total_time_ps": float(frames[0].info["md_total_time_ps"]),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "session_wall_s": round(time.time() - t0, 1),
+    }
+    if labelled_frames:
+        data = gzip.compress(frames_to_extxyz(labelled_frames).encode(), mtime=0)
+        atomic_write_bytes(out / f"{mid}.extxyz.gz", data)
+    shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+# --------------------------------------------------------------------------------------
+# the campaign
+# --------------------------------------------------------------------------------------
+
+def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, max_cost: float = DEFAULT_MAX_COST,
+        model: str = "chgnet-0.3.0", total_time_ps: float = 20.0, timestep_fs: float = 2.0,
+        thermostat: str = "berendsen", base_seed: int = 0, max_hours: float | None = None,
+        only: list[str] | None = None, dft_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    from . import datasets
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:  # pragma: no cover
+        pass
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dft_settings = {**CAMPAIGN_DFT, **(dft_settings or {})}
+    ids = list(only) if only else select_compounds(n_compounds, max_atoms=max_atoms, max_cost=max_cost,
+                                                   **dft_settings)
+    md = {"temperature_K": 1000.0, "total_time_ps": total_time_ps, "timestep_fs": timestep_fs,
+          "n_frames": 10, "n_strained": 4, "strain": 0.03, "thermostat": thermostat}
+    progress = load_progress(out)
+    progress["settings"] = {"model": model, "md": md, "dft": dft_settings, "dft_defaults": "softening_lib.dft.DEFAULTS",
+                            "max_atoms": max_atoms, "max_cost": max_cost, "base_seed": base_seed,
+                            "selection": ids}
+    structures = {a.info["material_id"]: a for a in datasets.load("wbm-equilibrium", subset=ids)}
+    todo = [m for m in ids if not (out / f"{m}.extxyz.gz").is_file() and m not in progress["failures"]]
+    done_before = len(ids) - len(todo)
+    _log(f"campaign: {len(ids)} compounds selected, {done_before} already done/failed, {len(todo)} to go; "
+         f"output {out}")
+    calc = None
+    t_start = time.time()
+    for i, mid in enumerate(todo):
+        if max_hours is not None and time.time() - t_start > max_hours * 3600:
+            _log(f"campaign: stopping after {max_hours} h as asked")
+            break
+        if calc is None:
+            from .models import get_calculator
+
+            calc = get_calculator(model)
+        _log(f"campaign: compound {done_before + i + 1}/{len(ids)}: {mid}")
+        try:
+            summary = run_compound(structures[mid], out, model=model, md=md, dft_settings=dft_settings,
+                                   base_seed=base_seed, calculator=calc)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # record and go on
+            from .dft import UnsupportedChemistryError
+
+            progress = load_progress(out)
+            progress["failures"][mid] = {"error": type(exc).__name__, "message": str(exc)[:2000],
+                                         "traceback": traceback.format_exc()[-3000:],
+                                         "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            atomic_write_json(out / "progress.json", progress)
+            _log(f"campaign: {mid} FAILED ({type(exc).__name__}: {exc}); recorded in progress.json")
+            if isinstance(exc, UnsupportedChemistryError):
+                continue
+            continue
+        progress = load_progress(out)
+        progress["compounds"][mid] = summary
+        progress["totals"] = _totals(progress)
+        progress["settings"] = progress.get("settings") or {}
+        progress["settings"].update({"model": model, "md": md, "dft": dft_settings, "dft_defaults": "softening_lib.dft.DEFAULTS",
+                                     "max_atoms": max_atoms, "max_cost": max_cost, "base_seed": base_seed})
+        atomic_write_json(out / "progress.json", progress)
+        t = progress["totals"]
+        _log(f"campaign: {mid} done: {summary['n_frames']} frames, {summary['s_per_frame']} s/frame, "
+             f"MD {summary['md_wall_s']} s. Totals: {t['compounds']} compounds, {t['frames']} frames, "
+             f"{t['cpu_hours']:.2f} h")
+    return load_progress(out)
+
+
+def _totals(progress: dict[str, Any]) -> dict[str, Any]:
+    comps = progress["compounds"].values()
+    frames = sum(c["n_frames"] for c in comps)
+    dft = sum(c["dft_wall_s"] for c in comps)
+    md = sum(c["md_wall_s"] for c in comps)
+    return {"compounds": len(progress["compounds"]), "frames": frames,
+            "failed_compounds": len(progress["failures"]),
+            "failed_frames": sum(c["n_failed"] for c in comps),
+            "dft_wall_s": round(dft, 1), "md_wall_s": round(md, 1),
+            "s_per_frame_mean": round(dft / max(1, frames), 1),
+            "cpu_hours": round((dft + md) / 3600, 3)}
+
+
+def status(out: Path = DEFAULT_OUT) -> str:
+    progress = load_progress(Path(out))
+    lines = []
+    t = _totals(progress)
+    lines.append(f"{t['compounds']} compounds, {t['frames']} frames done; {t['failed_compounds']} compounds and "
+                 f"{t['failed_frames']} frames failed; {t['s_per_frame_mean']} s per frame (DFT wall), "
+                 f"{t['cpu_hours']:.2f} h MD+DFT wall")
+    for mid, c in sorted(progress["compounds"].items(), key=lambda kv: kv[1]["finished"]):
+        lines.append(f"  {mid:14s} {c['formula']:12s} {c['n_atoms']:2d} atoms  {c['n_frames']:2d} frames  "
+                     f"{c['s_per_frame']:6.1f} s/frame  MD {c['md_wall_s']:6.0f} s  {c['finished']}")
+    for mid, f in progress["failures"].items():
+        lines.append(f"  FAILED {mid}: {f['error']}: {f['message'][:200]}")
+    in_progress = [p.name for p in work_root().iterdir() if p.is_dir()]
+    if in_progress:
+        lines.append(f"in progress (work dirs): {', '.join(in_progress)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m softening_lib.campaign", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_run = sub.add_parser("run", help="label compounds (resumable)")
+    p_run.add_argument("--n-compounds", type=int, default=60)
+    p_run.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p_run.add_argument("--max-atoms", type=int, default=8)
+    p_run.add_argument("--max-cost", type=float, default=DEFAULT_MAX_COST)
+    p_run.add_argument("--model", default="chgnet-0.3.0")
+    p_run.add_argument("--total-time-ps", type=float, default=20.0)
+    p_run.add_argument("--timestep-fs", type=float, default=2.0)
+    p_run.add_argument("--thermostat", default="berendsen")
+    p_run.add_argument("--seed", type=int, default=0)
+    p_run.add_argument("--max-hours", type=float, default=None)
+    p_run.add_argument("--only", nargs="*", default=None, help="material ids instead of the selection rule")
+    p_run.add_argument("--kpt-density", type=float, default=None)
+    p_list = sub.add_parser("list", help="print the selection")
+    p_list.add_argument("--n-compounds", type=int, default=60)
+    p_list.add_argument("--max-atoms", type=int, default=8)
+    p_list.add_argument("--max-cost", type=float, default=DEFAULT_MAX_COST)
+    p_status = sub.add_parser("status", help="progress so far")
+    p_status.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    if args.cmd == "run":
+        dft_settings = {}
+        if args.kpt_density is not None:
+            dft_settings["kpt_density"] = args.kpt_density
+        run(args.n_compounds, args.out, max_atoms=args.max_atoms, max_cost=args.max_cost, model=args.model,
+            total_time_ps=args.total_time_ps, timestep_fs=args.timestep_fs, thermostat=args.thermostat,
+            base_seed=args.seed, max_hours=args.max_hours, only=args.only, dft_settings=dft_settings)
+        print(status(args.out))
+    elif args.cmd == "list":
+        table = candidate_table(max_atoms=args.max_atoms, **CAMPAIGN_DFT).set_index("material_id")
+        for i, mid in enumerate(select_compounds(args.n_compounds, args.max_atoms, args.max_cost, **CAMPAIGN_DFT)):
+            r = table.loc[mid]
+            print(f"{i + 1:3d} {mid:14s} {r.formula:12s} {r.n_atoms:2d} atoms  cost {r.cost:6.2f}  {r.elements}")
+    elif args.cmd == "status":
+        print(status(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""Chapter 9: one-label linear correction vs few-shot fine-tuning vs training from scratch.
+
+The experiment (paper Fig. 6a right, SI Figs. 3-4), on any set of DFT-labelled frames of one
+compound:
+
+1. split the frames once (seed 0) into a *pool* of at most ``pool_size`` training
+   candidates and a fixed held-out *test* set (everything else);
+2. for each training-set size N and seed, draw N frames from the pool (seeded) and
+   * fit the closed-form linear correction c = Σ F_model·F_DFT / Σ F_model² on them,
+   * fine-tune the pretrained model on them (:func:`softening_lib.finetune.finetune`),
+   * train the same architecture from scratch on them;
+3. score every model on the same test frames (force MAE, softening scale, cMAE).
+
+Every run is one record in ``ResultStore("fine_tuning")`` (metrics, settings, wall time,
+train/val ids) plus an ``.npz`` with its test-set forces (float32), so the chapter renders
+from the cache and a killed campaign resumes. :func:`run_campaign` runs the missing records
+in priority order (the paper's headline runs first).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from .. import cache, datasets, finetune, metrics, models, predict
+
+log = logging.getLogger(__name__)
+
+TASK = "fine_tuning"
+METHODS = ("pretrained", "linear", "finetune", "scratch")
+METHOD_LABELS = {"pretrained": "pretrained", "linear": "linear correction (closed form)",
+                 "finetune": "fine-tuned", "scratch": "trained from scratch"}
+METHOD_COLORS = {"pretrained": "#999999", "linear": "#E69F00", "finetune": "#0072B2", "scratch": "#D55E00"}
+
+# the showcase this session could afford offline (see the chapter): 60 PBEsol displaced
+# supercells (40 atoms) of a ZnS polytype; swap for wbm-he-gpaw frames when they exist.
+DEFAULT_DATASET = "phonondb-pbesol"
+DEFAULT_MATERIAL = "mp-561286"
+
+
+@dataclass
+class Split:
+    dataset: str
+    material_id: str
+    frames: list[Atoms]
+    pool: list[int]
+    test: list[int]
+
+    def ids(self, idx: Sequence[int]) -> list[str]:
+        return [str(self.frames[i].info.get("frame_id", i)) for i in idx]
+
+    def train_indices(self, n: int, seed: int) -> list[int]:
+        """N training frames drawn from the pool (seeded; seed 0, N = pool size -> the pool)."""
+        if n > len(self.pool):
+            raise ValueError(f"N={n} exceeds the training pool of {len(self.pool)} frames")
+        rng = np.random.default_rng(1000 + seed)
+        return sorted(int(i) for i in rng.choice(self.pool, size=n, replace=False))
+
+
+def load_frames(dataset: str = DEFAULT_DATASET, material_id: str = DEFAULT_MATERIAL) -> list[Atoms]:
+    """Labelled frames of one material from any dataset (phonon force sets or frame sets)."""
+    data = datasets.load(dataset, subset=[material_id])
+    if data and hasattr(data[0], "frames"):  # PhononReference
+        frames = [f for ref in data for f in ref.frames()]
+    else:
+        frames = [a for a in data if str(a.info.get("material_id")) == str(material_id)]
+    if not frames:
+        raise datasets.DatasetError(f"{dataset} has no frames for {material_id}")
+    return frames
+
+
+def make_split(frames: Sequence[Atoms], pool_size: int = 10, n_test: int | None = None,
+               dataset: str = "?", material_id: str = "?") -> Split:
+    """A fixed pool / test split (seed 0). ``n_test`` defaults to all frames outside the pool."""
+    n = len(frames)
+    if n < pool_size + 1:
+        raise ValueError(f"{n} frames cannot hold a pool of {pool_size} and a test set")
+    order = np.random.default_rng(0).permutation(n)
+    pool = sorted(int(i) for i in order[:pool_size])
+    rest = [int(i) for i in order[pool_size:]]
+    test = sorted(rest if n_test is None else rest[:n_test])
+    return Split(dataset=dataset, material_id=material_id, frames=list(frames), pool=pool, test=test)
+
+
+def _dft(frames: Sequence[Atoms], idx: Sequence[int]) -> list[np.ndarray]:
+    return [np.asarray(frames[i].get_forces(), dtype=float) for i in idx]
+
+
+def score(dft_forces, model_forces) -> dict[str, float]:
+    m = metrics.force_metrics(dft_forces, model_forces)
+    return {"test_mae": m["mae"], "test_softening_scale": m["softening_scale"], "test_cmae": m["cmae"],
+            "test_rmse": m["rmse"], "test_mean_abs_dft": m["mean_abs_dft"]}
+
+
+def pretrained_forces(split: Split, model: str) -> list[np.ndarray]:
+    """Pretrained-model forces on every frame (cached with predict_cached)."""
+    tag = f"{split.dataset}"
+    preds = predict.predict_cached(split.frames, model, dataset=tag, progress=False)
+    by_id = {str(p["frame_id"]): p["forces"] for p in preds}
+    return [np.asarray(by_id[str(a.info.get("frame_id", i))]) for i, a in enumerate(split.frames)]
+
+
+def _key(split: Split, model: str, method: str, n: int, seed: int, settings: finetune.FineTuneSettings | None):
+    s = None if settings is None else {k: v for k, v in settings.as_dict().items() if k not in ("notes", "seed", "from_scratch")}
+    return cache.key_of(split.dataset, split.material_id, split.pool, split.test, models.model_id(model),
+                        method, n, seed, s)
+
+
+def _record_name(method: str, n: int, seed: int, key: str) -> str:
+    return f"{method}-N{n}-seed{seed}-{key}"
+
+
+def run_one(split: Split, model: str, method: str, n: int, seed: int,
+            settings: finetune.FineTuneSettings | None = None, store: cache.ResultStore | None = None,
+            recompute: bool = False) -> dict:
+    """One (method, N, seed) run scored on the test frames; cached."""
+    store = store or cache.ResultStore(TASK)
+    settings = settings or finetune.FineTuneSettings()
+    key = _key(split, model, method, n, seed, settings if method in ("finetune", "scratch") else None)
+    name = _record_name(method, n, seed, key)
+    if not recompute and store.has(model, name):
+        return store.get(model, name)
+    test_dft = _dft(split.frames, split.test)
+    base = {"dataset": split.dataset, "material_id": split.material_id, "model": model,
+            "model_id": models.model_id(model), "method": method, "n_train_structures": n, "seed": seed,
+            "test_ids": split.ids(split.test), "pool_ids": split.ids(split.pool), "n_test": len(split.test),
+            "n_test_components": int(sum(f.size for f in test_dft))}
+    t0 = time.perf_counter()
+    if method in ("pretrained", "linear"):
+        forces = pretrained_forces(split, model)
+        test_pred = [forces[i] for i in split.test]
+        c = 1.0
+        train = []
+        if method == "linear":
+            train = split.train_indices(n, seed)
+            c = finetune.linear_correction(_dft(split.frames, train), [forces[i] for i in train])
+            test_pred = [c * f for f in test_pred]
+        record = {**base, "c": c, "train_ids": split.ids(train), "wall_seconds": time.perf_counter() - t0}
+    elif method in ("finetune", "scratch"):
+        train = split.train_indices(n, seed)
+        s = finetune.FineTuneSettings(**{**settings.as_dict(), "notes": [], "seed": seed,
+                                         "from_scratch": method == "scratch"})
+        calc, rec = finetune.finetune([split.frames[i] for i in train], model=model, settings=s)
+        out = predict.predict([split.frames[i] for i in split.test], model, calc=calc)
+        test_pred = out["forces"]
+        record = {**base, **{k: v for k, v in rec.items() if k not in ("model", "method")},
+                  "train_frame_ids": split.ids(train)}
+    else:
+        raise ValueError(f"unknown method {method!r}; one of {METHODS}")
+    record.update(score(test_dft, test_pred))
+    record["record"] = name
+    cache.save_arrays(store.path(model, name).with_suffix(".npz"),
+                      forces=np.concatenate(test_pred).astype(np.float32))
+    store.put(model, name, record)
+    return record
+
+
+def test_forces(record: dict, store: cache.ResultStore | None = None) -> np.ndarray | None:
+    store = store or cache.ResultStore(TASK)
+    data = cache.load_arrays(store.path(record["model"], record["record"]).with_suffix(".npz"))
+    return None if data is None else data["forces"].astype(float)
+
+
+def plan(ns: Sequence[int] = (1, 2, 5, 10), seeds: Sequence[int] = (0, 1, 2),
+         scratch_seeds: Sequence[int] | None = None, pool_size: int = 10) -> list[tuple[str, int, int]]:
+    """(method, N, seed) in priority order: the paper's headline runs first."""
+    scratch_seeds = list(seeds if scratch_seeds is None else scratch_seeds)
+    ns = [n for n in ns if n <= pool_size]
+    nmax = max(ns)
+    jobs: list[tuple[str, int, int]] = [("pretrained", nmax, 0)]
+    jobs += [("linear", n, s) for n in ns for s in seeds]
+    head = [("finetune", nmax, seeds[0]), ("finetune", 1, seeds[0]), ("scratch", nmax, scratch_seeds[0])]
+    jobs += [j for j in head if j[1] in ns]
+    rest = [("finetune", n, s) for s in seeds for n in ns] + [("scratch", n, s) for s in scratch_seeds for n in ns]
+    jobs += [j for j in rest if j not in jobs]
+    return jobs
+
+
+def run_campaign(split: Split, model: str = "chgnet-0.3.0", ns: Sequence[int] = (1, 2, 5, 10),
+                 seeds: Sequence[int] = (0, 1, 2), scratch_seeds: Sequence[int] | None = None,
+                 settings: finetune.FineTuneSettings | None = None, compute: bool = True,
+                 progress: bool = True, max_seconds: float | None = None) -> "Any":
+    """All records of the plan as a table; missing ones computed when ``compute``."""
+    import pandas as pd
+
+    store = cache.ResultStore(TASK)
+    jobs = plan(ns, seeds, scratch_seeds, pool_size=len(split.pool))
+    rows, t0 = [], time.perf_counter()
+    iterator: Any = jobs
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(jobs, desc=f"fine-tuning {model}", unit="run")
+    for method, n, seed in iterator:
+        key = _key(split, model, method, n, seed, (settings or finetune.FineTuneSettings())
+                   if method in ("finetune", "scratch") else None)
+        name = _record_name(method, n, seed, key)
+        rec = store.get(model, name)
+        if rec is None and compute and (max_seconds is None or time.perf_counter() - t0 < max_seconds):
+            rec = run_one(split, model, method, n, seed, settings=settings, store=store)
+        if rec is not None:
+            rows.append(rec)
+        else:
+            rows.append({"model": model, "method": method, "n_train_structures": n, "seed": seed,
+                         "missing": True})
+    return pd.DataFrame(rows)
+
+
+def summary(table) -> "Any":
+    """Mean, spread (std, min, max) of test force MAE per (method, N)."""
+    t = table[~table.get("missing", False).fillna(False).astype(bool)] if "missing" in table else table
+    t = t[t.method != "pretrained"]
+    g = t.groupby(["method", "n_train_structures"])
+    out = g.agg(n_seeds=("seed", "nunique"), test_mae_mean=("test_mae", "mean"), test_mae_std=("test_mae", "std"),
+                test_mae_min=("test_mae", "min"), test_mae_max=("test_mae", "max"),
+                test_s_mean=("test_softening_scale", "mean"),
+                wall_seconds_mean=("wall_seconds", "mean")).reset_index()
+    return out
+
+
+def headline(table) -> "Any":
+    """One row per panel of the parity figure: pretrained, linear(1), ft(1), ft(Nmax), scratch(Nmax), seed 0."""
+    import pandas as pd
+
+    t = table[~table["missing"].fillna(False).astype(bool)] if "missing" in table else table
+    nmax = int(t.n_train_structures.max())
+    want = [("pretrained", nmax), ("linear", 1), ("finetune", 1), ("finetune", nmax), ("scratch", nmax)]
+    rows = []
+    for method, n in want:
+        sel = t[(t.method == method) & (t.n_train_structures == n)].sort_values("seed")
+        if len(sel):
+            rows.append(sel.iloc[0])
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------
+
+def _panel_title(row) -> str:
+    m = row["method"]
+    if m == "pretrained":
+        return "pretrained"
+    if m == "linear":
+        return f"linear correction, N={int(row['n_train_structures'])}"
+    word = "fine-tuned" if m == "finetune" else "from scratch"
+    return f"{word}, N={int(row['n_train_structures'])}"
+
+
+def fig_parity(split: Split, table, model: str = "chgnet-0.3.0"):
+    """Force parity on the held-out frames, one panel per method (Fig. 6a analogue)."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+
+    rows = headline(table)
+    dft = np.concatenate(_dft(split.frames, split.test)).ravel()
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.1 * len(rows), 3.3), squeeze=False)
+    lim = float(np.max(np.abs(dft))) * 1.1
+    for ax, (_, row) in zip(axes[0], rows.iterrows()):
+        pred = test_forces(row.to_dict())
+        if pred is None:
+            ax.set_axis_off()
+            continue
+        plots.parity(ax, dft, pred.ravel(), model=model, xlabel="DFT force (eV/Å)",
+                     ylabel="model force (eV/Å)" if ax is axes[0][0] else "", lim=(-lim, lim),
+                     color_=METHOD_COLORS[row["method"]], s=3,
+                     annotate={"MAE": f"{row['test_mae'] * 1000:.2f} meV/Å",
+                               "s": f"{row['test_softening_scale']:.3f}"})
+        ax.set_title(_panel_title(row), fontsize=10)
+    fig.tight_layout()
+    return fig, rows
+
+
+def fig_learning_curve(table, model: str = "chgnet-0.3.0", pretrained_mae: float | None = None):
+    """Test force MAE vs number of training structures (mean over seeds, min-max band, points)."""
+    import matplotlib.pyplot as plt
+
+    t = table[~table["missing"].fillna(False).astype(bool)] if "missing" in table else table
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for method in ("linear", "finetune", "scratch"):
+        sel = t[t.method == method]
+        if not len(sel):
+            continue
+        g = sel.groupby("n_train_structures")
+        n = np.array(sorted(g.groups))
+        for ax, col, scale in ((axes[0], "test_mae", 1000), (axes[1], "test_softening_scale", 1)):
+            mean = g[col].mean().loc[n].to_numpy() * scale
+            lo = g[col].min().loc[n].to_numpy() * scale
+            hi = g[col].max().loc[n].to_numpy() * scale
+            ax.plot(n, mean, "-o", color=METHOD_COLORS[method], label=METHOD_LABELS[method], ms=4)
+            ax.fill_between(n, lo, hi, color=METHOD_COLORS[method], alpha=0.18, lw=0)
+            ax.scatter(sel["n_train_structures"], sel[col] * scale, color=METHOD_COLORS[method], s=8, alpha=0.6)
+    pre = t[t.method == "pretrained"]
+    if len(pre):
+        axes[0].axhline(float(pre.test_mae.iloc[0]) * 1000, color=METHOD_COLORS["pretrained"], ls="--",
+                        label="pretrained")
+        axes[1].axhline(float(pre.test_softening_scale.iloc[0]), color=METHOD_COLORS["pretrained"], ls="--")
+    axes[1].axhline(1.0, color="0.3", lw=0.8, ls=":")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("training structures N")
+        ns = sorted(t.n_train_structures.unique())
+        ax.set_xticks(ns)
+        ax.set_xticklabels([str(int(v)) for v in ns])
+    axes[0].set_ylabel("test force MAE (meV/Å)")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("test softening scale s")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_training_history(table, model: str = "chgnet-0.3.0"):
+    """Validation force MAE per epoch of the headline fine-tuned and from-scratch runs."""
+    import matplotlib.pyplot as plt
+
+    t = table[~table["missing"].fillna(False).astype(bool)] if "missing" in table else table
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    nmax = int(t.n_train_structures.max())
+    for method in ("finetune", "scratch"):
+        sel = t[(t.method == method) & (t.n_train_structures == nmax)].sort_values("seed")
+        if not len(sel) or not isinstance(sel.iloc[0].get("history"), list):
+            continue
+        hist = sel.iloc[0]["history"]
+        ep = [h["epoch"] + 1 for h in hist]
+        ax.plot(ep, [h.get("train_f_mae", np.nan) * 1000 for h in hist], color=METHOD_COLORS[method],
+                lw=1, ls="--", label=f"{METHOD_LABELS[method]}: train")
+        if any("val_f_mae" in h for h in hist):
+            ax.plot(ep, [h.get("val_f_mae", np.nan) * 1000 for h in hist], color=METHOD_COLORS[method],
+                    lw=1.6, label=f"{METHOD_LABELS[method]}: validation")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("force MAE (meV/Å)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def wall_time_table(table):
+    t = table[~table["missing"].fillna(False).astype(bool)] if "missing" in table else table
+    t = t[t.method.isin(["finetune", "scratch"])]
+    cols = ["method", "n_train_structures", "seed", "n_train", "n_val", "checkpoint_epoch", "wall_seconds",
+            "test_mae", "test_softening_scale"]
+    return t[[c for c in cols if c in t]].sort_values(["method", "n_train_structures", "seed"]).reset_index(drop=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m softening_lib.tasks.fine_tuning [--epochs 100] [--seeds 0 1 2] ...`` (the campaign)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--dataset", default=DEFAULT_DATASET)
+    p.add_argument("--material", default=DEFAULT_MATERIAL)
+    p.add_argument("--model", default="chgnet-0.3.0")
+    p.add_argument("--pool", type=int, default=10)
+    p.add_argument("--ns", type=int, nargs="+", default=[1, 2, 5, 10])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--scratch-seeds", type=int, nargs="+", default=None)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--max-seconds", type=float, default=None)
+    a = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    frames = load_frames(a.dataset, a.material)
+    split = make_split(frames, pool_size=a.pool, dataset=a.dataset, material_id=a.material)
+    settings = finetune.FineTuneSettings(epochs=a.epochs)
+    table = run_campaign(split, model=a.model, ns=a.ns, seeds=a.seeds, scratch_seeds=a.scratch_seeds,
+                         settings=settings, max_seconds=a.max_seconds)
+    print(summary(table).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,712 @@
+"""Chapter 6 (paper Fig. 4): harmonic phonons of universal MLIPs against DFT force sets.
+
+The DFT side and the model side go through the *same* phonopy pipeline:
+
+* DFT: the reference's own displaced supercells and DFT forces (PhononDB-PBEsol FORCE_SETS,
+  or the atomate2/VASP-PBE ``phonopy.yaml`` of the JaGeo 68 set) -> force constants.
+* model: relax the DFT unit cell with the model (positions and cell: ASE
+  ``FrechetCellFilter`` + FIRE, ``FixSymmetry`` so the space group and hence the DFT
+  displacement set stay valid), apply the DFT reference's displacements (same supercell
+  matrix, same atoms, same Cartesian displacement vectors, hence the same amplitude) to the
+  relaxed supercell, evaluate all displaced supercells in **one batched call**
+  (:func:`softening_lib.predict.predict`) -> force constants.
+
+Both then get the same band path (seekpath on the DFT primitive cell, q-points converted
+to phonopy's primitive basis), the same mesh and the same DOS settings. No NAC.
+Imaginary modes are kept and reported (``min_freq_thz`` < 0), never dropped.
+
+Beyond the paper, each material also gets the *softening scale measured on the DFT
+displacement forces*: the model's forces at the DFT displaced geometries (no relaxation),
+minus the model's residual forces on the undisplaced DFT supercell, regressed through the
+origin on the DFT forces (:func:`softening_lib.metrics.softening_scale`). A harmonic PES
+scaled by ``s`` has frequencies scaled by ``sqrt(s)``.
+
+Results are cached per (model, dataset, material) in ``ResultStore("phonons")``; band and
+DOS arrays only for the showcase materials (CsF, mp-1784, by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, asdict
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from .. import cache, datasets, metrics, models, predict
+from ..phonopy_io import atoms_to_phonopy, phonopy_to_atoms
+
+log = logging.getLogger(__name__)
+
+TASK = "phonons"
+PBESOL = "phonondb-pbesol"
+PBE68 = "jageo-pbe-68"
+PBE103 = "phonondb-pbe-103"
+SHOWCASE = ("mp-1784",)  # CsF, the paper's Fig. 4a
+IMAGINARY_THZ = -0.1  # a mode below this counts as imaginary (acoustic noise sits above)
+
+
+@dataclass(frozen=True)
+class PhononSettings:
+    """Everything that changes a phonon result (part of every cache record)."""
+
+    fmax: float = 0.005  # eV/Å, relaxation criterion on atoms and (filtered) cell
+    max_steps: int = 400
+    optimizer: str = "FIRE"
+    cell_filter: str = "FrechetCellFilter"
+    fix_symmetry: bool = True
+    mesh: float = 40.0  # phonopy length-based mesh (Å); same for DFT and models
+    band_npoints: int = 51  # q-points per band segment
+    symmetrize_fc: bool = True  # phonopy translational/permutation symmetrisation, both sides
+    batch_size: int = 16
+
+    def key(self) -> str:
+        return cache.key_of(asdict(self))
+
+
+DEFAULT = PhononSettings()
+
+
+# --------------------------------------------------------------------------------------
+# material lists
+# --------------------------------------------------------------------------------------
+
+def pbesol_index():
+    """The PhononDB index restricted to the mirrored subset, with the supercell size."""
+    import pandas as pd
+
+    table = pd.read_csv(datasets.locate(PBESOL, "index_all_10034.csv.gz"))
+    table = table[table["included_here"] == 1].copy()
+    det = [round(abs(np.linalg.det(np.array(s.split(), float).reshape(3, 3)))) for s in table["supercell_dim"]]
+    table["n_atoms_supercell"] = table["n_atoms_unitcell"].to_numpy() * np.array(det)
+    table["_num"] = table["mp_id"].str.extract(r"(\d+)")[0].astype(int)
+    return table.sort_values(["n_atoms_supercell", "_num"]).drop(columns="_num").reset_index(drop=True)
+
+
+def pbe103_ids_in_pbesol() -> list[str]:
+    q = datasets.load(PBE103)
+    idx = set(pbesol_index()["mp_id"])
+    return sorted({m for m in q["material_id"].unique() if m in idx}, key=lambda m: (len(m), m))
+
+
+def pbesol_selection(n: int = 240) -> list[str]:
+    """The deterministic PBEsol material list of Fig. 4b.
+
+    CsF (mp-1784) first, then every PhononDB material of the PBE-103 set (so the PBE
+    comparison has model numbers), then the materials with the smallest supercells
+    (ties broken by the numeric MP id) until ``n`` materials. The mirror subset already
+    excludes the MP +U elements and the f-block; PhononDB PBEsol is non-spin-polarised.
+    """
+    out: list[str] = []
+    for mp_id in list(SHOWCASE) + pbe103_ids_in_pbesol() + list(pbesol_index()["mp_id"]):
+        if mp_id not in out:
+            out.append(mp_id)
+        if len(out) >= n:
+            break
+    return out
+
+
+def jageo_ids() -> list[str]:
+    import pandas as pd
+
+    return list(pd.read_csv(datasets.locate(PBE68, "index.csv"))["mp_id"])
+
+
+def jageo_properties():
+    """JaGeo's own table (MACE-MP-0b3 vs PBE): ``benchmark_*`` columns are the DFT-PBE values."""
+    import pandas as pd
+
+    return pd.read_csv(datasets.locate(PBE68, "phonon_properties_mace-mp-0b3_vs_pbe.csv")).rename(
+        columns={"material": "material_id"})
+
+
+def pbe103_max_frequency():
+    """DFT-PBE maximum frequency (THz) of the 103 PhononDB-PBE compounds (quantile level 1)."""
+    q = datasets.load(PBE103)
+    top = q[np.isclose(q["quantile_level"], 1.0)]
+    return top[["material_id", "formula", "freq_dft_THz"]].rename(columns={"freq_dft_THz": "dft_max_freq_thz"})
+
+
+# --------------------------------------------------------------------------------------
+# phonopy helpers
+# --------------------------------------------------------------------------------------
+
+def band_path(primitive, npoints: int = DEFAULT.band_npoints) -> dict:
+    """A seekpath band path for phonopy's ``primitive`` cell, in *its* reciprocal basis.
+
+    seekpath returns coordinates in its standardised primitive cell, which may be a
+    different (rotated / re-chosen) basis than phonopy's primitive; the q-points are
+    converted through Cartesian space: q_p = q_std · inv(L_std)^T · R · L_p^T.
+    """
+    import seekpath
+
+    lat = np.asarray(primitive.cell, dtype=float)
+    res = seekpath.get_path((lat, primitive.scaled_positions, primitive.numbers), with_time_reversal=True)
+    l_std = np.asarray(res["primitive_lattice"], dtype=float)
+    rot = np.asarray(res["rotation_matrix"], dtype=float)
+    to_prim = np.linalg.inv(l_std).T @ rot @ lat.T
+    coords = {k: np.asarray(v, float) @ to_prim for k, v in res["point_coords"].items()}
+    segments, labels, connections = [], [], []
+    for i, (a, b) in enumerate(res["path"]):
+        qa, qb = coords[a], coords[b]
+        segments.append(np.array([qa + (qb - qa) * t for t in np.linspace(0, 1, npoints)]))
+        nxt = res["path"][i + 1][0] if i + 1 < len(res["path"]) else None
+        connections.append(nxt == b)
+    # phonopy label convention: one label per segment start, plus an end label when not connected
+    for i, (a, b) in enumerate(res["path"]):
+        if i == 0 or not connections[i - 1]:
+            labels.append(a)
+        labels.append(b)
+    labels = [_pretty(x) for x in labels]
+    ticks = [_pretty(res["path"][0][0])]
+    for k in range(1, len(res["path"]) + 1):
+        end = _pretty(res["path"][k - 1][1])
+        ticks.append(end if k == len(res["path"]) or connections[k - 1] else f"{end}|{_pretty(res['path'][k][0])}")
+    return {"segments": segments, "labels": labels, "connections": connections, "tick_labels": ticks,
+            "spacegroup": res["spacegroup_international"], "points": {k: v.tolist() for k, v in coords.items()},
+            "path": [list(p) for p in res["path"]]}
+
+
+def _pretty(name: str) -> str:
+    if name == "GAMMA":
+        return "Γ"
+    return name.replace("_", "")
+
+
+def analyse(ph, path: dict | None, settings: PhononSettings = DEFAULT, with_arrays: bool = False) -> dict:
+    """Frequencies of a phonopy object with force constants: mesh, band path, DOS."""
+    ph.run_mesh(settings.mesh, with_eigenvectors=False, is_gamma_center=True)
+    mesh = ph.get_mesh_dict()
+    freqs = np.asarray(mesh["frequencies"])
+    out: dict[str, Any] = {
+        "max_freq_mesh_thz": float(freqs.max()), "min_freq_mesh_thz": float(freqs.min()),
+        "mesh_numbers": [int(x) for x in ph.mesh_numbers],
+        "mean_freq_mesh_thz": float(np.average(freqs.mean(axis=1), weights=mesh["weights"])),
+    }
+    arrays: dict[str, np.ndarray] = {}
+    if path is not None:
+        ph.run_band_structure(path["segments"], path_connections=path["connections"], labels=path["labels"],
+                              with_eigenvectors=False)
+        band = ph.get_band_structure_dict()
+        bf = np.concatenate(band["frequencies"])
+        out["max_freq_band_thz"] = float(bf.max())
+        out["min_freq_band_thz"] = float(bf.min())
+        if with_arrays:
+            arrays["band_distances"] = np.stack(band["distances"])
+            arrays["band_frequencies"] = np.stack(band["frequencies"])
+    out["max_freq_thz"] = max(out["max_freq_mesh_thz"], out.get("max_freq_band_thz", -np.inf))
+    out["min_freq_thz"] = min(out["min_freq_mesh_thz"], out.get("min_freq_band_thz", np.inf))
+    out["has_imaginary"] = bool(out["min_freq_thz"] < IMAGINARY_THZ)
+    if with_arrays:
+        ph.run_total_dos()
+        dos = ph.get_total_dos_dict()
+        arrays["dos_frequencies"] = np.asarray(dos["frequency_points"])
+        arrays["dos"] = np.asarray(dos["total_dos"])
+    out["_arrays"] = arrays
+    return out
+
+
+def _finish_fc(ph, settings: PhononSettings) -> None:
+    ph.produce_force_constants()
+    if settings.symmetrize_fc:
+        ph.symmetrize_force_constants()
+
+
+def _displacement_amplitudes(dataset: dict) -> list[float]:
+    return [float(np.linalg.norm(d["displacement"])) for d in dataset["first_atoms"]]
+
+
+def _spacegroup(atoms: Atoms, symprec: float = 1e-5) -> str:
+    import spglib
+
+    cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
+    return str(spglib.get_spacegroup(cell, symprec=symprec))
+
+
+# --------------------------------------------------------------------------------------
+# DFT side
+# --------------------------------------------------------------------------------------
+
+def dft_phonons(ref: datasets.PhononReference, settings: PhononSettings = DEFAULT,
+                with_arrays: bool = False) -> tuple[dict, dict]:
+    """(record, arrays) of the DFT force set run through phonopy (no NAC)."""
+    t0, c0 = time.time(), time.process_time()
+    ph = ref.phonopy(with_forces=True)
+    _finish_fc(ph, settings)
+    path = band_path(ph.primitive, settings.band_npoints)
+    res = analyse(ph, path, settings, with_arrays=with_arrays)
+    arrays = res.pop("_arrays")
+    amps = _displacement_amplitudes(ref.displacement_dataset)
+    rec = {
+        "material_id": ref.material_id, "dataset": ref.dataset, "model": "dft", "formula": ref.formula,
+        "functional": ref.functional, "status": "ok", **res,
+        "n_displacements": len(amps), "displacement_amplitude": float(np.mean(amps)),
+        "n_atoms_unitcell": len(ref.unitcell), "n_atoms_supercell": int(ref.displacement_dataset["natom"]),
+        "supercell_matrix": np.asarray(ref.supercell_matrix).tolist(),
+        "spacegroup": path["spacegroup"], "band_ticks": path["tick_labels"],
+        "volume_per_atom": float(ref.unitcell.get_volume() / len(ref.unitcell)),
+        "wall_s": round(time.time() - t0, 3), "cpu_s": round(time.process_time() - c0, 3),
+        "settings_key": settings.key(),
+    }
+    return rec, arrays
+
+
+# --------------------------------------------------------------------------------------
+# model side
+# --------------------------------------------------------------------------------------
+
+def relax(atoms: Atoms, calc, settings: PhononSettings = DEFAULT) -> tuple[Atoms, dict]:
+    """Relax positions and cell with ``calc``; returns (relaxed copy, info)."""
+    from ase import optimize
+    from ase.constraints import FixSymmetry
+    from ase.filters import FrechetCellFilter
+
+    work = atoms.copy()
+    work.calc = calc
+    if settings.fix_symmetry:
+        work.set_constraint(FixSymmetry(work))
+    filt = FrechetCellFilter(work)
+    opt_cls = getattr(optimize, settings.optimizer)
+    opt = opt_cls(filt, logfile=None)
+    t0 = time.time()
+    converged = bool(opt.run(fmax=settings.fmax, steps=settings.max_steps))
+    gen_forces = filt.get_forces()
+    info = {
+        "optimizer": settings.optimizer, "filter": settings.cell_filter,
+        "fix_symmetry": settings.fix_symmetry, "fmax_target": settings.fmax,
+        "fmax_reached": float(np.sqrt((gen_forces ** 2).sum(axis=1)).max()),
+        "max_atomic_force": float(np.linalg.norm(work.get_forces(), axis=1).max()),
+        "max_stress_eV_A3": float(np.abs(work.get_stress()).max()),
+        "steps": int(opt.nsteps), "converged": converged, "relax_wall_s": round(time.time() - t0, 3),
+        "volume_change": float(work.get_volume() / atoms.get_volume() - 1.0),
+    }
+    out = work.copy()
+    out.set_constraint()
+    out.calc = None
+    return out, info
+
+
+def _resolve_calc(model: str, calc=None):
+    return calc if calc is not None else predict.calculator(model)
+
+
+def model_phonons(ref: datasets.PhononReference, model: str, calc=None, settings: PhononSettings = DEFAULT,
+                  with_arrays: bool = False, dft_path: dict | None = None) -> tuple[dict, dict]:
+    """(record, arrays) of ``model``'s phonons for the reference's material.
+
+    ``calc`` overrides the registry calculator (e.g. ``ScaledCalculator(EMT(), c)``).
+    Raises :class:`~softening_lib.models.UnsupportedElementError` for uncovered elements.
+    """
+    from phonopy import Phonopy
+
+    if calc is None:
+        models.check_elements(model, set(ref.unitcell.get_chemical_symbols()))
+    t0, c0 = time.time(), time.process_time()
+    ase_calc = _resolve_calc(model, calc)
+    relaxed, rinfo = relax(ref.unitcell, ase_calc, settings)
+    # the DFT displacement set (same atoms, same Cartesian vectors -> same amplitude)
+    dft_ph = ref.phonopy(with_forces=False)
+    ph = Phonopy(atoms_to_phonopy(relaxed), supercell_matrix=ref.supercell_matrix,
+                 primitive_matrix=ref.primitive_matrix)
+    ph.dataset = {"natom": ref.displacement_dataset["natom"],
+                  "first_atoms": [{"number": d["number"], "displacement": np.asarray(d["displacement"])}
+                                  for d in ref.displacement_dataset["first_atoms"]]}
+    displaced = [phonopy_to_atoms(c) for c in ph.supercells_with_displacements]
+    # the DFT geometries too (softening scale on the DFT displacement forces), same batch
+    dft_frames = ref.frames()
+    dft_perfect = phonopy_to_atoms(dft_ph.supercell)
+    batch = displaced + [a.copy() for a in dft_frames] + [dft_perfect]
+    t1 = time.time()
+    out = predict.predict(batch, model, batch_size=settings.batch_size, calc=calc)
+    predict_wall = time.time() - t1
+    n = len(displaced)
+    forces = out["forces"][:n]
+    model_on_dft = out["forces"][n:2 * n]
+    residual = out["forces"][-1]
+    ph.forces = np.array(forces)
+    _finish_fc(ph, settings)
+    path = dft_path if dft_path is not None else band_path(dft_ph.primitive, settings.band_npoints)
+    res = analyse(ph, path, settings, with_arrays=with_arrays)
+    arrays = res.pop("_arrays")
+    dft_forces = [a.get_forces() for a in dft_frames]
+    s_raw = metrics.softening_scale(dft_forces, model_on_dft)
+    s_resid = metrics.softening_scale(dft_forces, [f - residual for f in model_on_dft])
+    sg_dft = _spacegroup(ref.unitcell)
+    sg_model = _spacegroup(relaxed)
+    rec = {
+        "material_id": ref.material_id, "dataset": ref.dataset, "model": model,
+        "model_id": getattr(ase_calc, "softening_model", model) if calc is not None else models.model_id(model),
+        "formula": ref.formula, "status": "ok", **res, "relax": rinfo,
+        "n_displacements": n, "displacement_amplitude": float(np.mean(_displacement_amplitudes(ph.dataset))),
+        "n_atoms_supercell": len(displaced[0]),
+        "spacegroup_dft": sg_dft, "spacegroup_model": sg_model,
+        "volume_per_atom": float(relaxed.get_volume() / len(relaxed)),
+        "softening_scale_dft_disp": s_resid, "softening_scale_dft_disp_raw": s_raw,
+        "residual_force_max_at_dft_geometry": float(np.linalg.norm(residual, axis=1).max()),
+        "predict_wall_s": round(predict_wall, 3), "n_structures_predicted": len(batch),
+        "wall_s": round(time.time() - t0, 3), "cpu_s": round(time.process_time() - c0, 3),
+        "settings_key": settings.key(),
+    }
+    return rec, arrays
+
+
+# --------------------------------------------------------------------------------------
+# cached runs
+# --------------------------------------------------------------------------------------
+
+class NoDFTForcesError(RuntimeError):
+    """The reference holds no displaced supercells with forces (nothing to compare with)."""
+
+
+def _missing_forces(ref: datasets.PhononReference) -> str:
+    ds = ref.displacement_dataset or {}
+    first = ds.get("first_atoms") or []
+    if not first:
+        return (f"{ref.dataset} {ref.material_id}: the reference holds no displacements "
+                "(upstream phonopy.yaml has no 'displacements' block)")
+    if any("forces" not in d for d in first):
+        return f"{ref.dataset} {ref.material_id}: displacements without DFT forces"
+    return ""
+
+
+def store() -> cache.ResultStore:
+    return cache.ResultStore(TASK)
+
+
+def _key(dataset: str, material_id: str) -> str:
+    return f"{dataset}__{material_id}"
+
+
+def _store_model(model: str) -> str:
+    return "dft" if model == "dft" else models.model_id(model)
+
+
+def cached(model: str, dataset: str, material_id: str, settings: PhononSettings = DEFAULT) -> dict | None:
+    rec = store().get(_store_model(model), _key(dataset, material_id))
+    if rec is None or rec.get("settings_key") != settings.key():
+        return None
+    return rec
+
+
+def arrays_of(model: str, dataset: str, material_id: str) -> dict | None:
+    path = store().path(_store_model(model), _key(dataset, material_id)).with_suffix(".npz")
+    return cache.load_arrays(path)
+
+
+def _load_refs(dataset: str, ids: Sequence[str]) -> Iterable[datasets.PhononReference]:
+    for mp_id in ids:
+        yield datasets.load(dataset, subset=[mp_id])[0]
+
+
+def run(dataset: str, ids: Sequence[str], models_: Sequence[str], settings: PhononSettings = DEFAULT,
+        showcase: Sequence[str] = SHOWCASE, progress: bool = True, compute: bool = True,
+        on_error: str = "record") -> "Any":
+    """DFT + model phonons for ``ids`` of ``dataset``; cached, resumable. Returns a tidy table.
+
+    ``models_`` may include ``"dft"`` implicitly: the DFT record is always computed (cheap).
+    ``compute=False`` only reads the cache (what a "default" chapter build does for
+    materials that are not there yet: they are reported missing, not computed).
+    ``on_error="record"`` stores a failed material with its error (so a rerun skips it);
+    ``"raise"`` re-raises.
+    """
+    import pandas as pd
+
+    st = store()
+    rows = []
+    todo = [(m, mp) for mp in ids for m in ["dft", *models_]]
+    iterator: Iterable = todo
+    bar = None
+    if progress and compute:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(todo, desc=f"phonons {dataset}", unit="calc")
+        iterator = bar
+    refs: dict[str, datasets.PhononReference] = {}
+    paths: dict[str, dict] = {}
+    for model, mp_id in iterator:
+        if bar is not None:
+            bar.set_postfix_str(f"{model} {mp_id}")
+        rec = cached(model, dataset, mp_id, settings)
+        want_arrays = mp_id in showcase
+        if rec is not None and want_arrays and rec.get("status") == "ok" and arrays_of(model, dataset, mp_id) is None:
+            rec = None
+        if rec is None and compute:
+            try:
+                if mp_id not in refs:
+                    refs.clear()
+                    paths.clear()
+                    refs[mp_id] = datasets.load(dataset, subset=[mp_id])[0]
+                ref = refs[mp_id]
+                missing_forces = _missing_forces(ref)
+                if missing_forces:
+                    raise NoDFTForcesError(missing_forces)
+                if model == "dft":
+                    rec, arrays = dft_phonons(ref, settings, with_arrays=want_arrays)
+                else:
+                    if mp_id not in paths:
+                        paths[mp_id] = band_path(ref.phonopy(with_forces=False).primitive, settings.band_npoints)
+                    rec, arrays = model_phonons(ref, model, settings=settings, with_arrays=want_arrays,
+                                                dft_path=paths[mp_id])
+            except NoDFTForcesError as exc:
+                rec, arrays = {"material_id": mp_id, "dataset": dataset, "model": model, "status": "no_dft_forces",
+                               "reason": str(exc), "settings_key": settings.key()}, {}
+            except models.UnsupportedElementError as exc:
+                rec, arrays = {"material_id": mp_id, "dataset": dataset, "model": model, "status": "skipped",
+                               "reason": str(exc), "settings_key": settings.key()}, {}
+            except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                if on_error == "raise":
+                    raise
+                log.warning("phonons %s %s failed: %s", model, mp_id, exc)
+                rec, arrays = {"material_id": mp_id, "dataset": dataset, "model": model, "status": "failed",
+                               "reason": f"{type(exc).__name__}: {exc}", "settings_key": settings.key()}, {}
+            path = st.put(_store_model(model), _key(dataset, mp_id), rec)
+            if arrays:
+                cache.save_arrays(path.with_suffix(".npz"), **arrays)
+        if rec is None:
+            rec = {"material_id": mp_id, "dataset": dataset, "model": model, "status": "missing"}
+        rows.append(rec)
+    return tidy(rows)
+
+
+def tidy(records: Sequence[dict]):
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+        for k, v in (r.get("relax") or {}).items():
+            row[f"relax_{k}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cached_table(dataset: str, ids: Sequence[str] | None = None, models_: Sequence[str] | None = None,
+                 settings: PhononSettings = DEFAULT):
+    """Every cached record of ``dataset`` (optionally restricted), one row per (model, material)."""
+    st = store()
+    wanted = set(ids) if ids is not None else None
+    model_dirs = None if models_ is None else {_store_model(m) for m in ["dft", *models_]}
+    recs = []
+    for mdir in st.models():
+        if model_dirs is not None and mdir not in model_dirs:
+            continue
+        for r in st.records(mdir):
+            if r.get("dataset") != dataset or r.get("settings_key") != settings.key():
+                continue
+            if wanted is not None and r.get("material_id") not in wanted:
+                continue
+            recs.append(r)
+    return tidy(recs)
+
+
+def ratio_table(dataset: str, ids: Sequence[str] | None = None, models_: Sequence[str] | None = None,
+                settings: PhononSettings = DEFAULT):
+    """One row per (model, material): model / DFT max frequency, min frequencies, softening scale."""
+    import pandas as pd
+
+    t = cached_table(dataset, ids, models_, settings)
+    if t.empty:
+        return pd.DataFrame(columns=["model", "material_id", "ratio"])
+    ok = t[t["status"] == "ok"]
+    dft = ok[ok["model"] == "dft"].set_index("material_id")
+    mod = ok[ok["model"] != "dft"]
+    out = mod.merge(dft[["max_freq_thz", "min_freq_thz", "volume_per_atom"]], left_on="material_id",
+                    right_index=True, suffixes=("", "_dft"))
+    out["ratio"] = out["max_freq_thz"] / out["max_freq_thz_dft"]
+    out["sqrt_s"] = np.sqrt(out["softening_scale_dft_disp"].clip(lower=0))
+    return out.reset_index(drop=True)
+
+
+def pbe103_ratio_table(models_: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
+    """Model max frequency (on the PhononDB-PBEsol structure, relaxed by the model) over the
+    PhononDB-PBE (103 set) DFT max frequency, for the ids in both; plus DFT-PBE / DFT-PBEsol."""
+    t = cached_table(PBESOL, None, models_, settings)
+    ref = pbe103_max_frequency().set_index("material_id")
+    if t.empty:
+        return t
+    ok = t[(t["status"] == "ok") & t["material_id"].isin(ref.index)].copy()
+    ok["max_freq_thz_dft"] = ok["material_id"].map(ref["dft_max_freq_thz"])
+    ok["ratio"] = ok["max_freq_thz"] / ok["max_freq_thz_dft"]
+    return ok.reset_index(drop=True)
+
+
+def summarise(ratios) -> "Any":
+    """Per model: n, fraction of ratios < 1, median, quartiles."""
+    import pandas as pd
+
+    rows = []
+    for model, grp in ratios.groupby("model", sort=False):
+        r = grp["ratio"].to_numpy(float)
+        rows.append({"model": model, "n": len(r), "fraction_below_1": float(np.mean(r < 1)),
+                     "median": float(np.median(r)), "q25": float(np.quantile(r, 0.25)),
+                     "q75": float(np.quantile(r, 0.75))})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------
+
+def fig4a(material_id: str, models_: Sequence[str], dataset: str = PBESOL, compute: bool = True,
+          settings: PhononSettings = DEFAULT):
+    """Dispersion + DOS of one material: DFT solid, each model dashed. Returns (fig, table)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.gridspec import GridSpec
+
+    from .. import plots
+
+    table = run(dataset, [material_id], list(models_), settings, showcase=[material_id], progress=False,
+                compute=compute)
+    fig = plt.figure(figsize=(8.5, 4.2))
+    gs = GridSpec(1, 2, width_ratios=[4, 1], wspace=0.05, figure=fig)
+    ax, axd = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
+    dft_rec = cached("dft", dataset, material_id, settings)
+    dft_arr = arrays_of("dft", dataset, material_id)
+    drawn = []
+    for model in ["dft", *models_]:
+        arr = arrays_of(model, dataset, material_id)
+        rec = cached(model, dataset, material_id, settings)
+        if arr is None or rec is None or rec.get("status") != "ok":
+            continue
+        col, ls = plots.color(model), ("-" if model == "dft" else "--")
+        lab = "DFT (" + (dft_rec or {}).get("functional", "") + ")" if model == "dft" else plots.label(model)
+        # same fractional q-points for all: draw on the DFT path length
+        dist = (dft_arr if dft_arr is not None else arr)["band_distances"]
+        freq = arr["band_frequencies"]
+        for seg_d, seg_f in zip(dist, freq):
+            ax.plot(seg_d, seg_f, color=col, ls=ls, lw=1.2 if model == "dft" else 1.0)
+        ax.plot([], [], color=col, ls=ls, label=lab)
+        axd.plot(arr["dos"], arr["dos_frequencies"], color=col, ls=ls, lw=1.2 if model == "dft" else 1.0)
+        drawn.append(model)
+    arr = arrays_of("dft", dataset, material_id)
+    if dft_rec is not None and arr is not None and "band_ticks" in dft_rec:
+        ends = [float(d[0]) for d in arr["band_distances"]] + [float(arr["band_distances"][-1][-1])]
+        for x in ends:
+            ax.axvline(x, color="0.8", lw=0.6, zorder=0)
+        ax.set_xticks(ends, dft_rec["band_ticks"])
+        ax.set_xlim(ends[0], ends[-1])
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.set_ylabel("frequency (THz)")
+    ax.set_title(f"{(dft_rec or {}).get('formula', material_id)} ({material_id})")
+    ax.legend(loc="lower right", fontsize=8)
+    axd.set_ylim(ax.get_ylim())
+    axd.set_yticklabels([])
+    axd.set_xticks([])
+    axd.set_xlabel("DOS")
+    return fig, table
+
+
+def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
+    """Histograms of max-frequency ratio model / DFT: PBEsol panel and PBE panel.
+
+    Returns (fig, summary table, ratios table).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    r_sol = ratio_table(PBESOL, pbesol_ids, models_, settings)
+    r_68 = ratio_table(PBE68, None, models_, settings)
+    r_103 = pbe103_ratio_table(models_, settings)
+    if pbesol_ids is not None and not r_103.empty:
+        r_103 = r_103[r_103["material_id"].isin(set(pbesol_ids))]
+    r_103 = r_103[r_103["model"] != "dft"] if not r_103.empty else r_103
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+    bins = np.linspace(0.6, 1.3, 36)
+    summary = []
+    for ax, (title, table, tag) in zip(axes, [
+        ("DFT = PhononDB PBEsol", r_sol, "pbesol"),
+        ("DFT = PBE (JaGeo 68 force sets + PhononDB-PBE 103 max freq.)",
+         pd.concat([r_68, r_103], ignore_index=True) if not r_103.empty or not r_68.empty else r_68, "pbe"),
+    ]):
+        vals = {m: table.loc[table["model"] == m, "ratio"].clip(bins[0], bins[-1]).to_numpy()
+                for m in models_ if not table.empty and (table["model"] == m).any()}
+        plots.histogram(ax, vals, bins=bins, xlabel=r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
+        lines = []
+        if not table.empty:
+            for _, s in summarise(table[table["model"].isin(list(models_))]).iterrows():
+                summary.append({"reference": tag, **s.to_dict()})
+                lines.append(f"{plots.label(s['model'])}: n={s['n']}, <1: {100 * s['fraction_below_1']:.0f} %, "
+                             f"median {s['median']:.3f}")
+        ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7.5)
+        ax.set_title(title, fontsize=9.5)
+    axes[0].legend(loc="center left", fontsize=8)
+    ratios = pd.concat([r_sol.assign(reference="pbesol"), r_68.assign(reference="pbe-jageo68"),
+                        r_103.assign(reference="pbe-phonondb103")], ignore_index=True)
+    return fig, pd.DataFrame(summary), ratios
+
+
+def functional_shift_table(settings: PhononSettings = DEFAULT):
+    """DFT-PBE / DFT-PBEsol max frequency for materials in both (no model involved)."""
+    import pandas as pd
+
+    t = cached_table(PBESOL, None, ["dft"], settings)
+    if t.empty:
+        return pd.DataFrame()
+    dft = t[(t["model"] == "dft") & (t["status"] == "ok")].set_index("material_id")["max_freq_thz"]
+    rows = []
+    pbe103 = pbe103_max_frequency().set_index("material_id")["dft_max_freq_thz"]
+    t68 = cached_table(PBE68, None, ["dft"], settings)
+    pbe68 = (t68[(t68["model"] == "dft") & (t68["status"] == "ok")].set_index("material_id")["max_freq_thz"]
+             if not t68.empty else pd.Series(dtype=float))
+    for name, pbe in [("phonondb-pbe-103", pbe103), ("jageo-pbe-68", pbe68)]:
+        for mp_id in sorted(set(pbe.index) & set(dft.index)):
+            rows.append({"pbe_set": name, "material_id": mp_id, "pbe_max_thz": float(pbe[mp_id]),
+                         "pbesol_max_thz": float(dft[mp_id]), "pbe_over_pbesol": float(pbe[mp_id] / dft[mp_id])})
+    return pd.DataFrame(rows)
+
+
+def fig_scale(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
+    """Beyond the paper: frequency ratio vs sqrt(softening scale on DFT displacement forces)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    tables = {"PBEsol (PhononDB)": ratio_table(PBESOL, pbesol_ids, models_, settings),
+              "PBE (JaGeo 68)": ratio_table(PBE68, None, models_, settings)}
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.3))
+    rows = []
+    for ax, (title, t) in zip(axes, tables.items()):
+        for m in models_:
+            sub = t[t["model"] == m] if not t.empty else t
+            if sub.empty:
+                continue
+            x, y = sub["sqrt_s"].to_numpy(float), sub["ratio"].to_numpy(float)
+            ax.scatter(x, y, s=10, alpha=0.6, color=plots.color(m), label=plots.label(m), lw=0)
+            r = np.corrcoef(x, y)[0, 1] if len(x) > 2 else np.nan
+            rows.append({"reference": title, "model": m, "n": len(x), "pearson_r": float(r),
+                         "median_sqrt_s": float(np.median(x)), "median_ratio": float(np.median(y)),
+                         "median_ratio_over_sqrt_s": float(np.median(y / x))})
+        lim = (0.6, 1.25)
+        ax.plot(lim, lim, color="0.4", ls="--", lw=0.8, label="y = x")
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
+        ax.set_aspect("equal")
+        ax.set_xlabel(r"$\sqrt{s}$ (s from model forces at the DFT displaced geometries)")
+        ax.set_ylabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8, loc="upper left")
+    return fig, pd.DataFrame(rows)
+
+
+def coverage(models_: Sequence[str], dataset: str, ids: Sequence[str] | None = None,
+             settings: PhononSettings = DEFAULT):
+    """Per model: how many materials are ok / skipped / failed / missing in the cache."""
+    import pandas as pd
+
+    t = cached_table(dataset, ids, models_, settings)
+    n_total = len(ids) if ids is not None else (t["material_id"].nunique() if not t.empty else 0)
+    rows = []
+    for m in ["dft", *models_]:
+        sub = t[t["model"] == m] if not t.empty else t
+        counts = sub["status"].value_counts().to_dict() if not sub.empty else {}
+        rows.append({"dataset": dataset, "model": m, "ok": counts.get("ok", 0),
+                     "skipped": counts.get("skipped", 0), "failed": counts.get("failed", 0),
+                     "missing": n_total - len(sub),
+                     "with_imaginary": int(sub.get("has_imaginary", pd.Series(dtype=bool)).fillna(False).sum())
+                     if not sub.empty else 0})
+    return pd.DataFrame(rows)

@@ -1,0 +1,676 @@
+"""Surface energies (paper Fig. 2a): slabs, gamma, relaxed and static, model vs reference.
+
+>>> from softening_lib.tasks import surfaces
+>>> cases, skipped = surfaces.build_cases(["Cu", "MgO"])          # slabs + matching bulk cells
+>>> table = surfaces.surface_energies(cases, calc)                 # static (bulk-terminated)
+>>> table = surfaces.surface_energies(cases, calc, relax=True)     # positions relaxed, fmax 0.05
+>>> table = surfaces.compute(cases, "chgnet-0.3.0", variant="relaxed")   # cached per model
+>>> ref = surfaces.load_reference("static")                        # GPAW-PBE records (this project)
+
+Protocol (paper, Methods; Tran et al., Sci. Data 3, 160080 (2016)):
+
+* pymatgen ``SlabGenerator`` on the conventional standard cell, every symmetrically distinct
+  Miller index with max index <= 2, ``min_slab_size >= 10 A``, ``min_vacuum_size >= 10 A``,
+  primitive in-plane cell, ``center_slab``. Only **stoichiometric and symmetric** slabs are
+  kept (both faces identical, so gamma = (E_slab - N E_bulk) / 2A is the energy of one
+  face). A Miller index with no such termination is listed in ``skipped`` with the reason.
+* The in-plane lattice is the bulk lattice; the cell is never relaxed.
+* ``gamma = (E_slab - N_slab * e_bulk) / (2 A)`` in eV/A^2 (x 16.0218 -> J/m^2), ``e_bulk`` the
+  energy per atom of bulk computed by the **same method**.
+* The bulk cell of each slab (``case.bulk``) is the bulk crystal expressed with the slab's
+  own in-plane vectors ``a, b`` plus the shortest bulk lattice vector out of the plane, so a
+  DFT code samples the in-plane Brillouin zone identically for slab and bulk (the standard
+  "oriented unit cell" trick) -- the plane-wave reference uses k-grids ``(n1, n2, 1)`` and
+  ``(n1, n2, n3)``.
+* ``static``: bulk-terminated slab, no relaxation -- the *same geometry* for DFT and model, a
+  pure comparison of the two potential-energy surfaces. ``relaxed``: all atoms relaxed at fixed
+  cell (FIRE, fmax 0.05 eV/A, as the paper's MLIP protocol); a relaxation that does not reach
+  fmax is kept but **flagged** (``converged=False`` and the fmax reached) and excluded from
+  the statistics by default.
+* Lattice constants: elements use the Materials Project PBE structure of the named prototype
+  (offline mirror, dataset ``mp-element-structures``); compounds use the PBE-level lattice
+  constants in :data:`SURFACE_SYSTEMS` (rounded, close to the MP values of the listed mp-id).
+  Every method uses the same lattice, so this choice does not bias the comparison.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+
+EV_A2_TO_J_M2 = 16.021766208
+
+# Prototype spacegroups used to pick an elemental structure from the MP candidate polymorphs.
+PROTOTYPE_SPACEGROUP = {"fcc": "Fm-3m", "bcc": "Im-3m", "hcp": "P6_3/mmc", "diamond": "Fd-3m"}
+
+#: system -> how to build its bulk. Elements: MP PBE structure of the given prototype.
+#: Compounds: ASE prototype + PBE-level conventional lattice constant (A), with the MP id.
+SURFACE_SYSTEMS: dict[str, dict[str, Any]] = {
+    "Si": {"element": "Si", "prototype": "diamond"},
+    "Al": {"element": "Al", "prototype": "fcc"},
+    "Cu": {"element": "Cu", "prototype": "fcc"},
+    "Ag": {"element": "Ag", "prototype": "fcc"},
+    "Au": {"element": "Au", "prototype": "fcc"},
+    "Pd": {"element": "Pd", "prototype": "fcc"},
+    "Pt": {"element": "Pt", "prototype": "fcc"},
+    "MgO": {"formula": "MgO", "crystal": "rocksalt", "a": 4.258, "mp_id": "mp-1265"},
+    "CaO": {"formula": "CaO", "crystal": "rocksalt", "a": 4.838, "mp_id": "mp-2605"},
+    "LiF": {"formula": "LiF", "crystal": "rocksalt", "a": 4.083, "mp_id": "mp-1138"},
+    "NaCl": {"formula": "NaCl", "crystal": "rocksalt", "a": 5.695, "mp_id": "mp-22862"},
+    "ZnS": {"formula": "ZnS", "crystal": "zincblende", "a": 5.453, "mp_id": "mp-10695"},
+    "CaF2": {"formula": "CaF2", "crystal": "fluorite", "a": 5.500, "mp_id": "mp-2741"},
+}
+#: the systems the book's default preset uses (>= 10 systems, >= 30 surfaces)
+DEFAULT_SYSTEMS = ["Si", "Al", "Cu", "Ag", "Au", "Pd", "Pt", "MgO", "CaO", "LiF", "NaCl", "ZnS", "CaF2"]
+EMT_SYSTEMS = ["Al", "Cu", "Ag", "Au", "Pd", "Pt"]  # what ASE's EMT can describe
+
+VARIANTS = ("static", "relaxed")
+TASK = "surfaces"
+
+
+class SurfaceError(ValueError):
+    """Bad input to the surface task (unknown system, impossible slab, bad parameters)."""
+
+
+# --------------------------------------------------------------------------------------
+# bulk structures
+# --------------------------------------------------------------------------------------
+
+def _element_structure(element: str, prototype: str) -> tuple[Atoms, str]:
+    """The MP PBE structure of ``element`` with the prototype's spacegroup (lowest energy)."""
+    import gzip
+
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from .. import datasets
+
+    path = datasets.locate("mp-element-structures", "MP-PBE-Element-Refs.json.gz")
+    with gzip.open(path, "rt") as fh:
+        data = json.load(fh)
+    if element not in data:
+        raise SurfaceError(f"element {element!r} is not in the MP element structures")
+    want = PROTOTYPE_SPACEGROUP[prototype]
+    best = None
+    for sdict, e in zip(data[element]["structure"], data[element]["energy_per_atom"]):
+        st = Structure.from_dict(sdict)
+        if len(st) > 8:
+            continue
+        if SpacegroupAnalyzer(st, symprec=0.1).get_space_group_symbol() == want and (best is None or e < best[1]):
+            best = (st, float(e))
+    if best is None:
+        raise SurfaceError(f"no {prototype} ({want}) structure of {element} among the MP candidates")
+    return AseAtomsAdaptor.get_atoms(best[0]), f"MP PBE structure ({prototype}, {want}) from dataset mp-element-structures"
+
+
+def bulk_structure(system: str) -> tuple[Atoms, str]:
+    """(bulk Atoms, where its lattice comes from) for a name in :data:`SURFACE_SYSTEMS`."""
+    if system not in SURFACE_SYSTEMS:
+        raise SurfaceError(f"unknown surface system {system!r}; known: {', '.join(SURFACE_SYSTEMS)} "
+                           "(or pass your own bulk Atoms to make_slabs)")
+    spec = SURFACE_SYSTEMS[system]
+    if "element" in spec:
+        return _element_structure(spec["element"], spec["prototype"])
+    from ase.build import bulk
+
+    atoms = bulk(spec["formula"], spec["crystal"], a=spec["a"])
+    return atoms, f"{spec['crystal']} a = {spec['a']} A (PBE-level, cf. {spec['mp_id']})"
+
+
+# --------------------------------------------------------------------------------------
+# slabs
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class SurfaceCase:
+    """One slab and the bulk cell it is referenced to (same in-plane vectors)."""
+
+    id: str
+    system: str
+    miller: tuple[int, int, int]
+    termination: int
+    shift: float
+    slab: Atoms
+    bulk: Atoms
+    area: float  # A^2, one face
+    thickness: float  # A, outermost atomic planes along the normal
+    vacuum: float  # A, along the normal
+    lattice_source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def formula(self) -> str:
+        return self.bulk.get_chemical_formula(mode="metal", empirical=True)
+
+    def summary(self) -> dict:
+        return {"id": self.id, "system": self.system, "miller": "".join(map(str, self.miller)),
+                "termination": self.termination, "n_atoms": len(self.slab), "n_bulk": len(self.bulk),
+                "area_A2": round(self.area, 3), "thickness_A": round(self.thickness, 2),
+                "vacuum_A": round(self.vacuum, 2)}
+
+
+def miller_tag(miller: Sequence[int]) -> str:
+    return "".join(f"m{-i}" if i < 0 else str(i) for i in miller)
+
+
+def _plain_atoms(structure) -> Atoms:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    return Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+
+
+def _bulk_with_inplane(prim, slab) -> Atoms:
+    """The bulk crystal with the slab's in-plane vectors a, b and the best out-of-plane vector."""
+    L = prim.lattice.matrix
+    ab = slab.lattice.matrix[:2]
+    f = np.linalg.solve(L.T, ab.T).T
+    if not np.allclose(f, np.round(f), atol=1e-4):
+        raise SurfaceError("slab in-plane vectors are not bulk lattice vectors (pymatgen frame changed?)")
+    f = np.round(f).astype(int)
+    normal = np.cross(ab[0], ab[1])
+    normal /= np.linalg.norm(normal)
+    best = None
+    rng = range(-3, 4)
+    for c in itertools.product(rng, rng, rng):
+        M = np.array([f[0], f[1], c])
+        det = round(float(np.linalg.det(M)))
+        if det == 0:
+            continue
+        vec = np.array(c) @ L
+        score = (abs(det), -abs(vec @ normal) / np.linalg.norm(vec))
+        if best is None or score < best[0]:
+            best = (score, M if det > 0 else np.array([f[0], f[1], -np.array(c)]))
+    if best is None or best[0][0] != 1:
+        raise SurfaceError("could not find a primitive bulk cell sharing the slab's in-plane vectors")
+    cell = prim.copy()
+    cell.make_supercell(best[1])
+    return _plain_atoms(cell)
+
+
+def _thickness_and_vacuum(slab: Atoms) -> tuple[float, float]:
+    cell = slab.cell.array
+    normal = np.cross(cell[0], cell[1])
+    normal /= np.linalg.norm(normal)
+    height = abs(cell[2] @ normal)
+    z = (slab.get_scaled_positions(wrap=True)[:, 2] * height)
+    zs = np.sort(z)
+    gaps = np.diff(np.concatenate([zs, [zs[0] + height]]))
+    vacuum = float(gaps.max())
+    return float(height - vacuum), vacuum
+
+
+def make_slabs(bulk: Atoms, system: str | None = None, max_index: int = 2, min_slab: float = 10.0,
+               min_vacuum: float = 10.0, max_terminations: int = 1, millers: Iterable[Sequence[int]] | None = None,
+               lattice_source: str = "") -> tuple[list[SurfaceCase], list[dict]]:
+    """Stoichiometric symmetric slabs of ``bulk``; returns ``(cases, skipped)``.
+
+    ``skipped`` lists ``{"system", "miller", "reason"}`` for every Miller index without a
+    stoichiometric, symmetric termination (they are *not* computed).
+    """
+    from pymatgen.core.surface import SlabGenerator, get_symmetrically_distinct_miller_indices
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    if not isinstance(bulk, Atoms) or len(bulk) == 0:
+        raise SurfaceError("make_slabs needs a non-empty bulk ase.Atoms")
+    if not all(bulk.pbc):
+        raise SurfaceError("the bulk structure must be periodic in all three directions")
+    if int(max_index) < 1:
+        raise SurfaceError(f"max_index must be >= 1, got {max_index}")
+    if min_slab < 10.0 or min_vacuum < 10.0:
+        raise SurfaceError(f"the paper's protocol needs slab >= 10 A and vacuum >= 10 A "
+                           f"(got slab {min_slab}, vacuum {min_vacuum})")
+    if int(max_terminations) < 1:
+        raise SurfaceError("max_terminations must be >= 1")
+    system = system or bulk.get_chemical_formula(mode="metal", empirical=True)
+    conv = SpacegroupAnalyzer(AseAtomsAdaptor.get_structure(bulk)).get_conventional_standard_structure()
+    prim = conv.get_primitive_structure()
+    bulk_formula = conv.composition.reduced_formula
+    if millers is None:
+        millers = get_symmetrically_distinct_miller_indices(conv, int(max_index))
+    cases, skipped = [], []
+    for miller in millers:
+        miller = tuple(int(i) for i in miller)
+        if len(miller) != 3 or not any(miller):
+            raise SurfaceError(f"bad Miller index {miller}")
+        kept = []
+        reasons = set()
+        for symmetrize in (False, True):
+            gen = SlabGenerator(conv, miller, min_slab, min_vacuum, center_slab=True, primitive=True,
+                                max_normal_search=None, reorient_lattice=False)
+            for slab in gen.get_slabs(symmetrize=symmetrize):
+                if slab.composition.reduced_formula != bulk_formula:
+                    reasons.add("non-stoichiometric" + (" after symmetrisation" if symmetrize else ""))
+                    continue
+                if not slab.is_symmetric():
+                    reasons.add("asymmetric (polar / inequivalent faces)")
+                    continue
+                kept.append(slab)
+            if kept:
+                break
+        if not kept:
+            skipped.append({"system": system, "miller": miller_tag(miller),
+                            "reason": "no stoichiometric + symmetric termination: " + ", ".join(sorted(reasons))})
+            continue
+        for t, slab in enumerate(kept[:max_terminations]):
+            atoms = _plain_atoms(slab)
+            ref = _bulk_with_inplane(prim, slab)
+            thick, vac = _thickness_and_vacuum(atoms)
+            area = float(np.linalg.norm(np.cross(atoms.cell[0], atoms.cell[1])))
+            case = SurfaceCase(
+                id=f"{system}-{miller_tag(miller)}-t{t}", system=system, miller=miller, termination=t,
+                shift=float(slab.shift), slab=atoms, bulk=ref, area=area, thickness=thick, vacuum=vac,
+                lattice_source=lattice_source,
+                extra={"n_terminations_valid": len(kept)},
+            )
+            cases.append(case)
+    return cases, skipped
+
+
+def build_cases(systems: Sequence[str] = tuple(DEFAULT_SYSTEMS), max_index: int = 2, min_slab: float = 10.0,
+                min_vacuum: float = 10.0, max_terminations: int = 1, max_atoms: int | None = None):
+    """Slabs of every system; returns ``(cases, skipped DataFrame)``. Slabs above ``max_atoms`` skip."""
+    import pandas as pd
+
+    if isinstance(systems, str):
+        raise SurfaceError(f"systems must be a list of names, got the string {systems!r}")
+    all_cases, skipped = [], []
+    for system in systems:
+        bulk, source = bulk_structure(system)
+        cases, skip = make_slabs(bulk, system=system, max_index=max_index, min_slab=min_slab,
+                                 min_vacuum=min_vacuum, max_terminations=max_terminations, lattice_source=source)
+        for case in cases:
+            if max_atoms is not None and len(case.slab) > max_atoms:
+                skip.append({"system": system, "miller": miller_tag(case.miller),
+                             "reason": f"{len(case.slab)} atoms > max_atoms={max_atoms} (this preset)"})
+            else:
+                all_cases.append(case)
+        skipped += skip
+    return all_cases, pd.DataFrame(skipped, columns=["system", "miller", "reason"])
+
+
+# --------------------------------------------------------------------------------------
+# energies
+# --------------------------------------------------------------------------------------
+
+def surface_energy(e_slab: float, n_slab: int, e_bulk_per_atom: float, area: float) -> float:
+    """gamma = (E_slab - n_slab * e_bulk) / (2 A), eV/A^2 (a symmetric slab has two faces)."""
+    if area <= 0:
+        raise SurfaceError(f"area must be positive, got {area}")
+    if n_slab <= 0:
+        raise SurfaceError(f"n_slab must be positive, got {n_slab}")
+    return (float(e_slab) - n_slab * float(e_bulk_per_atom)) / (2.0 * float(area))
+
+
+def _energy(atoms: Atoms, calc) -> float:
+    work = atoms.copy()
+    work.calc = calc
+    return float(work.get_potential_energy())
+
+
+def evaluate(case: SurfaceCase, calc, relax: bool = False, fmax: float = 0.05, steps: int = 500,
+             optimizer: str = "FIRE") -> dict:
+    """gamma of one case with one calculator (static or positions relaxed at fixed cell)."""
+    from ..relax import relax as do_relax
+
+    e_bulk = _energy(case.bulk, calc) / len(case.bulk)
+    row = {**case.summary(), "variant": "relaxed" if relax else "static", "e_bulk_per_atom": e_bulk}
+    if relax:
+        _, info = do_relax(case.slab, calc, fmax=fmax, steps=steps, optimizer=optimizer)
+        e_slab = info["energy"]
+        row.update(converged=info["converged"], fmax=info["fmax"], steps=info["steps"],
+                   max_displacement=info["max_displacement"], e_slab_unrelaxed=info["energy_initial"])
+    else:
+        e_slab = _energy(case.slab, calc)
+        row.update(converged=True, fmax=np.nan, steps=0, max_displacement=0.0)
+    gamma = surface_energy(e_slab, len(case.slab), e_bulk, case.area)
+    row.update(e_slab=e_slab, gamma_eV_A2=gamma, gamma_J_m2=gamma * EV_A2_TO_J_M2)
+    return row
+
+
+def surface_energies(records: Sequence[SurfaceCase], calc, relax: bool = False, fmax: float = 0.05,
+                     steps: int = 500, progress: bool = False, model: str | None = None):
+    """Re-score surfaces with any ASE calculator (e.g. a ScaledCalculator); one row per case.
+
+    This is what chapter 8 (SI Fig. 5) calls to show how a one-label linear correction moves
+    surface energies. ``model`` only labels the rows (default: ``calc.softening_model``).
+    """
+    import pandas as pd
+
+    if calc is None:
+        raise SurfaceError("surface_energies needs a calculator")
+    rows = []
+    it = records
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(records, desc="surfaces")
+    label = model or getattr(calc, "softening_model", type(calc).__name__)
+    for case in it:
+        if not isinstance(case, SurfaceCase):
+            raise SurfaceError(f"expected SurfaceCase records (from build_cases), got {type(case).__name__}")
+        row = evaluate(case, calc, relax=relax, fmax=fmax, steps=steps)
+        row["model"] = label
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _case_key(case: SurfaceCase, variant: str, fmax: float, steps: int) -> str:
+    from ..cache import key_of
+    from ..predict import geometry_hash
+
+    return f"{case.id}-{variant}-" + key_of(geometry_hash([case.slab, case.bulk]), variant, fmax, steps)
+
+
+def compute(cases: Sequence[SurfaceCase], model: str, variant: str = "static", fmax: float = 0.05,
+            steps: int = 500, progress: bool = True, compute_missing: bool = True):
+    """Model surface energies, cached per (model id, case, geometry, variant) in ResultStore("surfaces").
+
+    Structures with elements the model does not cover are recorded as skipped (with reason).
+    ``compute_missing=False`` only reads the cache (for a quick "default" book build).
+    """
+    import pandas as pd
+
+    from .. import models
+    from ..cache import ResultStore
+    from ..predict import calculator
+
+    if variant not in VARIANTS:
+        raise SurfaceError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    store = ResultStore(TASK)
+    mid = models.model_id(model)
+    rows, todo = [], []
+    for case in cases:
+        key = _case_key(case, variant, fmax, steps)
+        rec = store.get(mid, key)
+        if rec is not None:
+            rows.append(rec)
+        else:
+            todo.append((case, key))
+    if todo and compute_missing:
+        it = todo
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(todo, desc=f"{model} {variant} surfaces")
+        calc = None
+        for case, key in it:
+            try:
+                models.check_elements(model, set(case.slab.get_chemical_symbols()))
+            except models.UnsupportedElementError as exc:
+                rec = {**case.summary(), "variant": variant, "model": model, "skipped": str(exc)}
+                store.put(mid, key, rec)
+                rows.append(rec)
+                continue
+            calc = calc or calculator(model)
+            rec = evaluate(case, calc, relax=(variant == "relaxed"), fmax=fmax, steps=steps)
+            rec.update(model=model, model_id=mid, skipped="")
+            store.put(mid, key, rec)
+            rows.append(rec)
+    df = pd.DataFrame(rows)
+    if len(df) and "skipped" not in df:
+        df["skipped"] = ""
+    return df
+
+
+# --------------------------------------------------------------------------------------
+# the GPAW reference (computed by this project; scripts/gpaw_surfaces_defects.py)
+# --------------------------------------------------------------------------------------
+
+def reference_dir() -> Path:
+    from .. import config
+
+    return config.reference_dir() / "surfaces_gpaw"
+
+
+def reference_records(root: Path | None = None) -> list[dict]:
+    """Every JSON record (one per GPAW calculation) under data/reference/surfaces_gpaw."""
+    root = Path(root) if root is not None else reference_dir()
+    out = []
+    for path in sorted(root.glob("*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def load_reference(variant: str = "static", root: Path | None = None):
+    """GPAW-PBE surface energies (one row per surface whose slab *and* bulk are done).
+
+    Columns like :func:`evaluate`; relaxed slabs that did not reach fmax are kept with
+    ``converged=False``. An empty table means the reference has not been computed yet.
+    """
+    import pandas as pd
+
+    if variant not in VARIANTS:
+        raise SurfaceError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    recs = reference_records(root)
+    bulk = {r["case_id"]: r for r in recs if r.get("role") == "bulk" and r.get("status") == "done"}
+    rows = []
+    for r in recs:
+        if r.get("role") != "slab" or r.get("variant") != variant or r.get("status") != "done":
+            continue
+        b = bulk.get(r["case_id"])
+        if b is None:
+            continue
+        e_bulk = b["energy"] / b["n_atoms"]
+        gamma = surface_energy(r["energy"], r["n_atoms"], e_bulk, r["area_A2"])
+        rows.append({"id": r["case_id"], "system": r["system"], "miller": r["miller"], "variant": variant,
+                     "n_atoms": r["n_atoms"], "area_A2": r["area_A2"], "e_slab": r["energy"],
+                     "e_bulk_per_atom": e_bulk, "gamma_eV_A2": gamma, "gamma_J_m2": gamma * EV_A2_TO_J_M2,
+                     "converged": bool(r.get("converged", True)), "fmax": r.get("fmax", np.nan),
+                     "steps": r.get("steps", 0)})
+    return pd.DataFrame(rows, columns=["id", "system", "miller", "variant", "n_atoms", "area_A2", "e_slab",
+                                       "e_bulk_per_atom", "gamma_eV_A2", "gamma_J_m2", "converged", "fmax", "steps"])
+
+
+def reference_status(cases: Sequence[SurfaceCase] | None = None, root: Path | None = None) -> dict:
+    """How much of the GPAW reference exists: counts of done / failed records per variant."""
+    recs = reference_records(root)
+    out = {"records": len(recs)}
+    for variant in VARIANTS:
+        out[f"{variant}_done"] = len(load_reference(variant, root))
+    out["failed"] = sum(r.get("status") == "failed" for r in recs)
+    if cases is not None:
+        out["planned"] = len(cases)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# comparison and figure
+# --------------------------------------------------------------------------------------
+
+def compare(reference, model_table, converged_only: bool = True):
+    """Join reference and model rows on surface id; adds ``error`` = model - reference."""
+    import pandas as pd
+
+    if reference is None or not len(reference) or model_table is None or not len(model_table):
+        return pd.DataFrame(columns=["id", "gamma_ref", "gamma_model", "error"])
+    m = model_table
+    if "skipped" in m:
+        m = m[m["skipped"].fillna("") == ""]
+    ref = reference
+    if converged_only:
+        ref = ref[ref["converged"].astype(bool)]
+        if "converged" in m:
+            m = m[m["converged"].astype(bool)]
+    j = ref[["id", "system", "miller", "gamma_eV_A2"]].merge(
+        m[["id", "gamma_eV_A2"]], on="id", suffixes=("_ref", "_model"))
+    j = j.rename(columns={"gamma_eV_A2_ref": "gamma_ref", "gamma_eV_A2_model": "gamma_model"})
+    j["error"] = j["gamma_model"] - j["gamma_ref"]
+    return j
+
+
+def stats(joined) -> dict:
+    """MAE (eV/A^2), fraction under-predicted, n, and the slope through the origin."""
+    if joined is None or not len(joined):
+        return {"n": 0, "mae": np.nan, "frac_under": np.nan, "slope": np.nan}
+    x = joined["gamma_ref"].to_numpy(float)
+    y = joined["gamma_model"].to_numpy(float)
+    return {"n": int(len(x)), "mae": float(np.mean(np.abs(y - x))), "frac_under": float(np.mean(y < x)),
+            "slope": float(np.dot(x, y) / np.dot(x, x)) if np.dot(x, x) > 0 else np.nan}
+
+
+def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PBE",
+                  quantity: str = "surface energy", unit: str = "eV/Å$^2$"):
+    """Fig. 2a: one column per model, rows static / relaxed; MAE and fraction under-predicted.
+
+    ``reference``: {variant: reference table}; ``model_tables``: {model: {variant: table}}.
+    Returns ``(fig, summary DataFrame)``.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    models_ = list(model_tables)
+    variants = [v for v in VARIANTS if v in reference]
+    ncol = max(1, len(models_))
+    fig, axes = plt.subplots(len(variants) or 1, ncol, figsize=(3.1 * ncol, 3.2 * max(1, len(variants))),
+                             squeeze=False)
+    rows = []
+    allv = []
+    joined_all = {}
+    for i, variant in enumerate(variants):
+        for j, model in enumerate(models_):
+            jt = compare(reference[variant], model_tables[model].get(variant))
+            joined_all[(variant, model)] = jt
+            if len(jt):
+                allv += [jt["gamma_ref"].to_numpy(), jt["gamma_model"].to_numpy()]
+    hi = float(np.nanmax(np.concatenate(allv))) * 1.08 if allv else 1.0
+    lo = min(0.0, float(np.nanmin(np.concatenate(allv))) * 1.08) if allv else 0.0
+    for i, variant in enumerate(variants):
+        for j, model in enumerate(models_):
+            ax = axes[i][j]
+            jt = joined_all[(variant, model)]
+            st = stats(jt)
+            rows.append({"variant": variant, "model": model, **st})
+            note = {"n": st["n"]}
+            if st["n"]:
+                note.update({"MAE": f"{st['mae']:.3f} {unit.replace('$^2$', '²')}",
+                             "under-predicted": f"{100 * st['frac_under']:.0f} %"})
+            plots.parity(ax, jt["gamma_ref"] if len(jt) else [], jt["gamma_model"] if len(jt) else [],
+                         model=model, xlabel=f"{ref_label} {quantity} ({unit})" if i == len(variants) - 1 else "",
+                         ylabel=f"model ({unit})" if j == 0 else "", lim=(lo, hi), s=14, alpha=0.75,
+                         annotate=note)
+            ax.set_title(f"{plots.label(model)}\n{variant}", fontsize=9)
+    fig.tight_layout()
+    return fig, pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# the public VASP data: Materials Project surface energies (Tran et al. 2016)
+# --------------------------------------------------------------------------------------
+
+MP_SURFACES = "mp-surfaces-tran2016"
+MP_API_URL = "https://api.materialsproject.org/materials/surface_properties/"
+
+
+def parse_mp_surfaces(data: Any, source: str = MP_SURFACES):
+    """Tran et al. / MP surface documents -> one row per facet.
+
+    Accepts the Dryad file ``surfaces.json`` (a list of documents) or an MP API response
+    (``{"data": [...]}``). Each document: ``material_id``, ``pretty_formula``, ``polymorph``,
+    ``surfaces`` = [{``miller_index``, ``surface_energy`` (J/m^2), ``surface_energy_EV_PER_ANG2``,
+    ``is_reconstructed``, ``area_fraction``, ...}], ``weighted_surface_energy`` ...
+    """
+    import pandas as pd
+
+    docs = data.get("data", data) if isinstance(data, dict) else data
+    if not isinstance(docs, list):
+        raise SurfaceError("MP surface data must be a list of documents or {'data': [...]}")
+    rows = []
+    for doc in docs:
+        for surf in doc.get("surfaces") or []:
+            ev = surf.get("surface_energy_EV_PER_ANG2", surf.get("surface_energy_ev_per_ang2"))
+            jm = surf.get("surface_energy")
+            if ev is None and jm is None:
+                raise SurfaceError(f"{doc.get('material_id')}: a surface without surface energy")
+            ev = float(ev) if ev is not None else float(jm) / EV_A2_TO_J_M2
+            jm = float(jm) if jm is not None else ev * EV_A2_TO_J_M2
+            miller = tuple(int(i) for i in surf["miller_index"])
+            rows.append({"material_id": doc.get("material_id") or doc.get("task_id"),
+                         "formula": doc.get("pretty_formula") or doc.get("formula_pretty"),
+                         "polymorph": doc.get("polymorph"), "miller": miller_tag(miller),
+                         "miller_index": miller, "gamma_eV_A2": ev, "gamma_J_m2": jm,
+                         "is_reconstructed": bool(surf.get("is_reconstructed", False)),
+                         "area_fraction": surf.get("area_fraction"), "source": source})
+    return pd.DataFrame(rows)
+
+
+def fetch_mp_surfaces(material_ids: Sequence[str] | None = None, api_key: str | None = None) -> dict:
+    """Surface documents from the MP API (needs ``MP_API_KEY``); returns ``{"data": [...]}``."""
+    import requests
+
+    key = api_key or os.environ.get("MP_API_KEY")
+    if not key:
+        raise SurfaceError("the Materials Project API needs a key: set MP_API_KEY (free at "
+                           "https://next-gen.materialsproject.org/api), or download surfaces.json "
+                           "from Dryad doi:10.5061/dryad.f2n6f into the mirror")
+    docs, skip = [], 0
+    while True:
+        params = {"_all_fields": "true", "_limit": 500, "_skip": skip}
+        if material_ids:
+            params["material_ids"] = ",".join(material_ids)
+        resp = requests.get(MP_API_URL, params=params, headers={"X-API-KEY": key}, timeout=60)
+        resp.raise_for_status()
+        batch = resp.json().get("data", [])
+        docs += batch
+        if len(batch) < 500:
+            break
+        skip += 500
+    return {"data": docs}
+
+
+def read_mp_surfaces(subset: Iterable[str] | None = None, path: str | Path | None = None, **_: Any):
+    """Reader of dataset ``mp-surfaces-tran2016``: a table of facets (see :func:`parse_mp_surfaces`).
+
+    Looks for ``surfaces.json`` (Dryad) in the repo / mirror / download cache; when it is not
+    there and ``SOFTENING_ONLINE=1`` with ``MP_API_KEY`` set, fetches the MP API and caches the
+    response as ``mp_api_surface_properties.json``. ``subset``: material ids or formulas.
+    """
+    from .. import config, datasets
+    from ..cache import atomic_write_text
+
+    if path is None:
+        found = None
+        for name in ("surfaces.json", "mp_api_surface_properties.json"):
+            found = datasets.locate(MP_SURFACES, name, required=False, download=False)
+            if found is not None:
+                break
+        if found is None and config.online() and os.environ.get("MP_API_KEY"):
+            data = fetch_mp_surfaces()
+            found = config.cache_dir() / "downloads" / MP_SURFACES / "mp_api_surface_properties.json"
+            atomic_write_text(found, json.dumps(data))
+        if found is None:
+            raise datasets.DatasetUnavailableError(
+                f"{MP_SURFACES}: no surfaces.json here. Download it from Dryad (doi:10.5061/dryad.f2n6f) "
+                f"into {config.cache_dir() / 'downloads' / MP_SURFACES}/ or the mirror, or set "
+                "SOFTENING_ONLINE=1 and MP_API_KEY to fetch it from the Materials Project API.")
+        path = found
+    with open(path) as fh:
+        table = parse_mp_surfaces(json.load(fh))
+    if subset is not None:
+        wanted = set(subset)
+        table = table[table["material_id"].isin(wanted) | table["formula"].isin(wanted)]
+    return table.reset_index(drop=True)
+
+
+def _register() -> None:
+    from .. import datasets
+
+    datasets.register_reader("mp_surfaces_tran2016", read_mp_surfaces)
+
+
+_register()

@@ -1,0 +1,157 @@
+"""Tests of softening_lib.tasks.phonons: analytic EMT checks, the DFT pipeline against the
+JaGeo set's own numbers, and one small material end to end with CHGNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from scipy.spatial.transform import Rotation
+
+from softening_lib import datasets
+from softening_lib.models import ScaledCalculator
+from softening_lib.phonopy_io import atoms_to_phonopy, phonopy_to_atoms
+from softening_lib.tasks import phonons as P
+
+FAST = P.PhononSettings(mesh=12.0, band_npoints=11, fmax=1e-4, max_steps=300)
+FCC_PRIM = np.array([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+
+
+def _emt_reference(unitcell, supercell=(2, 2, 2), primitive=FCC_PRIM, amplitude=0.01,
+                   material_id="Cu-emt") -> datasets.PhononReference:
+    """A force set built like a DFT one, with EMT playing DFT."""
+    from phonopy import Phonopy
+
+    ph = Phonopy(atoms_to_phonopy(unitcell), supercell_matrix=np.diag(supercell), primitive_matrix=primitive)
+    ph.generate_displacements(distance=amplitude)
+    first = []
+    for disp, cell in zip(ph.dataset["first_atoms"], ph.supercells_with_displacements):
+        atoms = phonopy_to_atoms(cell)
+        atoms.calc = EMT()
+        first.append({"number": disp["number"], "displacement": np.asarray(disp["displacement"]),
+                      "forces": atoms.get_forces()})
+    return datasets.PhononReference(
+        material_id=material_id, dataset="emt-test", formula=unitcell.get_chemical_formula(),
+        unitcell=unitcell, supercell_matrix=np.diag(supercell), primitive_matrix=primitive,
+        displacement_dataset={"natom": len(ph.supercell), "first_atoms": first}, functional="EMT")
+
+
+@pytest.fixture(scope="module")
+def cu_emt():
+    """Cu fcc (conventional cell) relaxed with EMT, so EMT's own minimum is the reference."""
+    unit = bulk("Cu", "fcc", a=3.6, cubic=True)
+    relaxed, info = P.relax(unit, EMT(), FAST)
+    assert info["converged"]
+    return _emt_reference(relaxed)
+
+
+def test_emt_model_reproduces_emt_reference(cu_emt):
+    """Model = the calculator that made the force set -> identical phonons, s = 1."""
+    dft, _ = P.dft_phonons(cu_emt, FAST)
+    rec, _ = P.model_phonons(cu_emt, "emt", calc=EMT(), settings=FAST)
+    assert dft["max_freq_thz"] > 5  # Cu, EMT: ~7 THz
+    assert rec["max_freq_thz"] == pytest.approx(dft["max_freq_thz"], rel=1e-4)
+    assert rec["softening_scale_dft_disp"] == pytest.approx(1.0, abs=1e-6)
+    assert rec["n_displacements"] == dft["n_displacements"] == 1
+    assert rec["displacement_amplitude"] == pytest.approx(0.01)
+    assert rec["spacegroup_model"] == rec["spacegroup_dft"]
+    assert not rec["has_imaginary"]
+
+
+@pytest.mark.parametrize("c", [0.64, 0.81, 1.21])
+def test_scaled_emt_scales_frequencies_by_sqrt_c(cu_emt, c):
+    """E -> c E keeps the minimum and multiplies force constants by c: omega -> sqrt(c) omega."""
+    base, _ = P.model_phonons(cu_emt, "emt", calc=EMT(), settings=FAST)
+    scaled, _ = P.model_phonons(cu_emt, "emt", calc=ScaledCalculator(EMT(), c), settings=FAST)
+    assert scaled["max_freq_thz"] / base["max_freq_thz"] == pytest.approx(np.sqrt(c), rel=1e-4)
+    assert scaled["max_freq_mesh_thz"] / base["max_freq_mesh_thz"] == pytest.approx(np.sqrt(c), rel=1e-4)
+    # and the softening scale on the reference displacements is c itself
+    assert scaled["softening_scale_dft_disp"] == pytest.approx(c, rel=1e-6)
+    assert scaled["relax"]["volume_change"] == pytest.approx(base["relax"]["volume_change"], abs=1e-4)
+
+
+def test_band_path_is_invariant_under_rotation(cu_emt):
+    """seekpath's q-points are converted to phonopy's basis: a rotated cell gives the same bands."""
+    unit = cu_emt.unitcell.copy()
+    rot = Rotation.from_euler("zyx", [23, 41, -17], degrees=True).as_matrix()
+    turned = unit.copy()
+    turned.set_cell(unit.cell.array @ rot.T, scale_atoms=True)
+    ref_turned = _emt_reference(turned)
+    a, _ = P.dft_phonons(cu_emt, FAST)
+    b, _ = P.dft_phonons(ref_turned, FAST)
+    assert b["max_freq_band_thz"] == pytest.approx(a["max_freq_band_thz"], rel=1e-6)
+    assert b["min_freq_band_thz"] == pytest.approx(a["min_freq_band_thz"], abs=1e-6)
+    assert b["band_ticks"] == a["band_ticks"]
+    # fcc path: the zone-boundary maximum sits at X; the band max must not be below the mesh max
+    assert a["max_freq_band_thz"] >= a["max_freq_mesh_thz"] - 1e-6
+
+
+def test_imaginary_modes_are_reported_not_dropped():
+    """A structure away from its minimum (Cu squeezed by 12 %) keeps its unstable modes."""
+    unit = bulk("Cu", "fcc", a=3.6 * 1.12, cubic=True)
+    ref = _emt_reference(unit)
+    rec, _ = P.dft_phonons(ref, FAST)
+    assert rec["status"] == "ok"
+    assert np.isfinite(rec["min_freq_thz"])
+    assert rec["has_imaginary"] == (rec["min_freq_thz"] < P.IMAGINARY_THZ)
+
+
+def test_unsupported_element_is_skipped_and_listed(tmp_path, monkeypatch):
+    """EMT covers no Cs/F: CsF is recorded as skipped with the reason, DFT still computed."""
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    table = P.run(P.PBESOL, ["mp-1784"], ["emt"], settings=FAST, progress=False, showcase=[])
+    emt = table[table["model"] == "emt"].iloc[0]
+    assert emt["status"] == "skipped"
+    assert "Cs" in emt["reason"] and "F" in emt["reason"]
+    assert table[table["model"] == "dft"].iloc[0]["status"] == "ok"
+    cov = P.coverage(["emt"], P.PBESOL, ["mp-1784"], settings=FAST).set_index("model")
+    assert cov.loc["emt", "skipped"] == 1 and cov.loc["dft", "ok"] == 1
+
+
+def test_pbesol_selection_is_deterministic_and_starts_with_csf():
+    sel = P.pbesol_selection(240)
+    assert sel == P.pbesol_selection(240)
+    assert len(sel) == len(set(sel)) == 240
+    assert sel[0] == "mp-1784"
+    assert set(P.pbe103_ids_in_pbesol()) <= set(sel)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mp_id", ["mp-1000", "mp-1103235", "mp-11217", "mp-1519"])
+def test_jageo_max_frequency_matches_its_own_table(mp_id):
+    """Our phonopy pipeline on the JaGeo DFT forces reproduces the set's benchmark_max_frequency."""
+    props = P.jageo_properties().set_index("material_id")
+    ref = datasets.load(P.PBE68, subset=[mp_id])[0]
+    rec, _ = P.dft_phonons(ref, P.PhononSettings(mesh=10.0))
+    expected = props.loc[mp_id, "benchmark_max_frequency"]
+    assert rec["max_freq_band_thz"] == pytest.approx(expected, rel=0.01)
+    assert rec["max_freq_thz"] == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.slow
+def test_chgnet_end_to_end_small_material(tmp_path, monkeypatch):
+    """CHGNet on the smallest PhononDB supercell: relax, batched displaced forces, phonons, cache."""
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    index = P.pbesol_index()
+    mp_id = index.iloc[0]["mp_id"]
+    settings = P.PhononSettings(mesh=10.0, band_npoints=11)
+    table = P.run(P.PBESOL, [mp_id], ["chgnet-0.3.0"], settings=settings, progress=False,
+                  showcase=[mp_id], on_error="raise")
+    by = table.set_index("model")
+    dft, chg = by.loc["dft"], by.loc["chgnet-0.3.0"]
+    assert chg["status"] == "ok"
+    assert chg["n_displacements"] == dft["n_displacements"]
+    assert chg["n_atoms_supercell"] == dft["n_atoms_supercell"] == index.iloc[0]["n_atoms_supercell"]
+    assert chg["displacement_amplitude"] == pytest.approx(dft["displacement_amplitude"])
+    assert chg["relax_fmax_reached"] <= settings.fmax or not chg["relax_converged"]
+    assert 0.3 < chg["max_freq_thz"] / dft["max_freq_thz"] < 2.0
+    assert 0.3 < chg["softening_scale_dft_disp"] < 2.0
+    # cached: a second call computes nothing and returns the same numbers
+    again = P.run(P.PBESOL, [mp_id], ["chgnet-0.3.0"], settings=settings, progress=False,
+                  showcase=[mp_id], compute=False).set_index("model")
+    assert again.loc["chgnet-0.3.0", "max_freq_thz"] == chg["max_freq_thz"]
+    arrays = P.arrays_of("chgnet-0.3.0", P.PBESOL, mp_id)
+    assert arrays is not None and arrays["band_frequencies"].ndim == 3
+    ratios = P.ratio_table(P.PBESOL, [mp_id], ["chgnet-0.3.0"], settings=settings)
+    assert ratios.iloc[0]["ratio"] == pytest.approx(chg["max_freq_thz"] / dft["max_freq_thz"])
