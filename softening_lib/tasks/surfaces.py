@@ -35,7 +35,7 @@ Protocol (paper, Methods; Tran et al., Sci. Data 3, 160080 (2016)):
 
 from __future__ import annotations
 
-import glob
+import functools
 import itertools
 import json
 import os
@@ -84,19 +84,25 @@ class SurfaceError(ValueError):
 # bulk structures
 # --------------------------------------------------------------------------------------
 
-def _element_structure(element: str, prototype: str) -> tuple[Atoms, str]:
-    """The MP PBE structure of ``element`` with the prototype's spacegroup (lowest energy)."""
+@functools.lru_cache(maxsize=1)
+def _mp_element_data() -> dict:
     import gzip
-
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     from .. import datasets
 
     path = datasets.locate("mp-element-structures", "MP-PBE-Element-Refs.json.gz")
     with gzip.open(path, "rt") as fh:
-        data = json.load(fh)
+        return json.load(fh)
+
+
+@functools.lru_cache(maxsize=None)
+def _element_structure(element: str, prototype: str) -> tuple[Atoms, str]:
+    """The MP PBE structure of ``element`` with the prototype's spacegroup (lowest energy)."""
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    data = _mp_element_data()
     if element not in data:
         raise SurfaceError(f"element {element!r} is not in the MP element structures")
     want = PROTOTYPE_SPACEGROUP[prototype]
@@ -119,7 +125,8 @@ def bulk_structure(system: str) -> tuple[Atoms, str]:
                            "(or pass your own bulk Atoms to make_slabs)")
     spec = SURFACE_SYSTEMS[system]
     if "element" in spec:
-        return _element_structure(spec["element"], spec["prototype"])
+        atoms, source = _element_structure(spec["element"], spec["prototype"])
+        return atoms.copy(), source
     from ase.build import bulk
 
     atoms = bulk(spec["formula"], spec["crystal"], a=spec["a"])
@@ -209,6 +216,50 @@ def _thickness_and_vacuum(slab: Atoms) -> tuple[float, float]:
     return float(height - vacuum), vacuum
 
 
+def _generate(conv, miller, min_slab, min_vacuum, symmetrize):
+    import warnings
+
+    from pymatgen.core.surface import SlabGenerator
+
+    gen = SlabGenerator(conv, miller, min_slab, min_vacuum, center_slab=True, primitive=True,
+                        max_normal_search=None, reorient_lattice=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Too many sites removed": we filter below
+        return gen.get_slabs(symmetrize=symmetrize)
+
+
+def _valid_slabs(conv, miller, min_slab, min_vacuum, bulk_formula):
+    """Stoichiometric symmetric slabs whose atom-to-atom thickness is >= min_slab."""
+    reasons: set[str] = set()
+    for symmetrize in (False, True):
+        kept = []
+        for slab in _generate(conv, miller, min_slab, min_vacuum, symmetrize):
+            if slab.composition.reduced_formula != bulk_formula:
+                reasons.add("non-stoichiometric" + (" after symmetrisation" if symmetrize else ""))
+                continue
+            if not slab.is_symmetric():
+                reasons.add("asymmetric (polar / inequivalent faces)")
+                continue
+            # pymatgen's min_slab_size counts whole layer spacings; make the distance between
+            # the outermost atomic planes itself >= min_slab (the paper's "slab >= 10 A")
+            size = min_slab
+            for _ in range(6):
+                thick, _vac = _thickness_and_vacuum(_plain_atoms(slab))
+                if thick >= min_slab - 1e-6:
+                    break
+                size += (min_slab - thick) + 0.05
+                bigger = [s for s in _generate(conv, miller, size, min_vacuum, symmetrize)
+                          if abs(s.shift - slab.shift) < 1e-6]
+                if not bigger:
+                    break
+                slab = bigger[0]
+            if slab.composition.reduced_formula == bulk_formula and slab.is_symmetric():
+                kept.append(slab)
+        if kept:
+            return kept, reasons
+    return [], reasons
+
+
 def make_slabs(bulk: Atoms, system: str | None = None, max_index: int = 2, min_slab: float = 10.0,
                min_vacuum: float = 10.0, max_terminations: int = 1, millers: Iterable[Sequence[int]] | None = None,
                lattice_source: str = "") -> tuple[list[SurfaceCase], list[dict]]:
@@ -217,7 +268,7 @@ def make_slabs(bulk: Atoms, system: str | None = None, max_index: int = 2, min_s
     ``skipped`` lists ``{"system", "miller", "reason"}`` for every Miller index without a
     stoichiometric, symmetric termination (they are *not* computed).
     """
-    from pymatgen.core.surface import SlabGenerator, get_symmetrically_distinct_miller_indices
+    from pymatgen.core.surface import get_symmetrically_distinct_miller_indices
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -243,21 +294,7 @@ def make_slabs(bulk: Atoms, system: str | None = None, max_index: int = 2, min_s
         miller = tuple(int(i) for i in miller)
         if len(miller) != 3 or not any(miller):
             raise SurfaceError(f"bad Miller index {miller}")
-        kept = []
-        reasons = set()
-        for symmetrize in (False, True):
-            gen = SlabGenerator(conv, miller, min_slab, min_vacuum, center_slab=True, primitive=True,
-                                max_normal_search=None, reorient_lattice=False)
-            for slab in gen.get_slabs(symmetrize=symmetrize):
-                if slab.composition.reduced_formula != bulk_formula:
-                    reasons.add("non-stoichiometric" + (" after symmetrisation" if symmetrize else ""))
-                    continue
-                if not slab.is_symmetric():
-                    reasons.add("asymmetric (polar / inequivalent faces)")
-                    continue
-                kept.append(slab)
-            if kept:
-                break
+        kept, reasons = _valid_slabs(conv, miller, min_slab, min_vacuum, bulk_formula)
         if not kept:
             skipped.append({"system": system, "miller": miller_tag(miller),
                             "reason": "no stoichiometric + symmetric termination: " + ", ".join(sorted(reasons))})

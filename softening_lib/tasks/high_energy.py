@@ -1,0 +1,436 @@
+"""Chapter 7: high-energy states and the softening scale (paper Fig. 5a, 5b).
+
+For every (model, material) the task predicts forces on all DFT-labelled frames of that
+material (through :func:`softening_lib.predict.predict_cached`) and stores one small JSON
+record (:class:`~softening_lib.cache.ResultStore` ``"high_energy"``) holding
+
+* the paper's numbers: softening scale ``s`` (slope through the origin of model against
+  DFT force components, pooled over the material's frames), force MAE, cMAE;
+* additive sufficient statistics per bin of ``|F_DFT|`` component (``sum xy``, ``sum xx``,
+  ``n``), so the slope-vs-force-magnitude curve of any set of materials is exact;
+* per-frame statistics and the held-out one-label correction of chapter 8 (fit ``c`` on
+  one frame, score the others; :func:`softening_lib.correction.heldout_scores`).
+
+The chapter renders from these records; a dataset is opened only for materials whose
+record is missing. Datasets:
+
+``wbm-he-figshare``  the paper's own deposited set (VASP, MP-compatible; needs the
+                     figshare file, which is not mirrored offline)
+``wbm-he-gpaw``      the paper's sampling protocol relabelled by this project with GPAW-PBE
+``jageo-pbe-68``     near-equilibrium contrast: VASP-PBE phonon displaced supercells
+``phonondb-pbesol``  near-equilibrium contrast: PhononDB PBEsol displaced supercells
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .. import cache, correction, datasets, metrics, models, predict
+
+log = logging.getLogger(__name__)
+
+TASK = "high_energy"
+RECORD_VERSION = 1
+HIGH_ENERGY = ("wbm-he-figshare", "wbm-he-gpaw")
+PHONON_SETS = ("jageo-pbe-68", "phonondb-pbesol")
+DATASET_LABELS = {
+    "wbm-he-figshare": "WBM high-energy states (paper, VASP-PBE(+U))",
+    "wbm-he-gpaw": "WBM high-energy states (this project, GPAW-PBE)",
+    "jageo-pbe-68": "phonon displacements, VASP-PBE (JaGeo 68)",
+    "phonondb-pbesol": "phonon displacements, PhononDB VASP-PBEsol",
+}
+# |F_DFT| component bin edges (eV/A), shared by every record so bins add up across materials
+BIN_EDGES = np.concatenate([[0.0], np.geomspace(1e-3, 30.0, 16), [np.inf]])
+
+
+class NoDataError(RuntimeError):
+    """A dataset (or the requested materials) is not available here."""
+
+
+# --------------------------------------------------------------------------------------
+# which materials
+# --------------------------------------------------------------------------------------
+
+def phonondb_subset(n: int = 100) -> list[str]:
+    """A deterministic PhononDB-PBEsol subset: the first ``n`` of chapter 6's material list
+    (CsF, the PBE-103 overlap, then the smallest supercells), so the chapters agree."""
+    from . import phonons
+
+    return phonons.pbesol_selection(n)
+
+
+def material_ids(dataset: str, n: int | None = None) -> list[str]:
+    """Material ids of ``dataset`` (cheap: reads only indices / labels), first ``n``."""
+    if dataset == "jageo-pbe-68":
+        import pandas as pd
+
+        ids = list(pd.read_csv(datasets.locate(dataset, "index.csv"))["mp_id"])
+    elif dataset == "phonondb-pbesol":
+        ids = phonondb_subset(n or 100)
+    elif dataset in HIGH_ENERGY:
+        try:
+            frames = datasets.load(dataset)
+        except datasets.DatasetError as exc:
+            raise NoDataError(str(exc)) from exc
+        ids = list(dict.fromkeys(str(a.info["material_id"]) for a in frames))
+    else:
+        raise NoDataError(f"dataset {dataset!r} is not a force dataset of this chapter; "
+                          f"choose from {HIGH_ENERGY + PHONON_SETS}")
+    return ids[:n] if n is not None else ids
+
+
+def availability(dataset: str) -> dict[str, Any]:
+    """``{"available": bool, "n_materials": int, "n_frames": int, "reason": str}``."""
+    try:
+        if dataset in HIGH_ENERGY:
+            frames = datasets.load(dataset)
+            ids = {str(a.info["material_id"]) for a in frames}
+            return {"available": bool(frames), "n_materials": len(ids), "n_frames": len(frames), "reason": ""}
+        ids = material_ids(dataset)
+        return {"available": True, "n_materials": len(ids), "n_frames": None, "reason": ""}
+    except (datasets.DatasetError, NoDataError) as exc:
+        return {"available": False, "n_materials": 0, "n_frames": 0, "reason": str(exc)}
+
+
+def load_frames(dataset: str, ids: Sequence[str], progress: bool = False) -> tuple[list, dict[str, str]]:
+    """Labelled frames of ``ids`` and ``{material_id: reason}`` for those without DFT forces."""
+    skipped: dict[str, str] = {}
+    frames: list = []
+    if not ids:
+        return frames, skipped
+    if dataset in HIGH_ENERGY:
+        try:
+            frames = datasets.load(dataset, subset=list(ids))
+        except datasets.DatasetError as exc:
+            raise NoDataError(str(exc)) from exc
+        found = {str(a.info["material_id"]) for a in frames}
+        skipped.update({m: "not in the dataset" for m in ids if m not in found})
+        return frames, skipped
+    iterator: Iterable = ids
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(list(ids), desc=f"reading {dataset}", unit="material")
+    for mp_id in iterator:
+        try:
+            ref = datasets.load(dataset, subset=[mp_id])[0]
+        except datasets.DatasetError as exc:
+            skipped[mp_id] = str(exc)
+            continue
+        ds = ref.displacement_dataset or {}
+        first = ds.get("first_atoms") or []
+        if not first or any("forces" not in d for d in first):
+            skipped[mp_id] = "the reference holds no displaced supercells with DFT forces"
+            continue
+        for atoms in ref.frames():
+            atoms.info["formula"] = ref.formula
+            frames.append(atoms)
+    return frames, skipped
+
+
+# --------------------------------------------------------------------------------------
+# one record per (model, material)
+# --------------------------------------------------------------------------------------
+
+def data_hash(frames: Sequence) -> str:
+    """Hash of geometries and DFT forces (a record is stale when either changes)."""
+    h = hashlib.sha256(predict.geometry_hash(frames).encode())
+    for atoms in frames:
+        h.update(np.round(np.asarray(atoms.get_forces(), dtype=float), 6).tobytes())
+    return h.hexdigest()[:16]
+
+
+def binned_sums(x: np.ndarray, y: np.ndarray, edges: np.ndarray = BIN_EDGES) -> dict[str, list]:
+    """Additive per-bin sums of ``|x|``-binned components: n, sum xy, sum xx, sum |y - x|."""
+    ax = np.abs(x)
+    idx = np.digitize(ax, edges[1:-1])  # bin i holds edges[i] <= |x| < edges[i+1]
+    nb = len(edges) - 1
+    return {
+        "n": np.bincount(idx, minlength=nb).tolist(),
+        "sxy": np.bincount(idx, weights=x * y, minlength=nb).tolist(),
+        "sxx": np.bincount(idx, weights=x * x, minlength=nb).tolist(),
+        "sabs": np.bincount(idx, weights=np.abs(y - x), minlength=nb).tolist(),
+    }
+
+
+def material_record(dft_forces: Sequence[np.ndarray], model_forces: Sequence[np.ndarray], *,
+                    model: str, dataset: str, material_id: str, formula: str = "",
+                    frame_ids: Sequence | None = None) -> dict:
+    """Every number chapters 7-8 need for one (model, material)."""
+    x, y = metrics._pair(list(dft_forces), list(model_forces))
+    rec: dict[str, Any] = {
+        "version": RECORD_VERSION, "model": model, "model_id": models.model_id(model) if model in models.REGISTRY else model,
+        "dataset": dataset, "material_id": material_id, "formula": formula,
+        "n_frames": len(dft_forces), "n_atoms": int(np.asarray(dft_forces[0]).shape[0]),
+        "frame_ids": [str(f) for f in (frame_ids if frame_ids is not None else range(len(dft_forces)))],
+    }
+    try:
+        rec.update(metrics.force_metrics(x, y))
+        rec["c_all"] = correction.fit_scale(x, y)
+        rec["mae_corrected_all"] = float(np.mean(np.abs(rec["c_all"] * y - x)))
+    except metrics.MetricError as exc:
+        rec["error"] = str(exc)
+    rec["bins"] = {"edges": [float(e) for e in BIN_EDGES[:-1]] + ["inf"], **binned_sums(x, y)}
+    rec["frames"] = [vars(s) for s in correction.frame_stats(dft_forces, model_forces)]
+    if len(dft_forces) >= 2 and "error" not in rec:
+        rec["heldout"] = correction.heldout_scores(dft_forces, model_forces)
+    return rec
+
+
+def store() -> cache.ResultStore:
+    return cache.ResultStore(TASK)
+
+
+def _key(dataset: str, material_id: str) -> str:
+    return f"{dataset}__{material_id}"
+
+
+def _store_model(model: str) -> str:
+    return models.model_id(model) if model in models.REGISTRY else model
+
+
+def cached_record(model: str, dataset: str, material_id: str) -> dict | None:
+    rec = store().get(_store_model(model), _key(dataset, material_id))
+    if rec is None or rec.get("version") != RECORD_VERSION:
+        return None
+    return rec
+
+
+def parity_path(model: str, dataset: str, material_id: str):
+    return store().root / "parity" / cache._safe(dataset) / cache._safe(_store_model(model)) / f"{cache._safe(material_id)}.npz"
+
+
+def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = None, *,
+            progress: bool = True, verify: bool = False, parity: Sequence[str] = (),
+            batch_size: int = 16) -> dict[str, dict[str, str]]:
+    """Fill the record store for ``models_`` x ``ids`` of ``dataset`` (missing ones only).
+
+    Frames are read only for materials with a missing record (all of them when ``verify``,
+    which also recomputes records whose data hash changed). Materials listed in ``parity``
+    also get their force components saved (``parity_path``) for the parity figures.
+    Returns ``{model: {material_id: reason}}`` of what was skipped.
+    """
+    ids = list(ids) if ids is not None else material_ids(dataset)
+    skipped: dict[str, dict[str, str]] = {m: {} for m in models_}
+    todo = sorted({mid for m in models_ for mid in ids
+                   if verify or cached_record(m, dataset, mid) is None
+                   or (mid in parity and not parity_path(m, dataset, mid).is_file())})
+    if not todo:
+        return skipped
+    frames, unreadable = load_frames(dataset, todo, progress=progress)
+    for m in models_:
+        skipped[m].update(unreadable)
+    by_material: dict[str, list] = {}
+    for atoms in frames:
+        by_material.setdefault(str(atoms.info["material_id"]), []).append(atoms)
+    for model in models_:
+        need = [mid for mid in todo if mid in by_material and (
+            verify or cached_record(model, dataset, mid) is None
+            or (mid in parity and not parity_path(model, dataset, mid).is_file()))]
+        if verify:
+            need = [mid for mid in need if (cached_record(model, dataset, mid) or {}).get("data_hash")
+                    != data_hash(by_material[mid]) or (mid in parity and not parity_path(model, dataset, mid).is_file())]
+        if not need:
+            continue
+        sub = [a for mid in need for a in by_material[mid]]
+        preds = predict.predict_cached(sub, model, dataset, progress=progress, batch_size=batch_size)
+        skipped[model].update(predict.skipped_materials(model, dataset))
+        pred_by: dict[str, list[dict]] = {}
+        for p in preds:
+            pred_by.setdefault(str(p["material_id"]), []).append(p)
+        for mid in need:
+            if mid not in pred_by:
+                continue
+            fr = by_material[mid]
+            dft = [np.asarray(a.get_forces(), dtype=float) for a in fr]
+            mod = [np.asarray(p["forces"], dtype=float) for p in pred_by[mid]]
+            rec = material_record(dft, mod, model=model, dataset=dataset, material_id=mid,
+                                  formula=str(fr[0].info.get("formula", fr[0].get_chemical_formula(mode="metal"))),
+                                  frame_ids=[a.info.get("frame_id", i) for i, a in enumerate(fr)])
+            rec["data_hash"] = data_hash(fr)
+            store().put(_store_model(model), _key(dataset, mid), rec)
+            if mid in parity:
+                cache.save_arrays(parity_path(model, dataset, mid), dft=np.concatenate(dft), model=np.concatenate(mod),
+                                  frame=np.concatenate([np.full(len(f), i) for i, f in enumerate(dft)]))
+    return skipped
+
+
+# --------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------
+
+def material_table(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = None):
+    """One row per (model, material) with s, MAE, cMAE (from the record store)."""
+    import pandas as pd
+
+    rows = []
+    for model in models_:
+        for rec in store().records(_store_model(model)):
+            if rec.get("dataset") != dataset or rec.get("version") != RECORD_VERSION:
+                continue
+            if ids is not None and rec["material_id"] not in set(ids):
+                continue
+            rows.append({k: rec.get(k) for k in (
+                "model", "dataset", "material_id", "formula", "n_frames", "n_atoms", "softening_scale",
+                "mae", "cmae", "rmse", "mean_abs_dft", "c_all", "mae_corrected_all", "error")})
+            rows[-1]["model"] = model
+    cols = ["model", "dataset", "material_id", "formula", "n_frames", "n_atoms", "softening_scale", "mae",
+            "cmae", "rmse", "mean_abs_dft", "c_all", "mae_corrected_all", "error"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def records(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = None) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    want = set(ids) if ids is not None else None
+    for model in models_:
+        out[model] = [r for r in store().records(_store_model(model))
+                      if r.get("dataset") == dataset and r.get("version") == RECORD_VERSION
+                      and (want is None or r["material_id"] in want) and "error" not in r]
+    return out
+
+
+def summary(table, group: Sequence[str] = ("model",)):
+    """Per model: number of materials, median / mean s, fraction with s < 1, median MAE/cMAE."""
+    import pandas as pd
+
+    ok = table[table["softening_scale"].notna()]
+    rows = []
+    for key, g in ok.groupby(list(group), sort=False):
+        s = g["softening_scale"].to_numpy(float)
+        rows.append({**dict(zip(group, key if isinstance(key, tuple) else (key,))),
+                     "n_materials": len(g), "s_median": float(np.median(s)), "s_mean": float(np.mean(s)),
+                     "fraction_s_below_1": float(np.mean(s < 1)),
+                     "mae_median": float(g["mae"].median()), "cmae_median": float(g["cmae"].median()),
+                     "mae_mean": float(g["mae"].mean()), "cmae_mean": float(g["cmae"].mean())})
+    return pd.DataFrame(rows)
+
+
+def pooled_binned_slope(recs: Sequence[dict], min_n: int = 30):
+    """Softening scale per ``|F_DFT|`` bin, pooled over records (exact: sums add up)."""
+    import pandas as pd
+
+    if not recs:
+        return pd.DataFrame(columns=["lo", "hi", "n", "slope", "mae"])
+    n = np.sum([r["bins"]["n"] for r in recs], axis=0)
+    sxy = np.sum([r["bins"]["sxy"] for r in recs], axis=0)
+    sxx = np.sum([r["bins"]["sxx"] for r in recs], axis=0)
+    sabs = np.sum([r["bins"]["sabs"] for r in recs], axis=0)
+    edges = BIN_EDGES
+    rows = []
+    for i in range(len(n)):
+        if n[i] < min_n or sxx[i] == 0:
+            continue
+        rows.append({"lo": float(edges[i]), "hi": float(edges[i + 1]), "n": int(n[i]),
+                     "slope": float(sxy[i] / sxx[i]), "mae": float(sabs[i] / n[i])})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------
+
+def fig5a(dataset: str, material_id: str, models_: Sequence[str], compute_missing: bool = True):
+    """Force parity for one material, one panel per model, s / MAE / cMAE in the legend."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    if compute_missing:
+        compute(dataset, models_, [material_id], parity=[material_id], progress=False)
+    panels = []
+    for model in models_:
+        arr = cache.load_arrays(parity_path(model, dataset, material_id))
+        rec = cached_record(model, dataset, material_id)
+        if arr is not None and rec is not None and "error" not in rec:
+            panels.append((model, arr, rec))
+    if not panels:
+        raise NoDataError(f"no cached forces for {material_id} in {dataset}; run compute(..., parity=[{material_id!r}])")
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    lim_hi = max(float(np.max(np.abs(np.concatenate([a["dft"], a["model"]])))) for _, a, _ in panels) * 1.05
+    rows = []
+    for ax, (model, arr, rec) in zip(axes[0], panels):
+        s = rec["softening_scale"]
+        plots.parity(ax, arr["dft"], arr["model"], model=model, xlabel="DFT force component (eV/Å)",
+                     ylabel="model force component (eV/Å)" if ax is axes[0][0] else "", lim=(-lim_hi, lim_hi),
+                     s=5, alpha=0.4)
+        plots.slope_line(ax, s, (-lim_hi, lim_hi), model)
+        ax.set_title(plots.label(model), fontsize=10)
+        ax.legend([f"s = {s:.3f}\nMAE = {rec['mae']:.3f} eV/Å\ncMAE = {rec['cmae']:.3f} eV/Å"],
+                  loc="upper left", fontsize=8, handlelength=0, handletextpad=0)
+        rows.append({"model": model, "material_id": material_id, "formula": rec["formula"],
+                     "n_frames": rec["n_frames"], "n_components": rec["n_components"],
+                     "softening_scale": s, "mae": rec["mae"], "cmae": rec["cmae"]})
+    fig.suptitle(f"{panels[0][2]['formula']} ({material_id}), {DATASET_LABELS.get(dataset, dataset)}", fontsize=10)
+    fig.tight_layout()
+    return fig, pd.DataFrame(rows)
+
+
+def fig5b(tables: dict[str, Any], bins: int = 30):
+    """Histogram of per-material softening scales, one panel per dataset, one line per model.
+
+    ``tables``: ``{dataset: material_table(...)}``. Returns the figure and a summary table
+    (fraction of materials with s < 1 per model and dataset).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    tables = {d: t for d, t in tables.items() if t is not None and len(t.dropna(subset=["softening_scale"]))}
+    if not tables:
+        raise NoDataError("no per-material softening scales to plot")
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 3.6), squeeze=False)
+    rows = []
+    for ax, (dataset, table) in zip(axes[0], tables.items()):
+        ok = table.dropna(subset=["softening_scale"])
+        vals = {m: g["softening_scale"].to_numpy(float) for m, g in ok.groupby("model", sort=False)}
+        allv = np.concatenate(list(vals.values()))
+        lo, hi = np.quantile(allv, [0.005, 0.995])
+        edges = np.linspace(min(lo, 0.5), max(hi, 1.1), bins + 1)
+        plots.histogram(ax, {m: np.clip(v, edges[0], edges[-1]) for m, v in vals.items()}, bins=edges,
+                        xlabel="softening scale s")
+        lines = []
+        for m, v in vals.items():
+            frac = float(np.mean(v < 1))
+            lines.append(f"{plots.label(m)}: {100 * frac:.0f}% < 1")
+            rows.append({"dataset": dataset, "model": m, "n_materials": len(v), "fraction_s_below_1": frac,
+                         "s_median": float(np.median(v))})
+        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}\n({len(ok['material_id'].unique())} materials)", fontsize=9)
+        ax.text(0.02, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7.5)
+    handles, labels_ = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels_, loc="lower center", ncol=len(labels_), fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    fig.tight_layout()
+    return fig, pd.DataFrame(rows)
+
+
+def fig_binned_slope(recs_by_dataset: dict[str, dict[str, list[dict]]], min_n: int = 30):
+    """Beyond the paper: softening scale vs |F_DFT| (pooled within bins), per model and dataset."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    fig, ax = plt.subplots(figsize=(6.2, 4.0))
+    styles = ["-", "--", ":", "-."]
+    rows = []
+    for (dataset, recs), ls in zip(recs_by_dataset.items(), styles):
+        for model, rs in recs.items():
+            tab = pooled_binned_slope(rs, min_n=min_n)
+            if tab.empty:
+                continue
+            centre = np.sqrt(tab["lo"].clip(lower=5e-4) * tab["hi"].replace(np.inf, 60.0))
+            ax.plot(centre, tab["slope"], ls=ls, marker="o", ms=3, color=plots.color(model),
+                    label=f"{plots.label(model)}, {dataset}")
+            rows.append(tab.assign(model=model, dataset=dataset))
+    ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("|F_DFT| component (eV/Å), bin centre")
+    ax.set_ylabel("slope model vs DFT within bin")
+    ax.legend(fontsize=7, ncol=1, loc="best")
+    fig.tight_layout()
+    return fig, (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame())
