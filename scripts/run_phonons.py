@@ -23,8 +23,15 @@ def main() -> None:
                                                     "m3gnet-matpes-pbe", "tensornet-matpes-pbe"])
     ap.add_argument("--n-pbesol", type=int, default=240)
     ap.add_argument("--sets", nargs="+", default=["pbesol", "pbe68"], choices=["pbesol", "pbe68"])
+    ap.add_argument("--check-jageo", action="store_true",
+                    help="first recompute the DFT max frequency of all 68 JaGeo force sets and compare "
+                         "with the set's own benchmark_max_frequency column (1 %% check)")
     args = ap.parse_args()
     plan = {"pbesol": (P.PBESOL, P.pbesol_selection(args.n_pbesol)), "pbe68": (P.PBE68, P.jageo_ids())}
+    if args.check_jageo:
+        check_jageo()
+    # the Fig. 4a showcase (CsF) for every model first: cheap, and the chapter needs it
+    P.run(P.PBESOL, list(P.SHOWCASE), list(args.models), progress=False)
     for model in args.models:
         for name in args.sets:
             dataset, ids = plan[name]
@@ -37,6 +44,18 @@ def main() -> None:
             ok = P.ratio_table(dataset, ids, [model])
             if not ok.empty:
                 print(P.summarise(ok).to_string(index=False), flush=True)
+
+
+def check_jageo() -> None:
+    """Our phonopy pipeline on the 68 JaGeo DFT force sets vs the set's own max frequency."""
+    import pandas as pd
+
+    P.run(P.PBE68, P.jageo_ids(), [])  # DFT only (cached)
+    table = P.jageo_check()
+    pd.set_option("display.width", 200)
+    print(table.round(4).to_string(index=False), flush=True)
+    for line in P.jageo_check_summary(table):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -88,21 +88,22 @@ class ChapterContext:
             fp = "?"
         self.datasets[name] = f"{fp}{' ' + note if note else ''}"
 
-    def figure(self, fig, name: str, caption: str, show: bool = True) -> Path:
-        from IPython.display import Markdown, display
+    def figure(self, fig, name: str, caption: str, show: bool = True) -> None:
+        """Save ``fig`` as PNG (``_build/run/figures/<chapter>/<name>.png``), show it and its caption."""
+        from IPython.display import Image, Markdown, display
 
         out = run_dir() / "figures" / self.chapter
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{name}.png"
         fig.savefig(path)
         self.figures.append({"name": name, "caption": caption, "png": str(path)})
-        if show:
-            import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt
 
-            display(fig)
-            plt.close(fig)
+        plt.close(fig)
+        if show:
+            # the PNG itself, so the static HTML shows exactly the saved figure
+            display(Image(filename=str(path)))
             display(Markdown(f"*{caption}*"))
-        return path
 
     def glue(self, name: str, value: Any, display: bool = False) -> Any:
         """Expose a computed value to the prose (``{glue:text}`name` ``)."""
@@ -177,8 +178,23 @@ def setup_chapter(chapter: str, models: Sequence[str], preset: str = "default",
                   **extra_types: tuple[Any, type | tuple]) -> ChapterContext:
     """Check parameters, split models into runnable / skipped, set the plot style."""
     check_parameters(chapter, models, preset, **extra_types)
+    import warnings
+
+    import pandas as pd
+
     from .plots import use_style
 
+    # library chatter (deprecations inside torch/matgl/chgnet, tqdm's notebook hint) is not
+    # part of the story; real errors still raise.
+    for category in (DeprecationWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+    try:
+        from tqdm import TqdmWarning
+
+        warnings.filterwarnings("ignore", category=TqdmWarning)
+    except ImportError:  # pragma: no cover
+        pass
+    pd.set_option("display.max_colwidth", None)
     use_style()
     ok, skipped = registry.runnable(list(models))
     return ChapterContext(chapter=chapter, models=ok, skipped=skipped, preset=preset,

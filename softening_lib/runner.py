@@ -132,7 +132,9 @@ def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | Non
          preset: str = "default", extra: dict | None = None) -> list[ChapterRun]:
     paths = [find_chapter(c) for c in chapter_specs] if chapter_specs else chapters()
     code = _tree_digest([ROOT / "softening_lib"], "*.py")
-    data = _tree_digest([ROOT / "data" / "reference", ROOT / "data" / "results", ROOT / "data" / "datasets.yml"])
+    # inputs only: results under data/results are what the chapters themselves compute and
+    # reuse; after a background computation adds results, rerun with --force.
+    data = _tree_digest([ROOT / "data" / "reference", ROOT / "data" / "datasets.yml"])
     versions = _versions_digest()
     runs = []
     for nb in paths:
@@ -183,6 +185,7 @@ def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "pyth
                                 kernel_name=kernel, cwd=str(ROOT / "chapters"), progress_bar=False,
                                 log_output=False, request_save_on_cell_execute=False)
             run.status = "executed"
+            _tidy(run.output)
             keys[rel] = run.key
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell
             run.status = "failed"
@@ -197,6 +200,18 @@ def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "pyth
         run.seconds = time.time() - t0
         atomic_write_text(_keys_path(), json.dumps(keys, indent=1))
     return list(runs)
+
+
+def _tidy(path: Path) -> None:
+    """Hide papermill's injected-parameters cell in the rendered page."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
+    nbformat.write(nb, path)
 
 
 def stage_static() -> None:
@@ -256,7 +271,7 @@ def build(strict: bool = True, log=print) -> Path:
     stage_static()
     write_page(STAGE / "what_ran_here.md")
     write_toc()
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(STAGE), "--path-output", str(BUILD / "book")]
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--path-output", str(BUILD / "book")]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     log("[build]    " + " ".join(cmd))

@@ -126,10 +126,44 @@ def load_frames(dataset: str, ids: Sequence[str], progress: bool = False) -> tup
         if not first or any("forces" not in d for d in first):
             skipped[mp_id] = "the reference holds no displaced supercells with DFT forces"
             continue
-        for atoms in ref.frames():
-            atoms.info["formula"] = ref.formula
-            frames.append(atoms)
+        frames.extend(phonon_frames(ref))
     return frames, skipped
+
+
+def phonon_frames(ref) -> list:
+    """Displaced supercells of a phonon reference (DFT forces attached) followed by the
+    undisplaced supercell (``info["residual_reference"] = True``, zero DFT forces), whose
+    model forces are subtracted from every displaced frame (see :func:`split_residual`)."""
+    from ..phonopy_io import phonopy_to_atoms
+
+    ph = ref.phonopy(with_forces=False)
+    out = []
+    for i, (cell, disp) in enumerate(zip(ph.supercells_with_displacements, ref.displacement_dataset["first_atoms"])):
+        atoms = phonopy_to_atoms(cell)
+        datasets.labelled(atoms, forces=disp["forces"], material_id=ref.material_id, frame_id=i,
+                          dataset=ref.dataset, formula=ref.formula)
+        out.append(atoms)
+    perfect = phonopy_to_atoms(ph.supercell)
+    datasets.labelled(perfect, forces=np.zeros((len(perfect), 3)), material_id=ref.material_id,
+                      frame_id="perfect", dataset=ref.dataset, formula=ref.formula, residual_reference=True)
+    out.append(perfect)
+    return out
+
+
+def split_residual(frames: Sequence, model_forces: Sequence[np.ndarray]) -> tuple[list, list, float | None]:
+    """Drop the undisplaced reference frame and subtract its model forces from the others.
+
+    Phonon displacement forces are small (0.01 Å displacements: |F| ~ 0.01-0.1 eV/Å); at the
+    DFT geometry a model has its own residual forces (its minimum is elsewhere), which would
+    swamp them. Subtracting the residual (as phonopy does for force constants) compares the
+    harmonic force response. Returns (frames, model forces, max |residual| or None)."""
+    ref = [i for i, a in enumerate(frames) if a.info.get("residual_reference")]
+    if not ref:
+        return list(frames), list(model_forces), None
+    r = np.asarray(model_forces[ref[0]], dtype=float)
+    keep = [i for i in range(len(frames)) if i not in ref]
+    return ([frames[i] for i in keep], [np.asarray(model_forces[i], dtype=float) - r for i in keep],
+            float(np.max(np.abs(r))))
 
 
 # --------------------------------------------------------------------------------------
@@ -206,14 +240,18 @@ def parity_path(model: str, dataset: str, material_id: str):
 
 def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = None, *,
             progress: bool = True, verify: bool = False, parity: Sequence[str] = (),
-            batch_size: int = 16) -> dict[str, dict[str, str]]:
+            batch_size: int = 16, frames: Sequence | None = None) -> dict[str, dict[str, str]]:
     """Fill the record store for ``models_`` x ``ids`` of ``dataset`` (missing ones only).
 
     Frames are read only for materials with a missing record (all of them when ``verify``,
     which also recomputes records whose data hash changed). Materials listed in ``parity``
     also get their force components saved (``parity_path``) for the parity figures.
+    ``frames`` (labelled Atoms with ``info["material_id"]``) replaces reading ``dataset``:
+    any user data set (chapter 11) goes through the same records under its own name.
     Returns ``{model: {material_id: reason}}`` of what was skipped.
     """
+    if frames is not None and ids is None:
+        ids = list(dict.fromkeys(str(a.info["material_id"]) for a in frames))
     ids = list(ids) if ids is not None else material_ids(dataset)
     skipped: dict[str, dict[str, str]] = {m: {} for m in models_}
     todo = sorted({mid for m in models_ for mid in ids
@@ -221,7 +259,11 @@ def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = No
                    or (mid in parity and not parity_path(m, dataset, mid).is_file())})
     if not todo:
         return skipped
-    frames, unreadable = load_frames(dataset, todo, progress=progress)
+    if frames is None:
+        frames, unreadable = load_frames(dataset, todo, progress=progress)
+    else:
+        frames = [a for a in frames if str(a.info["material_id"]) in set(todo)]
+        unreadable = {}
     for m in models_:
         skipped[m].update(unreadable)
     by_material: dict[str, list] = {}
@@ -245,13 +287,22 @@ def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = No
         for mid in need:
             if mid not in pred_by:
                 continue
-            fr = by_material[mid]
+            fr, mod, residual = split_residual(by_material[mid], [p["forces"] for p in pred_by[mid]])
             dft = [np.asarray(a.get_forces(), dtype=float) for a in fr]
-            mod = [np.asarray(p["forces"], dtype=float) for p in pred_by[mid]]
             rec = material_record(dft, mod, model=model, dataset=dataset, material_id=mid,
                                   formula=str(fr[0].info.get("formula", fr[0].get_chemical_formula(mode="metal"))),
                                   frame_ids=[a.info.get("frame_id", i) for i, a in enumerate(fr)])
-            rec["data_hash"] = data_hash(fr)
+            rec["data_hash"] = data_hash(by_material[mid])
+            rec["residual_subtracted"] = residual is not None
+            if residual is not None:  # the same numbers without subtracting the model's residual
+                raw = [np.asarray(p["forces"], dtype=float) for p, a in zip(pred_by[mid], by_material[mid])
+                       if not a.info.get("residual_reference")]
+                try:
+                    rec["softening_scale_raw"] = metrics.softening_scale(dft, raw)
+                    rec["mae_raw"] = metrics.mae(dft, raw)
+                except metrics.MetricError:
+                    pass
+            rec["max_abs_residual"] = residual
             store().put(_store_model(model), _key(dataset, mid), rec)
             if mid in parity:
                 cache.save_arrays(parity_path(model, dataset, mid), dft=np.concatenate(dft), model=np.concatenate(mod),
@@ -276,10 +327,12 @@ def material_table(dataset: str, models_: Sequence[str], ids: Sequence[str] | No
                 continue
             rows.append({k: rec.get(k) for k in (
                 "model", "dataset", "material_id", "formula", "n_frames", "n_atoms", "softening_scale",
-                "mae", "cmae", "rmse", "mean_abs_dft", "c_all", "mae_corrected_all", "error")})
+                "mae", "cmae", "rmse", "mean_abs_dft", "c_all", "mae_corrected_all", "softening_scale_raw",
+                "mae_raw", "max_abs_residual", "error")})
             rows[-1]["model"] = model
     cols = ["model", "dataset", "material_id", "formula", "n_frames", "n_atoms", "softening_scale", "mae",
-            "cmae", "rmse", "mean_abs_dft", "c_all", "mae_corrected_all", "error"]
+            "cmae", "rmse", "mean_abs_dft", "c_all", "mae_corrected_all", "softening_scale_raw", "mae_raw",
+            "max_abs_residual", "error"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -434,3 +487,91 @@ def fig_binned_slope(recs_by_dataset: dict[str, dict[str, list[dict]]], min_n: i
     ax.legend(fontsize=7, ncol=1, loc="best")
     fig.tight_layout()
     return fig, (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame())
+
+
+# --------------------------------------------------------------------------------------
+# presets: which materials the book computes
+# --------------------------------------------------------------------------------------
+
+def jageo_by_cost(n: int | None = None) -> list[str]:
+    """JaGeo-68 ids with DFT forces, cheapest first (supercell atoms x displacements)."""
+    import pandas as pd
+
+    tab = pd.read_csv(datasets.locate("jageo-pbe-68", "index.csv"))
+    tab = tab[tab["n_displacements"] > 0].copy()
+    det = [round(abs(np.linalg.det(np.array([[float(v) for v in row.split()] for row in s.split("/")]))))
+           for s in tab["supercell_matrix_rows"]]
+    tab["cost"] = tab["n_atoms_primitive"].to_numpy() * np.array(det) * tab["n_displacements"].to_numpy()
+    tab["_num"] = tab["mp_id"].str.extract(r"(\d+)")[0].astype(int)
+    ids = list(tab.sort_values(["cost", "_num"])["mp_id"])
+    return ids[:n] if n is not None else ids
+
+
+PRESET_SIZES = {
+    # dataset: (smoke, default, full); None = all
+    "wbm-he-gpaw": (2, None, None),
+    "wbm-he-figshare": (2, 100, None),
+    "phonondb-pbesol": (3, 100, 240),
+    "jageo-pbe-68": (2, 24, None),
+}
+
+
+def preset_ids(dataset: str, preset: str = "default") -> list[str]:
+    """The deterministic material list of ``dataset`` for a chapter preset."""
+    n = PRESET_SIZES[dataset][("smoke", "default", "full").index(preset)]
+    if dataset == "jageo-pbe-68":
+        return jageo_by_cost(n)
+    if dataset == "phonondb-pbesol":
+        return phonondb_subset(n)
+    return material_ids(dataset, n)
+
+
+def parity_choice(dataset: str, ids: Sequence[str]) -> list[str]:
+    """Materials whose force components are kept for parity plots: all high-energy ones
+    (small cells), the first one of a phonon set."""
+    return list(ids) if dataset in HIGH_ENERGY else list(ids[:1])
+
+
+def precompute(models_: Sequence[str], preset: str = "default", datasets_: Sequence[str] = (
+        "wbm-he-gpaw", "wbm-he-figshare", "phonondb-pbesol", "jageo-pbe-68"), progress: bool = True) -> dict:
+    """Fill the record store for a preset, one model at a time, skipping absent datasets."""
+    report: dict[str, Any] = {}
+    for dataset in datasets_:
+        try:
+            ids = preset_ids(dataset, preset)
+        except NoDataError as exc:
+            for model in models_:
+                report[(model, dataset)] = f"unavailable: {exc}"
+            log.warning("%s: %s", dataset, exc)
+            continue
+        # frames are read once per dataset; the models then run one after the other
+        skipped = compute(dataset, models_, ids, progress=progress, parity=parity_choice(dataset, ids))
+        for model in models_:
+            report[(model, dataset)] = {"n": len(ids), "skipped": skipped[model]}
+            log.warning("%s %s: %d materials, %d skipped", model, dataset, len(ids), len(skipped[model]))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m softening_lib.tasks.high_energy --models chgnet-0.3.0 --preset default``"""
+    import argparse
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--models", nargs="+", default=list(models.DEFAULT_MODELS))
+    parser.add_argument("--preset", default="default", choices=("smoke", "default", "full"))
+    parser.add_argument("--datasets", nargs="+", default=["wbm-he-gpaw", "wbm-he-figshare", "phonondb-pbesol", "jageo-pbe-68"])
+    args = parser.parse_args(argv)
+    ok, skipped = models.runnable(args.models)
+    for name, reason in skipped.items():
+        log.warning("skipping model %s: %s", name, reason)
+    report = precompute(ok, args.preset, args.datasets)
+    for key, value in report.items():
+        print(key, value if isinstance(value, str) else f"{value['n']} materials, skipped {len(value['skipped'])}: "
+              f"{dict(list(value['skipped'].items())[:5])}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -122,6 +122,48 @@ def jageo_properties():
         columns={"material": "material_id"})
 
 
+def jageo_check(settings: PhononSettings | None = None):
+    """Our DFT max frequency (from the cached JaGeo force-set records) vs the set's own
+    ``benchmark_max_frequency`` column: one row per material, relative differences of the
+    band-path max, the mesh max and their maximum."""
+    import pandas as pd
+
+    settings = settings or DEFAULT
+    t = cached_table(PBE68, None, [], settings)
+    props = jageo_properties().set_index("material_id")
+    t = t[t["model"] == "dft"].set_index("material_id") if not t.empty else t
+    rows = []
+    for mp_id in jageo_ids():
+        bench = float(props.loc[mp_id, "benchmark_max_frequency"])
+        if mp_id not in t.index or t.loc[mp_id, "status"] != "ok":
+            rows.append({"material_id": mp_id, "status": t.loc[mp_id, "status"] if mp_id in t.index else "missing",
+                         "benchmark_max": bench})
+            continue
+        r = t.loc[mp_id]
+        rows.append({"material_id": mp_id, "formula": r["formula"], "status": "ok", "benchmark_max": bench,
+                     "band_max": r["max_freq_band_thz"], "mesh_max": r["max_freq_mesh_thz"],
+                     "rel_diff_band": r["max_freq_band_thz"] / bench - 1,
+                     "rel_diff_mesh": r["max_freq_mesh_thz"] / bench - 1,
+                     "rel_diff_max": r["max_freq_thz"] / bench - 1,
+                     "benchmark_min": float(props.loc[mp_id, "benchmark_min_frequency"]),
+                     "min": r["min_freq_thz"]})
+    return pd.DataFrame(rows)
+
+
+def jageo_check_summary(table) -> list[str]:
+    lines = []
+    if "rel_diff_band" not in table:
+        return ["no JaGeo DFT records cached yet"]
+    ok = table[table["status"] == "ok"]
+    for col in ("rel_diff_band", "rel_diff_mesh", "rel_diff_max"):
+        bad = ok[ok[col].abs() > 0.01]
+        lines.append(f"{col}: {len(ok) - len(bad)}/{len(ok)} within 1 %; outside: "
+                     + (", ".join(f"{m} ({d:+.2%})" for m, d in zip(bad["material_id"], bad[col])) or "none"))
+    nc = table[table["status"] != "ok"]
+    lines.append("not comparable: " + (", ".join(f"{m} ({s})" for m, s in zip(nc["material_id"], nc["status"])) or "none"))
+    return lines
+
+
 def pbe103_max_frequency():
     """DFT-PBE maximum frequency (THz) of the 103 PhononDB-PBE compounds (quantile level 1)."""
     q = datasets.load(PBE103)
@@ -407,7 +449,8 @@ def run(dataset: str, ids: Sequence[str], models_: Sequence[str], settings: Phon
 
     ``models_`` may include ``"dft"`` implicitly: the DFT record is always computed (cheap).
     ``compute=False`` only reads the cache (what a "default" chapter build does for
-    materials that are not there yet: they are reported missing, not computed).
+    materials that are not there yet: they are reported missing, not computed); a list of
+    model names computes only those (plus DFT) and reads the others from the cache.
     ``on_error="record"`` stores a failed material with its error (so a rerun skips it);
     ``"raise"`` re-raises.
     """
@@ -418,7 +461,7 @@ def run(dataset: str, ids: Sequence[str], models_: Sequence[str], settings: Phon
     todo = [(m, mp) for mp in ids for m in ["dft", *models_]]
     iterator: Iterable = todo
     bar = None
-    if progress and compute:
+    if progress and compute is not False:
         from tqdm.auto import tqdm
 
         bar = tqdm(todo, desc=f"phonons {dataset}", unit="calc")
@@ -432,7 +475,7 @@ def run(dataset: str, ids: Sequence[str], models_: Sequence[str], settings: Phon
         want_arrays = mp_id in showcase
         if rec is not None and want_arrays and rec.get("status") == "ok" and arrays_of(model, dataset, mp_id) is None:
             rec = None
-        if rec is None and compute:
+        if rec is None and (compute is True or (not isinstance(compute, bool) and model in ["dft", *compute])):
             try:
                 if mp_id not in refs:
                     refs.clear()
@@ -549,7 +592,7 @@ def summarise(ratios) -> "Any":
 # figures
 # --------------------------------------------------------------------------------------
 
-def fig4a(material_id: str, models_: Sequence[str], dataset: str = PBESOL, compute: bool = True,
+def fig4a(material_id: str, models_: Sequence[str], dataset: str = PBESOL, compute: Any = True,
           settings: PhononSettings = DEFAULT):
     """Dispersion + DOS of one material: DFT solid, each model dashed. Returns (fig, table)."""
     import matplotlib.pyplot as plt
@@ -709,4 +752,66 @@ def coverage(models_: Sequence[str], dataset: str, ids: Sequence[str] | None = N
                      "missing": n_total - len(sub),
                      "with_imaginary": int(sub.get("has_imaginary", pd.Series(dtype=bool)).fillna(False).sum())
                      if not sub.empty else 0})
+    return pd.DataFrame(rows)
+
+
+def coverage_table(models_: Sequence[str], pbesol_ids: Sequence[str], settings: PhononSettings = DEFAULT):
+    """How many materials each model covers in the cache, for the PBEsol list and the JaGeo 68."""
+    import pandas as pd
+
+    return pd.concat([coverage(models_, PBESOL, pbesol_ids, settings),
+                      coverage(models_, PBE68, jageo_ids(), settings)], ignore_index=True)
+
+
+def smoke_ids() -> list[str]:
+    """CsF plus the two smallest PhononDB supercells (a live run of a few seconds per model)."""
+    out = list(SHOWCASE)
+    for mp_id in pbesol_index()["mp_id"]:
+        if mp_id not in out:
+            out.append(mp_id)
+        if len(out) == 3:
+            break
+    return out
+
+
+def selection_table(ids: Sequence[str]):
+    """The material list with formula, space group and supercell size."""
+    idx = pbesol_index().set_index("mp_id")
+    t = idx.loc[list(ids), ["unitcell_formula", "mdr_space_group", "n_atoms_unitcell", "supercell_dim",
+                            "n_atoms_supercell"]].reset_index()
+    t.insert(0, "order", range(1, len(t) + 1))
+    return t
+
+
+def showcase_table(table):
+    """Fig. 4a numbers: per model max/min frequency, ratio to DFT, volume change, softening scale."""
+    import pandas as pd
+
+    t = table[table["status"] == "ok"].copy()
+    if t.empty:
+        return pd.DataFrame()
+    dft = t[t["model"] == "dft"]
+    dmax = float(dft["max_freq_thz"].iloc[0]) if len(dft) else np.nan
+    dvol = float(dft["volume_per_atom"].iloc[0]) if len(dft) else np.nan
+    t["ratio"] = t["max_freq_thz"] / dmax
+    t["volume_change"] = t["volume_per_atom"] / dvol - 1
+    cols = ["model", "max_freq_thz", "min_freq_thz", "ratio", "volume_per_atom", "volume_change",
+            "softening_scale_dft_disp", "relax_fmax_reached", "relax_steps", "wall_s"]
+    return t[[c for c in cols if c in t]].reset_index(drop=True)
+
+
+PAPER_FRACTION_BELOW_1 = 0.90  # paper, Fig. 4b: "> 90 %" of 229 ratios below 1 for each model
+
+
+def paper_table(summary):
+    """Paper vs this book for Fig. 4b (the paper gives the fraction below 1 only)."""
+    import pandas as pd
+
+    rows = []
+    for _, s in summary.iterrows():
+        rows.append({"reference": s["reference"], "model": s["model"],
+                     "paper: materials": 229, "book: materials": int(s["n"]),
+                     "paper: fraction < 1": "> 0.90 (M3GNet, CHGNet, MACE; PhononDB)",
+                     "book: fraction < 1": round(float(s["fraction_below_1"]), 3),
+                     "book: median ratio": round(float(s["median"]), 3)})
     return pd.DataFrame(rows)

@@ -169,11 +169,26 @@ def miller_tag(miller: Sequence[int]) -> str:
     return "".join(f"m{-i}" if i < 0 else str(i) for i in miller)
 
 
-def _plain_atoms(structure) -> Atoms:
+def _plain_atoms(structure, center: bool = False) -> Atoms:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     atoms = AseAtomsAdaptor.get_atoms(structure)
-    return Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+    atoms = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+    if center:
+        _center_slab(atoms)
+    return atoms
+
+
+def _center_slab(atoms: Atoms) -> None:
+    """Move the slab (in place) to the middle of its cell along c, vacuum split evenly."""
+    frac = atoms.get_scaled_positions(wrap=True)
+    z = np.sort(frac[:, 2])
+    gaps = np.diff(np.concatenate([z, [z[0] + 1.0]]))
+    k = int(np.argmax(gaps))
+    start = z[(k + 1) % len(z)]  # first atom above the vacuum gap
+    frac[:, 2] = (frac[:, 2] - start) % 1.0
+    frac[:, 2] += 0.5 - 0.5 * frac[:, 2].max()
+    atoms.set_scaled_positions(frac)
 
 
 def _bulk_with_inplane(prim, slab) -> Atoms:
@@ -221,7 +236,9 @@ def _generate(conv, miller, min_slab, min_vacuum, symmetrize):
 
     from pymatgen.core.surface import SlabGenerator
 
-    gen = SlabGenerator(conv, miller, min_slab, min_vacuum, center_slab=True, primitive=True,
+    # center_slab=False: pymatgen's centring costs a neighbour search per slab; _plain_atoms
+    # centres the slab in its cell instead (cheap, same result).
+    gen = SlabGenerator(conv, miller, min_slab, min_vacuum, center_slab=False, primitive=True,
                         max_normal_search=None, reorient_lattice=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Too many sites removed": we filter below
@@ -300,7 +317,7 @@ def make_slabs(bulk: Atoms, system: str | None = None, max_index: int = 2, min_s
                             "reason": "no stoichiometric + symmetric termination: " + ", ".join(sorted(reasons))})
             continue
         for t, slab in enumerate(kept[:max_terminations]):
-            atoms = _plain_atoms(slab)
+            atoms = _plain_atoms(slab, center=True)
             ref = _bulk_with_inplane(prim, slab)
             thick, vac = _thickness_and_vacuum(atoms)
             area = float(np.linalg.norm(np.cross(atoms.cell[0], atoms.cell[1])))
@@ -314,18 +331,74 @@ def make_slabs(bulk: Atoms, system: str | None = None, max_index: int = 2, min_s
     return cases, skipped
 
 
+def _atoms_to_dict(atoms: Atoms) -> dict:
+    return {"numbers": atoms.numbers.tolist(), "positions": np.round(atoms.positions, 8).tolist(),
+            "cell": np.round(atoms.cell.array, 8).tolist()}
+
+
+def _atoms_from_dict(d: dict) -> Atoms:
+    return Atoms(numbers=d["numbers"], positions=d["positions"], cell=d["cell"], pbc=True)
+
+
+def case_to_dict(case: SurfaceCase) -> dict:
+    return {"id": case.id, "system": case.system, "miller": list(case.miller), "termination": case.termination,
+            "shift": case.shift, "area": case.area, "thickness": case.thickness, "vacuum": case.vacuum,
+            "lattice_source": case.lattice_source, "extra": case.extra,
+            "slab": _atoms_to_dict(case.slab), "bulk": _atoms_to_dict(case.bulk)}
+
+
+def case_from_dict(d: dict) -> SurfaceCase:
+    return SurfaceCase(id=d["id"], system=d["system"], miller=tuple(d["miller"]), termination=d["termination"],
+                       shift=d["shift"], slab=_atoms_from_dict(d["slab"]), bulk=_atoms_from_dict(d["bulk"]),
+                       area=d["area"], thickness=d["thickness"], vacuum=d["vacuum"],
+                       lattice_source=d.get("lattice_source", ""), extra=d.get("extra", {}))
+
+
+def _system_cases(system: str, max_index: int, min_slab: float, min_vacuum: float, max_terminations: int,
+                  use_cache: bool = True) -> tuple[list[SurfaceCase], list[dict]]:
+    """Slabs of one named system, cached (slab generation costs pymatgen tens of seconds)."""
+    from importlib.metadata import version
+
+    from ..cache import ResultStore, key_of
+
+    store = ResultStore(TASK)
+    key = f"{system}-" + key_of(system, SURFACE_SYSTEMS.get(system), max_index, min_slab, min_vacuum,
+                                max_terminations, version("pymatgen").split(".")[0], CASES_VERSION)
+    rec = store.get("_cases", key) if use_cache else None
+    if rec is not None:
+        return [case_from_dict(d) for d in rec["cases"]], rec["skipped"]
+    bulk, source = bulk_structure(system)
+    cases, skipped = make_slabs(bulk, system=system, max_index=max_index, min_slab=min_slab,
+                                min_vacuum=min_vacuum, max_terminations=max_terminations, lattice_source=source)
+    store.put("_cases", key, {"system": system, "cases": [case_to_dict(c) for c in cases], "skipped": skipped,
+                              "params": {"max_index": max_index, "min_slab": min_slab, "min_vacuum": min_vacuum,
+                                         "max_terminations": max_terminations}})
+    return cases, skipped
+
+
+CASES_VERSION = 1  # bump when slab construction changes (invalidates the cached case lists)
+
+
 def build_cases(systems: Sequence[str] = tuple(DEFAULT_SYSTEMS), max_index: int = 2, min_slab: float = 10.0,
-                min_vacuum: float = 10.0, max_terminations: int = 1, max_atoms: int | None = None):
-    """Slabs of every system; returns ``(cases, skipped DataFrame)``. Slabs above ``max_atoms`` skip."""
+                min_vacuum: float = 10.0, max_terminations: int = 1, max_atoms: int | None = None,
+                use_cache: bool = True):
+    """Slabs of every named system; returns ``(cases, skipped DataFrame)``.
+
+    Case lists are cached under ``data/results/surfaces/_cases`` so that the models, the
+    GPAW reference and the book all use byte-identical geometries. Slabs above ``max_atoms``
+    are listed as skipped (a preset's size cut, not a physical reason).
+    """
     import pandas as pd
 
     if isinstance(systems, str):
         raise SurfaceError(f"systems must be a list of names, got the string {systems!r}")
+    unknown = [s for s in systems if s not in SURFACE_SYSTEMS]
+    if unknown:
+        raise SurfaceError(f"unknown surface system(s) {unknown}; known: {', '.join(SURFACE_SYSTEMS)}")
     all_cases, skipped = [], []
     for system in systems:
-        bulk, source = bulk_structure(system)
-        cases, skip = make_slabs(bulk, system=system, max_index=max_index, min_slab=min_slab,
-                                 min_vacuum=min_vacuum, max_terminations=max_terminations, lattice_source=source)
+        cases, skip = _system_cases(system, max_index, min_slab, min_vacuum, max_terminations, use_cache)
+        skip = list(skip)
         for case in cases:
             if max_atoms is not None and len(case.slab) > max_atoms:
                 skip.append({"system": system, "miller": miller_tag(case.miller),
@@ -528,8 +601,11 @@ def reference_status(cases: Sequence[SurfaceCase] | None = None, root: Path | No
 # comparison and figure
 # --------------------------------------------------------------------------------------
 
-def compare(reference, model_table, converged_only: bool = True):
-    """Join reference and model rows on surface id; adds ``error`` = model - reference."""
+def compare(reference, model_table, converged_only: bool = True, col: str = "gamma_eV_A2"):
+    """Join reference and model rows on ``id``; columns ``gamma_ref``, ``gamma_model``, ``error``.
+
+    ``col`` is the quantity compared (``gamma_eV_A2`` here; the defect task passes ``e_f``).
+    """
     import pandas as pd
 
     if reference is None or not len(reference) or model_table is None or not len(model_table):
@@ -542,9 +618,9 @@ def compare(reference, model_table, converged_only: bool = True):
         ref = ref[ref["converged"].astype(bool)]
         if "converged" in m:
             m = m[m["converged"].astype(bool)]
-    j = ref[["id", "system", "miller", "gamma_eV_A2"]].merge(
-        m[["id", "gamma_eV_A2"]], on="id", suffixes=("_ref", "_model"))
-    j = j.rename(columns={"gamma_eV_A2_ref": "gamma_ref", "gamma_eV_A2_model": "gamma_model"})
+    keep = [c for c in ("id", "system", "miller", "label", col) if c in ref]
+    j = ref[keep].merge(m[["id", col]], on="id", suffixes=("_ref", "_model"))
+    j = j.rename(columns={f"{col}_ref": "gamma_ref", f"{col}_model": "gamma_model"})
     j["error"] = j["gamma_model"] - j["gamma_ref"]
     return j
 
@@ -560,7 +636,7 @@ def stats(joined) -> dict:
 
 
 def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PBE",
-                  quantity: str = "surface energy", unit: str = "eV/Å$^2$"):
+                  quantity: str = "surface energy", unit: str = "eV/Å$^2$", col: str = "gamma_eV_A2"):
     """Fig. 2a: one column per model, rows static / relaxed; MAE and fraction under-predicted.
 
     ``reference``: {variant: reference table}; ``model_tables``: {model: {variant: table}}.
@@ -581,7 +657,7 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
     joined_all = {}
     for i, variant in enumerate(variants):
         for j, model in enumerate(models_):
-            jt = compare(reference[variant], model_tables[model].get(variant))
+            jt = compare(reference[variant], model_tables[model].get(variant), col=col)
             joined_all[(variant, model)] = jt
             if len(jt):
                 allv += [jt["gamma_ref"].to_numpy(), jt["gamma_model"].to_numpy()]

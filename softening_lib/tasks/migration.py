@@ -1,0 +1,722 @@
+"""Chapter 5 (paper Fig. 3, SI Fig. 1): ion-migration barriers by ApproxNEB.
+
+ApproxNEB (Rong et al., J. Chem. Phys. 145, 074112 (2016)), as used by Rutt et al. (ACS
+Appl. Mater. Interfaces 14, 44367 (2022)) and by Deng et al. (2025):
+
+1. the two end points (the moving ion on two stable sites) are relaxed, lattice fixed;
+2. an initial path is interpolated between them (``interpolation="linear"``: straight
+   line, periodic minimum image; ``"idpp"``: ASE's image-dependent pair potential);
+3. every intermediate image is relaxed **independently** (no springs, no NEB forces) with
+   the lattice fixed and the moving ion either fixed (``constraint="fixed"``, the paper's
+   choice) or free only in the hyperplane perpendicular to the hop
+   (``constraint="hyperplane"``);
+4. the barrier is the highest energy along the path after referencing the end images to
+   zero. Exactly, with ``E_0`` and ``E_N`` the end-image energies::
+
+       E_KRA = max_i E_i - (E_0 + E_N) / 2          (kinetically resolved activation)
+
+   i.e. the reference is the *mean* of the two end images. For a symmetric hop
+   (``E_0 = E_N``) this is the usual ``max - E_0``; for an asymmetric one it is the barrier
+   of the hop with the site-energy difference ``dE = E_N - E_0`` split evenly
+   (``E_forward = E_KRA + dE/2``). :func:`kra_barrier` is the one place it is computed.
+
+Flags on every path: end points that are not minima (the moving ion left its site while
+relaxing, an end point did not converge, or an intermediate image lies below both end
+images) and image relaxations that did not converge (with their final fmax).
+
+``mode="relaxed"`` is the protocol above; ``mode="static"`` skips every relaxation: the
+ideal-lattice end points and the straight-line images are evaluated as they are, a
+*common geometry* every method (models and GPAW) shares exactly. The project's GPAW queue
+computes the static paths first (``scripts/gpaw_solid_solution_migration.py``).
+
+Hosts (:data:`HOSTS`) are small, non-magnetic, no-+U oxides, halides and sulfides in which
+Mg or Li hops by a vacancy mechanism; the vacancy is made charge-neutral by removing
+ions far from the hop (a bound Schottky complex, see :func:`build_path`).
+
+Public reference: :func:`read_mpcontribs_approxneb` reads the ApproxNEB data of Rutt et
+al. as deposited on MPContribs (project ``mg_cathode_screening_2022``; API key needed).
+
+Chapter 8 re-scores with :func:`score` (``calc=``) or :func:`rescore`.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.geometry import find_mic
+
+from .. import cache, config
+
+TASK = "migration"
+VERSION = "1"
+
+#: nominal oxidation states used to keep vacancy supercells charge neutral
+CHARGES = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Al": 3, "O": -2, "S": -2,
+           "Se": -2, "F": -1, "Cl": -1, "Br": -1, "I": -1}
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------------
+# the barrier
+# --------------------------------------------------------------------------------------
+
+def kra_barrier(energies: Sequence[float]) -> float:
+    """``E_KRA = max_i E_i - (E_0 + E_N) / 2`` over the whole path (end images included)."""
+    e = np.asarray(energies, dtype=float)
+    if e.ndim != 1 or len(e) < 2:
+        raise ValueError("need the energies of at least the two end images")
+    if not np.all(np.isfinite(e)):
+        raise ValueError("energies must be finite (a failed image?)")
+    return float(e.max() - 0.5 * (e[0] + e[-1]))
+
+
+def referenced(energies: Sequence[float]) -> np.ndarray:
+    """Energies relative to the mean of the two end images (the profile of Fig. 3a)."""
+    e = np.asarray(energies, dtype=float)
+    return e - 0.5 * (e[0] + e[-1])
+
+
+# --------------------------------------------------------------------------------------
+# hosts and paths
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    prototype: str  # rocksalt | fluorite (antifluorite A2X)
+    cation: str
+    anion: str
+    a: float  # approximate PBE lattice constant (A), the common lattice of every method
+    supercell: tuple[int, int, int] = (2, 2, 2)  # repeats of the primitive fcc cell
+    mp_id: str = ""
+
+    def atoms(self) -> Atoms:
+        from ase.build import bulk
+
+        if self.prototype == "rocksalt":
+            unit = bulk(f"{self.cation}{self.anion}", "rocksalt", a=self.a)
+        elif self.prototype == "antifluorite":
+            # anions on fcc sites, cations in all tetrahedral holes
+            unit = bulk(f"{self.anion}{self.cation}2", "fluorite", a=self.a)
+        else:
+            raise ValueError(self.prototype)
+        return unit.repeat(self.supercell)
+
+
+HOSTS: dict[str, Host] = {h.name: h for h in [
+    Host("MgO", "rocksalt", "Mg", "O", 4.26, mp_id="mp-1265"),
+    Host("MgS", "rocksalt", "Mg", "S", 5.22, mp_id="mp-1315"),
+    Host("LiF", "rocksalt", "Li", "F", 4.07, mp_id="mp-1138"),
+    Host("LiCl", "rocksalt", "Li", "Cl", 5.15, mp_id="mp-22905"),
+    Host("Li2O", "antifluorite", "Li", "O", 4.63, mp_id="mp-1960"),
+    Host("Li2S", "antifluorite", "Li", "S", 5.72, mp_id="mp-1153"),
+]}
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """A vacancy hop of ``host.cation`` to its ``shell``-th nearest cation site."""
+
+    host: str
+    shell: int = 1
+    n_images: int = 5  # intermediate images (the paper's example has 5)
+
+    @property
+    def id(self) -> str:
+        return f"{self.host}-vac-s{self.shell}"
+
+
+PATHS: list[PathSpec] = [
+    PathSpec("MgO", 1), PathSpec("MgS", 1), PathSpec("LiF", 1), PathSpec("LiCl", 1),
+    PathSpec("Li2O", 1), PathSpec("Li2O", 2), PathSpec("Li2S", 1), PathSpec("Li2S", 2),
+]
+
+
+def _mic_vectors(atoms: Atoms, origin: np.ndarray) -> np.ndarray:
+    d, _ = find_mic(atoms.positions - origin, atoms.cell, pbc=True)
+    return d
+
+
+def build_path(spec: PathSpec | str, host: Host | None = None) -> dict[str, Any]:
+    """End points of a vacancy hop: ``initial`` (ion on site A, vacancy on B), ``final``
+    (ion on B), the ion's index and the removed compensating ions.
+
+    Charge neutrality: removing the cation on B leaves charge ``-q``; anions (and, if
+    needed, further cations) are removed to compensate, each chosen equidistant from A
+    and B (so the hop stays mirror-symmetric when the lattice allows) and as far as
+    possible from the hop midpoint.
+    """
+    if isinstance(spec, str):
+        spec = next(p for p in PATHS if p.id == spec)
+    host = host or HOSTS[spec.host]
+    atoms = host.atoms()
+    symbols = np.array(atoms.get_chemical_symbols())
+    cations = np.flatnonzero(symbols == host.cation)
+    a_idx = int(cations[0])
+    vec = _mic_vectors(atoms, atoms.positions[a_idx])
+    dist = np.linalg.norm(vec, axis=1)
+    others = cations[cations != a_idx]
+    shells = np.unique(np.round(dist[others], 2))
+    if spec.shell > len(shells):
+        raise MigrationError(f"{host.name} supercell has only {len(shells)} cation shells")
+    r = shells[spec.shell - 1]
+    b_idx = int(others[np.argmin(np.abs(dist[others] - r) + 1e3 * (np.abs(dist[others] - r) > 0.02)
+                                 + 1e-6 * others)])
+    hop = vec[b_idx]
+    mid = atoms.positions[a_idx] + 0.5 * hop
+    q = CHARGES[host.cation]
+    qa = -CHARGES[host.anion]
+    vm = _mic_vectors(atoms, mid)
+    da = np.linalg.norm(_mic_vectors(atoms, atoms.positions[a_idx]), axis=1)
+    db = np.linalg.norm(_mic_vectors(atoms, atoms.positions[b_idx]), axis=1)
+    sym_err = np.abs(da - db)
+    far = np.linalg.norm(vm, axis=1)
+
+    def pick(candidates, exclude):
+        cand = [int(i) for i in candidates if int(i) not in exclude]
+        # equidistant from A and B first, then farthest from the hop midpoint
+        return sorted(cand, key=lambda i: (sym_err[i] > 0.02, -round(far[i], 3), i))[0]
+
+    remove = [b_idx]
+    charge = -q  # left behind by the missing cation
+    while charge < 0:
+        i = pick(np.flatnonzero(symbols == host.anion), remove)
+        remove.append(i)
+        charge += qa
+    while charge > 0:
+        i = pick(cations, remove + [a_idx])
+        remove.append(i)
+        charge -= q
+    keep = [i for i in range(len(atoms)) if i not in remove]
+    base = atoms[keep]
+    mover = keep.index(a_idx)
+    initial = base.copy()
+    final = base.copy()
+    pos = final.positions.copy()
+    pos[mover] = atoms.positions[a_idx] + hop
+    final.positions = pos
+    for a in (initial, final):
+        a.info.update(path_id=spec.id, host=host.name)
+    return {"spec": spec, "host": host, "initial": initial, "final": final, "mover": mover,
+            "hop_vector": hop, "hop_distance": float(np.linalg.norm(hop)),
+            "removed": [(int(i), str(symbols[i])) for i in remove]}
+
+
+# --------------------------------------------------------------------------------------
+# ApproxNEB
+# --------------------------------------------------------------------------------------
+
+def interpolate(initial: Atoms, final: Atoms, n_images: int, method: str = "linear") -> list[Atoms]:
+    """``n_images + 2`` images from ``initial`` to ``final`` (minimum-image displacements)."""
+    d, _ = find_mic(final.positions - initial.positions, initial.cell, pbc=initial.pbc)
+    images = []
+    for t in np.linspace(0.0, 1.0, n_images + 2):
+        img = initial.copy()
+        img.positions = initial.positions + t * d
+        images.append(img)
+    if method == "linear":
+        return images
+    if method == "idpp":
+        from ase.mep import NEB
+
+        neb = NEB(images)
+        neb.idpp_interpolate(traj=None, log=None, fmax=0.1, steps=200, mic=True)
+        return neb.images
+    raise ValueError(f"interpolation must be 'linear' or 'idpp', got {method!r}")
+
+
+def _relax_fixed_cell(atoms: Atoms, calc, fmax: float, max_steps: int) -> dict:
+    from ase.optimize import FIRE
+
+    atoms.calc = calc
+    opt = FIRE(atoms, logfile=None)
+    converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    f = atoms.get_forces()  # constrained components are zero
+    return {"converged": converged, "fmax": float(np.linalg.norm(f, axis=1).max()),
+            "steps": int(opt.get_number_of_steps())}
+
+
+def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int = 5,
+               interpolation: str = "linear", constraint: str = "fixed", fmax: float = 0.05,
+               max_steps: int = 300, relax: bool = True, min_tol: float = 1e-3,
+               site_tol: float = 0.5) -> dict[str, Any]:
+    """ApproxNEB path with one calculator; returns a JSON-able record.
+
+    ``relax=False`` evaluates the unrelaxed end points and interpolated images (static
+    mode). Flags: ``endpoint_moved`` (the ion moved more than ``site_tol`` A from its
+    site), ``endpoint_unconverged``, ``endpoint_not_minimum`` (an intermediate image is
+    more than ``min_tol`` eV below both end images), ``images_unconverged`` (with fmax).
+    """
+    from ase.constraints import FixAtoms, FixedPlane
+
+    if constraint not in ("fixed", "hyperplane"):
+        raise ValueError(f"constraint must be 'fixed' or 'hyperplane', got {constraint!r}")
+    flags: list[str] = []
+    ends, end_info = [], []
+    for which, atoms in (("initial", initial), ("final", final)):
+        work = atoms.copy()
+        work.set_constraint()
+        if relax:
+            info = _relax_fixed_cell(work, calc, fmax, max_steps)
+        else:
+            work.calc = calc
+            info = {"converged": True, "fmax": float(np.linalg.norm(work.get_forces(), axis=1).max()),
+                    "steps": 0}
+        moved, _ = find_mic(work.positions[mover] - atoms.positions[mover], work.cell, pbc=True)
+        info["mover_displacement"] = float(np.linalg.norm(moved))
+        info["energy"] = float(work.get_potential_energy())
+        if info["mover_displacement"] > site_tol:
+            flags.append(f"endpoint_moved:{which}:{info['mover_displacement']:.2f}A")
+        if relax and not info["converged"]:
+            flags.append(f"endpoint_unconverged:{which}:fmax={info['fmax']:.3f}")
+        ends.append(work)
+        end_info.append(info)
+    images = interpolate(ends[0], ends[1], n_images, interpolation)
+    hop, _ = find_mic(ends[1].positions[mover] - ends[0].positions[mover], ends[0].cell, pbc=True)
+    direction = hop / np.linalg.norm(hop)
+    energies = [end_info[0]["energy"]]
+    img_info = []
+    for img in images[1:-1]:
+        work = img.copy()
+        if constraint == "fixed":
+            work.set_constraint(FixAtoms(indices=[mover]))
+        else:
+            work.set_constraint(FixedPlane(mover, direction))
+        if relax:
+            info = _relax_fixed_cell(work, calc, fmax, max_steps)
+        else:
+            work.calc = calc
+            info = {"converged": True, "fmax": float(np.linalg.norm(work.get_forces(), axis=1).max()), "steps": 0}
+        info["energy"] = float(work.get_potential_energy())
+        energies.append(info["energy"])
+        img_info.append(info)
+    energies.append(end_info[1]["energy"])
+    bad = [(i + 1, inf["fmax"]) for i, inf in enumerate(img_info) if relax and not inf["converged"]]
+    if bad:
+        flags.append("images_unconverged:" + ",".join(f"{i}(fmax={f:.3f})" for i, f in bad))
+    e = np.asarray(energies)
+    if len(e) > 2 and e[1:-1].min() < min(e[0], e[-1]) - min_tol:
+        flags.append(f"endpoint_not_minimum:image {int(np.argmin(e[1:-1])) + 1} is "
+                     f"{min(e[0], e[-1]) - e[1:-1].min():.3f} eV below the end images")
+    # reaction coordinate: distance the moving ion travelled along the (possibly curved) path
+    mpos = [images[0].positions[mover]] + [im.positions[mover] for im in images[1:]]
+    steps = [np.linalg.norm(find_mic(b - a, ends[0].cell, pbc=True)[0]) for a, b in zip(mpos[:-1], mpos[1:])]
+    coord = np.concatenate([[0.0], np.cumsum(steps)])
+    return {
+        "energies": e.tolist(), "referenced": referenced(e).tolist(), "coordinate": coord.tolist(),
+        "e_kra": kra_barrier(e), "e_max_minus_min_end": float(e.max() - min(e[0], e[-1])),
+        "delta_e_end": float(e[-1] - e[0]), "image_converged": [bool(i["converged"]) for i in img_info],
+        "image_fmax": [float(i["fmax"]) for i in img_info], "image_steps": [int(i["steps"]) for i in img_info],
+        "endpoints": end_info, "flags": flags, "n_images": n_images, "interpolation": interpolation,
+        "constraint": constraint, "fmax_target": fmax if relax else None, "mode": "relaxed" if relax else "static",
+        "hop_distance": float(np.linalg.norm(hop)), "n_atoms": len(initial),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# scoring many paths with one model (cached)
+# --------------------------------------------------------------------------------------
+
+def _model_key(model: str, calc) -> str:
+    if calc is not None:
+        return model
+    from .. import models
+
+    try:
+        return models.model_id(model)
+    except Exception:
+        return model
+
+
+def score(paths: Sequence[PathSpec] | None, model: str, *, mode: str = "relaxed", calc=None,
+          interpolation: str = "linear", constraint: str = "fixed", fmax: float = 0.05,
+          max_steps: int = 300, store: cache.ResultStore | None = None, progress: bool = True,
+          compute: bool = True):
+    """ApproxNEB barriers of ``paths`` (default :data:`PATHS`) with one model: a tidy table
+    (one row per path) with ``e_kra`` and the flags; cached per (model, path, settings).
+    ``calc`` replaces the registry calculator (chapter 8); ``compute=False`` only reads."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    if mode not in ("relaxed", "static"):
+        raise ValueError(f"mode must be 'relaxed' or 'static', got {mode!r}")
+    paths = list(paths) if paths is not None else list(PATHS)
+    store = store or cache.ResultStore(TASK)
+    mkey = _model_key(model, calc)
+    rows, todo = [], []
+    for p in paths:
+        key = cache.key_of(VERSION, p.id, p.n_images, mode, interpolation, constraint,
+                           fmax if mode == "relaxed" else None)
+        rec = store.get(mkey, key)
+        (rows.append(rec) if rec is not None else todo.append((p, key)))
+    if todo and compute:
+        if calc is None:
+            from .. import models
+            from ..predict import calculator
+
+            c = calculator(model)
+        else:
+            c = calc
+        for p, key in tqdm(todo, desc=f"{TASK} {mode} {model}", disable=not progress):
+            if calc is None:
+                from .. import models
+
+                host = HOSTS[p.host]
+                try:
+                    models.check_elements(model, {host.cation, host.anion})
+                except models.UnsupportedElementError:
+                    continue
+            built = build_path(p)
+            t0 = time.time()
+            res = approx_neb(built["initial"], built["final"], built["mover"], c, n_images=p.n_images,
+                             interpolation=interpolation, constraint=constraint, fmax=fmax,
+                             max_steps=max_steps, relax=(mode == "relaxed"))
+            rec = {"model": model, "model_key": mkey, "path_id": p.id, "host": p.host, "shell": p.shell,
+                   "mover": built["host"].cation, "removed": built["removed"], **res,
+                   "seconds": round(time.time() - t0, 1), "version": VERSION}
+            store.put(mkey, key, rec)
+            rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def rescore(calc, label: str, *, paths: Sequence[PathSpec] | None = None, mode: str = "relaxed", **kw):
+    """Chapter 8 entry point: barriers with a corrected calculator ``calc``."""
+    return score(paths, label, mode=mode, calc=calc, **kw)
+
+
+# --------------------------------------------------------------------------------------
+# the project's GPAW reference
+# --------------------------------------------------------------------------------------
+
+REFERENCE_LABEL = "gpaw-pbe"
+
+
+def reference_dir() -> Path:
+    return config.reference_dir() / "migration_gpaw"
+
+
+def load_reference(mode: str | None = None):
+    """GPAW paths with every image done (``<path_id>/<mode>/image_XX.json``) as a table like
+    :func:`score`'s; paths with images still missing are listed in ``.attrs['pending']``."""
+    import pandas as pd
+
+    rows, pending = [], {}
+    root = reference_dir()
+    for pdir in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        for mdir in sorted(m for m in pdir.glob("*") if m.is_dir()):
+            if mode is not None and mdir.name != mode:
+                continue
+            meta_path = mdir / "path.json"
+            if not meta_path.is_file():
+                continue
+            meta = json.loads(meta_path.read_text())
+            n = int(meta["n_images"]) + 2
+            recs = {}
+            for i in range(n):
+                f = mdir / f"image_{i:02d}.json"
+                if f.is_file():
+                    try:
+                        r = json.loads(f.read_text())
+                    except json.JSONDecodeError:
+                        continue
+                    if r.get("status") == "ok":
+                        recs[i] = r
+            if len(recs) < n:
+                pending[f"{pdir.name}/{mdir.name}"] = f"{len(recs)}/{n} images"
+                continue
+            e = [recs[i]["energy"] for i in range(n)]
+            flags = [f"images_unconverged:{i}(fmax={recs[i]['fmax']:.3f})" for i in range(1, n - 1)
+                     if not recs[i].get("converged", True)]
+            rows.append({"model": REFERENCE_LABEL, "path_id": pdir.name, "host": meta["host"],
+                         "mode": mdir.name, "energies": e, "referenced": referenced(e).tolist(),
+                         "coordinate": meta.get("coordinate"), "e_kra": kra_barrier(e),
+                         "delta_e_end": e[-1] - e[0], "flags": flags, "n_images": meta["n_images"]})
+    table = pd.DataFrame(rows)
+    table.attrs["pending"] = pending
+    return table
+
+
+# --------------------------------------------------------------------------------------
+# the public reference: Rutt et al. (2022) ApproxNEB data on MPContribs
+# --------------------------------------------------------------------------------------
+
+MPCONTRIBS_PROJECT = "mg_cathode_screening_2022"
+MPCONTRIBS_API = "https://contribs-api.materialsproject.org"
+MPCONTRIBS_DATASET = "mg-approxneb-mpcontribs"
+
+
+def mpcontribs_cache_dir() -> Path:
+    path = config.cache_dir() / "downloads" / MPCONTRIBS_DATASET
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def parse_aneb_wf_data(data: dict, material_id: str = "", formula: str = "") -> list[dict]:
+    """One MPContribs ``aneb_wf_data`` attachment -> one record per hop.
+
+    The attachment (as uploaded by the project's own notebook) holds ``hop_data``:
+    ``{hop_key: [end point, image 1..5, end point]}``, each entry a task document with
+    ``input_structure`` (pymatgen dict) and, when the calculation finished, ``output``
+    with ``energy`` (eV, VASP PBE(+U) MP-compatible) and possibly ``structure``.
+    Hops with a missing image are kept with ``complete=False`` and ``e_kra=None``.
+    """
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    out = []
+    for hop_key, entries in (data.get("hop_data") or {}).items():
+        energies, images = [], []
+        for ent in entries:
+            out_doc = ent.get("output") or {}
+            e = out_doc.get("energy")
+            energies.append(float(e) if e is not None else None)
+            sdict = out_doc.get("structure") or ent.get("input_structure")
+            images.append(AseAtomsAdaptor.get_atoms(Structure.from_dict(sdict)) if sdict else None)
+        complete = len(energies) >= 3 and all(e is not None for e in energies)
+        out.append({"material_id": material_id, "formula": formula, "hop_key": str(hop_key),
+                    "n_images": len(entries) - 2, "energies": energies, "images": images,
+                    "complete": complete, "e_kra": kra_barrier(energies) if complete else None,
+                    "dataset": MPCONTRIBS_DATASET})
+    return out
+
+
+def read_mpcontribs_approxneb(subset: Iterable[str] | None = None, path: str | Path | None = None,
+                              **_: Any) -> list[dict]:
+    """Reader registered for the manifest entry ``mg-approxneb-mpcontribs``.
+
+    Reads ``<material_id>.aneb_wf_data.json[.gz]`` files from ``path`` (default: the
+    download cache, filled by :func:`fetch_mpcontribs_approxneb`); returns one record per
+    hop (see :func:`parse_aneb_wf_data`).
+    """
+    from ..datasets import DatasetUnavailableError
+
+    root = Path(path) if path is not None else mpcontribs_cache_dir()
+    files = sorted(root.glob("*.aneb_wf_data.json")) + sorted(root.glob("*.aneb_wf_data.json.gz"))
+    if not files:
+        raise DatasetUnavailableError(
+            f"no MPContribs ApproxNEB attachments under {root}. With the internet and a Materials "
+            f"Project API key run: MP_API_KEY=... SOFTENING_ONLINE=1 python -c 'from softening_lib.tasks "
+            f"import migration; migration.fetch_mpcontribs_approxneb()' (project {MPCONTRIBS_PROJECT})."
+        )
+    wanted = set(subset) if subset is not None else None
+    out = []
+    for f in files:
+        mid = f.name.split(".aneb_wf_data")[0]
+        if wanted is not None and mid not in wanted:
+            continue
+        opener = gzip.open if f.suffix == ".gz" else open
+        with opener(f, "rt") as fh:
+            blob = json.load(fh)
+        formula = blob.pop("_formula", "") if isinstance(blob, dict) else ""
+        out.extend(parse_aneb_wf_data(blob, material_id=mid, formula=formula))
+    return out
+
+
+def _unpack_attachment(content: str) -> dict:
+    raw = base64.b64decode(content)
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return json.loads(raw)
+
+
+def fetch_mpcontribs_approxneb(api_key: str | None = None, limit: int | None = None,
+                               target: Path | None = None) -> list[Path]:
+    """Download the ``aneb_wf_data`` attachments of MPContribs project
+    ``mg_cathode_screening_2022`` (needs ``SOFTENING_ONLINE=1`` and a Materials Project API
+    key in ``api_key`` or ``$MP_API_KEY``). Uses ``mpcontribs-client`` when installed,
+    else the REST API directly. One file per contribution, written atomically."""
+    from ..datasets import DatasetUnavailableError
+
+    if not config.online():
+        raise DatasetUnavailableError("offline: set SOFTENING_ONLINE=1 to download from MPContribs")
+    api_key = api_key or os.environ.get("MP_API_KEY")
+    if not api_key:
+        raise DatasetUnavailableError(
+            "MPContribs needs a Materials Project API key: set MP_API_KEY (from "
+            "https://materialsproject.org/api) or pass api_key=")
+    target = Path(target) if target is not None else mpcontribs_cache_dir()
+    written = []
+    try:
+        from mpcontribs.client import Client  # type: ignore
+
+        client = Client(apikey=api_key, project=MPCONTRIBS_PROJECT)
+        resp = client.query_contributions(fields=["identifier", "formula", "attachments"], paginate=True)
+        for doc in resp["data"][:limit]:
+            for att in doc.get("attachments") or []:
+                if str(att.get("name", "")).startswith("aneb_wf_data"):
+                    a = client.get_attachment(att["id"])
+                    data = json.loads(a.unpack())
+                    written.append(_write_attachment(target, doc, data))
+        return written
+    except ImportError:
+        pass
+    import requests
+
+    headers = {"X-API-KEY": api_key, "Accept": "application/json"}
+    page, per_page = 1, 100
+    while True:
+        r = requests.get(f"{MPCONTRIBS_API}/contributions/", headers=headers, timeout=60,
+                         params={"project": MPCONTRIBS_PROJECT, "_fields": "id,identifier,formula,attachments",
+                                 "_page": page, "_limit": per_page})
+        r.raise_for_status()
+        docs = r.json().get("data", [])
+        for doc in docs:
+            for att in doc.get("attachments") or []:
+                if str(att.get("name", "")).startswith("aneb_wf_data"):
+                    ra = requests.get(f"{MPCONTRIBS_API}/attachments/{att['id']}/", headers=headers,
+                                      params={"_fields": "content"}, timeout=120)
+                    ra.raise_for_status()
+                    written.append(_write_attachment(target, doc, _unpack_attachment(ra.json()["content"])))
+                    if limit is not None and len(written) >= limit:
+                        return written
+        if len(docs) < per_page:
+            return written
+        page += 1
+
+
+def _write_attachment(target: Path, doc: dict, data: dict) -> Path:
+    data = dict(data)
+    data["_formula"] = doc.get("formula", "")
+    path = target / f"{doc['identifier']}.aneb_wf_data.json.gz"
+    cache.atomic_write_bytes(path, gzip.compress(json.dumps(data).encode()))
+    return path
+
+
+def score_public_paths(records: Sequence[dict], model: str, calc=None, progress: bool = True):
+    """Model energies on the public DFT ApproxNEB images (static, the DFT geometries): a
+    table of DFT vs model KRA barriers for the complete hops a model covers."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .. import models
+
+    c = calc
+    if c is None:
+        from ..predict import calculator
+
+        c = calculator(model)
+    rows = []
+    for rec in tqdm([r for r in records if r["complete"]], desc=f"public paths {model}", disable=not progress):
+        try:
+            if calc is None:
+                models.check_elements(model, set().union(*(set(im.get_chemical_symbols()) for im in rec["images"])))
+        except models.UnsupportedElementError:
+            continue
+        e = []
+        for im in rec["images"]:
+            im = im.copy()
+            im.calc = c
+            e.append(float(im.get_potential_energy()))
+        rows.append({"model": model, "material_id": rec["material_id"], "hop_key": rec["hop_key"],
+                     "e_kra_dft": rec["e_kra"], "e_kra_model": kra_barrier(e)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------
+
+def figure_3a(tables: dict[str, Any], path_id: str, *, mode: str = "relaxed", reference=None,
+              reference_note: str = "", ax=None):
+    """Energy profile (end images referenced to 0) along one path, reference and models."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    else:
+        fig = ax.figure
+    series = {}
+    if reference is not None and len(reference):
+        r = reference[(reference["path_id"] == path_id) & (reference["mode"] == mode)]
+        if len(r):
+            series[REFERENCE_LABEL] = r.iloc[0]
+    for name, tab in tables.items():
+        if tab is None or not len(tab):
+            continue
+        r = tab[(tab["path_id"] == path_id) & (tab["mode"] == mode)]
+        if len(r):
+            series[name] = r.iloc[0]
+    for name, row in series.items():
+        y = np.asarray(row["referenced"])
+        x = np.asarray(row["coordinate"]) if row.get("coordinate") is not None else np.linspace(0, 1, len(y))
+        col = "black" if name == REFERENCE_LABEL else plots.color(name)
+        lab = "GPAW-PBE (this project)" if name == REFERENCE_LABEL else plots.label(name)
+        ax.plot(x, y, "o-", color=col, ms=4, lw=1.3, label=f"{lab}: {row['e_kra']:.2f} eV")
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.set_xlabel("moving-ion displacement along the path (Å)")
+    ax.set_ylabel("E − (E$_0$+E$_N$)/2 (eV)")
+    ax.set_title(f"{path_id} ({mode})", fontsize=10)
+    if reference_note:
+        ax.text(0.02, 0.97, reference_note, transform=ax.transAxes, va="top", ha="left", fontsize=8,
+                color="0.25", bbox=dict(fc="white", ec="0.7", lw=0.5))
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def barrier_pairs(tables: dict[str, Any], reference, *, mode: str = "relaxed"):
+    """One row per (model, path) with both a model and a reference barrier."""
+    import pandas as pd
+
+    if reference is None or not len(reference):
+        return pd.DataFrame(columns=["model", "path_id", "e_ref", "e_model", "diff"])
+    ref = reference[reference["mode"] == mode].set_index("path_id")["e_kra"]
+    rows = []
+    for name, tab in tables.items():
+        if tab is None or not len(tab):
+            continue
+        for _, r in tab[tab["mode"] == mode].iterrows():
+            if r["path_id"] in ref.index:
+                rows.append({"model": name, "path_id": r["path_id"], "e_ref": float(ref[r["path_id"]]),
+                             "e_model": float(r["e_kra"]), "diff": float(r["e_kra"] - ref[r["path_id"]])})
+    return pd.DataFrame(rows)
+
+
+def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", reference_note: str = ""):
+    """Fig. 3b (histogram of model - reference barrier) and SI Fig. 1 (parity) side by side.
+    Without reference barriers the panels say so and show the model barriers alone."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    pairs = barrier_pairs(tables, reference, mode=mode)
+    if len(pairs):
+        plots.histogram(ax1, {m: g["diff"].to_numpy() for m, g in pairs.groupby("model")},
+                        bins=12, xlabel="E$_{KRA}$(model) − E$_{KRA}$(reference) (eV)", vline=0.0)
+        hi = 1.1 * float(np.nanmax(pairs[["e_ref", "e_model"]].to_numpy()))
+        for m, g in pairs.groupby("model"):
+            mae = float(np.mean(np.abs(g["diff"])))
+            plots.parity(ax2, g["e_ref"], g["e_model"], model=m, s=28, alpha=0.85, lim=(0, hi),
+                         xlabel="reference E$_{KRA}$ (eV)", ylabel="model E$_{KRA}$ (eV)",
+                         label_=f"{plots.label(m)} (MAE {mae:.2f} eV)")
+        ax2.legend(fontsize=8, loc="lower right")
+    else:
+        for name, tab in tables.items():
+            if tab is None or not len(tab):
+                continue
+            t = tab[tab["mode"] == mode]
+            ax1.scatter(np.arange(len(t)), t["e_kra"], color=plots.color(name), s=18, label=plots.label(name))
+            ax1.set_xticks(np.arange(len(t)))
+            ax1.set_xticklabels(t["path_id"], rotation=60, ha="right", fontsize=7)
+        ax1.set_ylabel("model E$_{KRA}$ (eV)")
+        ax1.legend(fontsize=7)
+        ax2.axis("off")
+        ax2.text(0.5, 0.5, "reference barriers pending\n" + reference_note, ha="center", va="center",
+                 fontsize=10, color="0.3", transform=ax2.transAxes)
+    fig.suptitle(f"ApproxNEB barriers ({mode})", fontsize=10)
+    fig.tight_layout()
+    return fig
