@@ -123,7 +123,7 @@ class ChapterContext:
 
         rows = [{"model": m, "status": "ran", "reason": ""} for m in self.models]
         rows += [{"model": m, "status": "skipped", "reason": r} for m, r in self.skipped.items()]
-        table = pd.DataFrame(rows)
+        table = pd.DataFrame(rows).set_index("model")
         display(table)
         return table
 

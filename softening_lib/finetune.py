@@ -49,6 +49,7 @@ import copy
 import logging
 import os
 import random
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -552,6 +553,16 @@ def finetune_mace(frames: Sequence[Atoms], foundation_model: str | Path,
         if not candidates:
             raise FineTuneError(f"mace_run_train wrote no .model file in {work}")
         model_file = candidates[0]
+    val_initial, val_epochs = None, []
+    for log_file in sorted((work / "logs").glob("*.log")):
+        if "debug" in log_file.name:
+            continue
+        for line in log_file.read_text().splitlines():
+            m = re.search(r"(Initial|Epoch (\d+)):.*?loss=([0-9.eE+-]+)", line)
+            if m and m.group(1) == "Initial":
+                val_initial = float(m.group(3))
+            elif m:
+                val_epochs.append((int(m.group(2)), float(m.group(3))))
     calc = mace_calculator(model_paths=str(model_file), device=settings.device)
     calc.softening_model = f"mace:ft{len(frames)}-seed{settings.seed}"
     record = {
@@ -559,6 +570,7 @@ def finetune_mace(frames: Sequence[Atoms], foundation_model: str | Path,
         "command": cmd, "settings": settings.as_dict(), "n_structures": len(frames),
         "n_train": n_train, "n_val": n_val, "train_ids": [ids[i] for i in train_idx],
         "val_ids": [ids[i] for i in val_idx], "model_file": str(model_file),
+        "validation_loss_initial": val_initial, "validation_loss_by_epoch": val_epochs,
         "log_tail": (proc.stdout + proc.stderr)[-2000:], "wall_seconds": time.perf_counter() - t0,
         "notes": ["MACE's own scheduler (ReduceLROnPlateau) and its best-validation checkpoint "
                   "are used; the cosine schedule of the CHGNet path is not available in mace_run_train"],

@@ -555,6 +555,8 @@ def ratio_table(dataset: str, ids: Sequence[str] | None = None, models_: Sequenc
     ok = t[t["status"] == "ok"]
     dft = ok[ok["model"] == "dft"].set_index("material_id")
     mod = ok[ok["model"] != "dft"]
+    if mod.empty or dft.empty:
+        return pd.DataFrame(columns=["model", "material_id", "ratio", "sqrt_s"])
     out = mod.merge(dft[["max_freq_thz", "min_freq_thz", "volume_per_atom"]], left_on="material_id",
                     right_index=True, suffixes=("", "_dft"))
     out["ratio"] = out["max_freq_thz"] / out["max_freq_thz_dft"]
@@ -632,7 +634,10 @@ def fig4a(material_id: str, models_: Sequence[str], dataset: str = PBESOL, compu
         ax.set_xlim(ends[0], ends[-1])
     ax.axhline(0, color="0.6", lw=0.6)
     ax.set_ylabel("frequency (THz)")
-    ax.set_title(f"{(dft_rec or {}).get('formula', material_id)} ({material_id})")
+    from ase.formula import Formula
+
+    formula = (dft_rec or {}).get("formula")
+    ax.set_title(f"{Formula(formula).reduce()[0] if formula else ''} ({material_id})")
     ax.legend(loc="lower right", fontsize=8)
     axd.set_ylim(ax.get_ylim())
     axd.set_yticklabels([])
@@ -657,13 +662,13 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
     if pbesol_ids is not None and not r_103.empty:
         r_103 = r_103[r_103["material_id"].isin(set(pbesol_ids))]
     r_103 = r_103[r_103["model"] != "dft"] if not r_103.empty else r_103
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), sharey=False)
     bins = np.linspace(0.6, 1.3, 36)
     summary = []
     for ax, (title, table, tag) in zip(axes, [
-        ("DFT = PhononDB PBEsol", r_sol, "pbesol"),
-        ("DFT = PBE (JaGeo 68 force sets + PhononDB-PBE 103 max freq.)",
-         pd.concat([r_68, r_103], ignore_index=True) if not r_103.empty or not r_68.empty else r_68, "pbe"),
+        ("DFT: PhononDB PBEsol force sets", r_sol, "pbesol"),
+        ("DFT: JaGeo VASP-PBE force sets (68)", r_68, "pbe-jageo68"),
+        ("DFT: PhononDB-PBE 103 max. frequency\n(model on the PBEsol structure)", r_103, "pbe-phonondb103"),
     ]):
         vals = {m: table.loc[table["model"] == m, "ratio"].clip(bins[0], bins[-1]).to_numpy()
                 for m in models_ if not table.empty and (table["model"] == m).any()}
@@ -672,11 +677,18 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
         if not table.empty:
             for _, s in summarise(table[table["model"].isin(list(models_))]).iterrows():
                 summary.append({"reference": tag, **s.to_dict()})
-                lines.append(f"{plots.label(s['model'])}: n={s['n']}, <1: {100 * s['fraction_below_1']:.0f} %, "
-                             f"median {s['median']:.3f}")
-        ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7.5)
+                lines.append(f"{plots.label(s['model'])}: n={s['n']}, "
+                             f"{100 * s['fraction_below_1']:.0f} % < 1, median {s['median']:.3f}")
+        ymax = ax.get_ylim()[1]
+        ax.set_ylim(0, ymax * (1.15 + 0.09 * len(lines)))
+        ax.text(0.02, 0.98, "\n".join(lines) or "nothing cached yet", transform=ax.transAxes, va="top",
+                fontsize=7.5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
         ax.set_title(title, fontsize=9.5)
-    axes[0].legend(loc="center left", fontsize=8)
+    handles, labels_ = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels_, loc="lower center", ncol=len(handles), fontsize=8.5,
+                   bbox_to_anchor=(0.5, -0.06))
+    fig.tight_layout()
     ratios = pd.concat([r_sol.assign(reference="pbesol"), r_68.assign(reference="pbe-jageo68"),
                         r_103.assign(reference="pbe-phonondb103")], ignore_index=True)
     return fig, pd.DataFrame(summary), ratios
@@ -729,7 +741,7 @@ def fig_scale(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, s
         ax.set_xlim(lim)
         ax.set_ylim(lim)
         ax.set_aspect("equal")
-        ax.set_xlabel(r"$\sqrt{s}$ (s from model forces at the DFT displaced geometries)")
+        ax.set_xlabel(r"$\sqrt{s}$, s: model vs DFT forces on the DFT displacements")
         ax.set_ylabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=8, loc="upper left")
@@ -764,14 +776,9 @@ def coverage_table(models_: Sequence[str], pbesol_ids: Sequence[str], settings: 
 
 
 def smoke_ids() -> list[str]:
-    """CsF plus the two smallest PhononDB supercells (a live run of a few seconds per model)."""
-    out = list(SHOWCASE)
-    for mp_id in pbesol_index()["mp_id"]:
-        if mp_id not in out:
-            out.append(mp_id)
-        if len(out) == 3:
-            break
-    return out
+    """The first two materials of the PBEsol list: CsF and BeTe (64-atom supercells, 2
+    displacements each, relaxed in ~20 FIRE steps: seconds per model)."""
+    return pbesol_selection(2)
 
 
 def selection_table(ids: Sequence[str]):

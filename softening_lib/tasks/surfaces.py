@@ -130,7 +130,7 @@ def bulk_structure(system: str) -> tuple[Atoms, str]:
     from ase.build import bulk
 
     atoms = bulk(spec["formula"], spec["crystal"], a=spec["a"])
-    return atoms, f"{spec['crystal']} a = {spec['a']} A (PBE-level, cf. {spec['mp_id']})"
+    return atoms, f"{spec['crystal']} a = {spec['a']} A (PBE-level, cf. {spec['mp_id']}; not refetched from MP offline)"
 
 
 # --------------------------------------------------------------------------------------
