@@ -82,11 +82,23 @@ def _kpts(atoms, density, periodic=(True, True, True)):
     return tuple(out)
 
 
+def slab_kpts(slab, density):
+    """(n1, n2, 1) from the 2-D lattice alone: the slab's c is replaced by the surface normal,
+    so a tilted c vector (pymatgen keeps a bulk lattice vector) does not distort the grid."""
+    from ase import Atoms
+
+    cell = slab.cell.array.copy()
+    normal = np.cross(cell[0], cell[1])
+    normal /= np.linalg.norm(normal)
+    ortho = Atoms(cell=[cell[0], cell[1], normal * abs(cell[2] @ normal)], pbc=True)
+    return _kpts(ortho, density, (True, True, False))
+
+
 def surface_items(systems, density):
     cases, skipped = S.build_cases(systems)
     items = []
     for c in cases:
-        k_slab = _kpts(c.slab, density, (True, True, False))
+        k_slab = slab_kpts(c.slab, density)
         k_bulk = (k_slab[0], k_slab[1], _kpts(c.bulk, density)[2])
         base = {"task": "surfaces", "case_id": c.id, "system": c.system, "miller": S.miller_tag(c.miller),
                 "area_A2": c.area}

@@ -109,3 +109,68 @@ def caption(*, what: str, data: str, models: Sequence[str], note: str = "") -> s
             names.append(m)
     text = f"{what} Data: {data}. Models: {', '.join(names) if names else 'none'}."
     return text + (f" {note}" if note else "")
+
+
+# --------------------------------------------------------------------------------------
+# interactive figures (plotly) that work in the static HTML book, offline
+# --------------------------------------------------------------------------------------
+
+def interactive_scatter(table, x: str, y: str, *, color: str = "model", hover: Sequence[str] = (),
+                        xlabel: str = "", ylabel: str = "", title: str = "", diagonal: bool = True,
+                        max_points: int = 6000, seed: int = 0):
+    """A plotly scatter (hover shows ``hover`` columns, e.g. material id, formula, frame).
+
+    Large tables are subsampled (seeded) to ``max_points`` so pages stay light; the static
+    PNG next to it shows every point.
+    """
+    import plotly.graph_objects as go
+
+    if len(table) > max_points:
+        table = table.sample(max_points, random_state=seed)
+    fig = go.Figure()
+    for key, grp in table.groupby(color, sort=False):
+        custom = grp[list(hover)].astype(str).to_numpy() if hover else None
+        template = "<br>".join(f"{h}: %{{customdata[{i}]}}" for i, h in enumerate(hover))
+        fig.add_trace(go.Scattergl(
+            x=grp[x], y=grp[y], mode="markers", name=label(str(key)),
+            marker={"size": 5, "opacity": 0.5, "color": globals()["color"](str(key))},
+            customdata=custom,
+            hovertemplate=(template + "<br>" if template else "") + f"{x}: %{{x:.3f}}<br>{y}: %{{y:.3f}}<extra>{label(str(key))}</extra>",
+        ))
+    if diagonal and len(table):
+        lo = float(min(table[x].min(), table[y].min()))
+        hi = float(max(table[x].max(), table[y].max()))
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                                 line={"color": "gray", "dash": "dash", "width": 1}, hoverinfo="skip"))
+    fig.update_layout(template="simple_white", title=title, xaxis_title=xlabel or x,
+                      yaxis_title=ylabel or y, height=480, legend={"itemsizing": "constant"})
+    return fig
+
+
+def interactive_histogram(values_by_model: dict, *, xlabel: str, nbins: int = 40, vline: float | None = 1.0,
+                          hover_ids: dict | None = None):
+    """Overlaid histograms, one per model; with ``hover_ids`` a rug of per-material points
+    whose hover shows the material id / formula."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for model, vals in values_by_model.items():
+        fig.add_trace(go.Histogram(x=list(vals), name=label(model), nbinsx=nbins, opacity=0.55,
+                                   marker_color=color(model)))
+        if hover_ids and model in hover_ids:
+            fig.add_trace(go.Scatter(x=list(vals), y=[-0.5] * len(vals), mode="markers", showlegend=False,
+                                     marker={"symbol": "line-ns-open", "color": color(model), "size": 10},
+                                     text=list(hover_ids[model]), hovertemplate="%{text}<br>%{x:.3f}<extra></extra>"))
+    if vline is not None:
+        fig.add_vline(x=vline, line_dash="dash", line_color="gray")
+    fig.update_layout(barmode="overlay", template="simple_white", xaxis_title=xlabel, yaxis_title="count",
+                      height=420)
+    return fig
+
+
+def show_interactive(fig) -> None:
+    """Display a plotly figure as self-contained HTML that uses the book's local plotly.js
+    (copied into ``_static`` at build time: no network needed to view the page)."""
+    from IPython.display import HTML, display
+
+    display(HTML(fig.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False})))

@@ -61,11 +61,11 @@ def _check(out: dict, frames: Sequence[Atoms]) -> dict:
     return out
 
 
-def _predict_chgnet(frames: Sequence[Atoms], calc, batch_size: int) -> dict:
+def _predict_chgnet(frames: Sequence[Atoms], calc, batch_size: int, with_stress: bool = True) -> dict:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     structures = [AseAtomsAdaptor.get_structure(a) for a in frames]
-    preds = calc.model.predict_structure(structures, task="efs", batch_size=batch_size)
+    preds = calc.model.predict_structure(structures, task="efs" if with_stress else "ef", batch_size=batch_size)
     if isinstance(preds, dict):
         preds = [preds]
     energies = [float(p["e"]) * len(a) for p, a in zip(preds, frames)]  # CHGNet: eV/atom
@@ -73,7 +73,8 @@ def _predict_chgnet(frames: Sequence[Atoms], calc, batch_size: int) -> dict:
     # CHGNet stress is in GPa, sign convention as ASE; convert to eV/A^3 Voigt
     from ase.stress import full_3x3_to_voigt_6_stress
 
-    stress = [full_3x3_to_voigt_6_stress(np.asarray(p["s"], dtype=float)) * GPA_TO_EV_A3 for p in preds]
+    stress = [full_3x3_to_voigt_6_stress(np.asarray(p["s"], dtype=float)) * GPA_TO_EV_A3 if "s" in p
+              else np.full(6, np.nan) for p in preds]
     return {"energy": np.array(energies), "forces": forces, "stress": np.array(stress)}
 
 
@@ -100,10 +101,12 @@ def _predict_ase(frames: Sequence[Atoms], calc, progress: bool = False, with_str
 
 
 def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress: bool = False,
-            calc=None) -> dict:
+            calc=None, with_stress: bool = True) -> dict:
     """Energies (n,), forces (list of (n_i, 3)) and Voigt stress (n, 6, eV/Å³) of ``frames``.
 
     ``calc`` overrides the registry calculator (e.g. a :class:`~softening_lib.models.ScaledCalculator`).
+    ``with_stress=False`` skips the stress where that saves time (CHGNet's batched path;
+    the stress is then NaN).
     """
     if not frames:
         return {"energy": np.zeros(0), "forces": [], "stress": np.zeros((0, 6))}
@@ -112,19 +115,21 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
         models.check_elements(model, symbols)
         calc = calculator(model)
     if type(calc).__name__ == "CHGNetCalculator" and hasattr(calc, "model"):
-        out = _predict_chgnet(frames, calc, batch_size)
+        out = _predict_chgnet(frames, calc, batch_size, with_stress=with_stress)
     else:
-        out = _predict_ase(frames, calc, progress=progress)
+        out = _predict_ase(frames, calc, progress=progress, with_stress=with_stress)
     return _check(out, frames)
 
 
 def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: bool = True,
-                   batch_size: int = 16, calc=None, cache_tag: str | None = None) -> list[dict]:
+                   batch_size: int = 16, calc=None, cache_tag: str | None = None,
+                   with_stress: bool = True) -> list[dict]:
     """Per-frame predictions for ``frames`` (grouped by ``atoms.info['material_id']``), cached.
 
     Returns one dict per frame: material_id, frame_id, energy, forces, stress.
     Materials the model cannot handle (unsupported element) are skipped with a log line and
     listed in the returned dicts' absence; see :func:`skipped_materials`.
+    A cache entry written with ``with_stress=False`` is recomputed when stress is asked for.
     """
     groups: "OrderedDict[str, list[int]]" = OrderedDict()
     for i, atoms in enumerate(frames):
@@ -143,16 +148,20 @@ def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: 
         ghash = geometry_hash(sub)
         path = root / f"{cache._safe(material_id)}.npz"
         data = cache.load_arrays(path)
-        if data is None or str(data.get("geometry_hash")) != ghash:
+        stale = data is None or str(data.get("geometry_hash")) != ghash
+        if not stale and with_stress and not bool(data.get("has_stress", True)):
+            stale = True
+        if stale:
             try:
-                out = predict(sub, model, batch_size=batch_size, calc=calc)
+                out = predict(sub, model, batch_size=batch_size, calc=calc, with_stress=with_stress)
             except models.UnsupportedElementError as exc:
                 _SKIPPED.setdefault((model, dataset), {})[material_id] = str(exc)
                 log.warning("skipping %s: %s", material_id, exc)
                 continue
             natoms = np.array([len(a) for a in sub])
             cache.save_arrays(path, energy=out["energy"], forces=np.concatenate(out["forces"]),
-                              stress=out["stress"], natoms=natoms, geometry_hash=np.array(ghash))
+                              stress=out["stress"], natoms=natoms, geometry_hash=np.array(ghash),
+                              has_stress=np.array(bool(np.all(np.isfinite(out["stress"]))) if with_stress else False))
             data = cache.load_arrays(path)
             assert data is not None
         splits = np.cumsum(data["natoms"])[:-1]

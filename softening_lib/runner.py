@@ -222,6 +222,15 @@ def stage_static() -> None:
             shutil.copy(src, STAGE / name)
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg.setdefault("execute", {})["execute_notebooks"] = "off"
+    # plotly.js from the installed package, served locally (interactive figures offline)
+    import plotly
+
+    static = STAGE / "_static"
+    static.mkdir(exist_ok=True)
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
+    sphinx_cfg = cfg.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx_cfg["html_static_path"] = ["_static"]
+    sphinx_cfg["html_js_files"] = ["plotly.min.js"]
     atomic_write_text(STAGE / "_config.yml", yaml.safe_dump(cfg, sort_keys=False))
     # figures referenced from markdown pages
     fig_src = ROOT / "figures"

@@ -279,7 +279,8 @@ def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = No
         if not need:
             continue
         sub = [a for mid in need for a in by_material[mid]]
-        preds = predict.predict_cached(sub, model, dataset, progress=progress, batch_size=batch_size)
+        preds = predict.predict_cached(sub, model, dataset, progress=progress, batch_size=batch_size,
+                                       with_stress=False)
         skipped[model].update(predict.skipped_materials(model, dataset))
         pred_by: dict[str, list[dict]] = {}
         for p in preds:
@@ -511,8 +512,8 @@ PRESET_SIZES = {
     # dataset: (smoke, default, full); None = all
     "wbm-he-gpaw": (2, None, None),
     "wbm-he-figshare": (2, 100, None),
-    "phonondb-pbesol": (3, 100, 240),
-    "jageo-pbe-68": (2, 24, None),
+    "phonondb-pbesol": (3, 40, 240),
+    "jageo-pbe-68": (2, 12, None),
 }
 
 

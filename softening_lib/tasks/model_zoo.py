@@ -1,0 +1,261 @@
+"""Chapter 10: the model zoo -- softening scale of every runnable model vs size and training set.
+
+For each model and each material of a frame set, the softening scale
+``s = Σ F_DFT·F_model / Σ F_DFT²`` (paper Fig. 5, :func:`softening_lib.metrics.softening_scale`)
+is computed from cached predictions (:func:`softening_lib.predict.predict_cached`, the same
+cache chapter 7 fills), then summarised per model (median, quartiles, fraction softened) next
+to the model's parameter count (counted from the loaded weights) and training set (MPF,
+MPtrj, MatPES): the paper's model-size discussion and SI Figs. 6-7, extended to MatPES.
+
+>>> from softening_lib.tasks import model_zoo
+>>> frames = model_zoo.phonon_frames("jageo-pbe-68", max_atom_frames=30_000)
+>>> per_mat = model_zoo.zoo_table(frames, ["chgnet-0.3.0", "m3gnet-matpes-pbe"], dataset="jageo-pbe-68")
+>>> model_zoo.summary(per_mat)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from .. import cache, datasets, metrics, models, predict
+
+log = logging.getLogger(__name__)
+
+TASK = "model_zoo"
+ZOO_MODELS = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe",
+              "mace-mp-0-medium"]
+TRAINING_FAMILIES = {"MPF": "MPF (MP relaxation frames, 188 k)", "MPtrj": "MPtrj (MP relaxation trajectories, 1.58 M)",
+                     "MatPES": "MatPES (MD-sampled PES, 2025)", "other": "other / user"}
+FAMILY_MARKERS = {"MPF": "s", "MPtrj": "o", "MatPES": "D", "other": "^"}
+
+
+def training_family(model: str) -> str:
+    """MPF | MPtrj | MatPES | other, from the registry's training-set string."""
+    try:
+        text = models.get_spec(model).training_set
+    except Exception:
+        return "other"
+    for key in ("MatPES", "MPtrj", "MPF"):
+        if key.lower() in text.lower():
+            return key
+    return "other"
+
+
+def _torch_modules(calc) -> list:
+    import torch
+
+    found = []
+    for attr in ("model", "potential", "models"):
+        obj = getattr(calc, attr, None)
+        if isinstance(obj, torch.nn.Module):
+            found.append(obj)
+        elif isinstance(obj, (list, tuple)):
+            found += [m for m in obj if isinstance(m, torch.nn.Module)]
+    base = getattr(calc, "base", None)  # ScaledCalculator
+    if base is not None and not found:
+        found = _torch_modules(base)
+    return found
+
+
+def parameter_count(model: str, calc=None) -> int | None:
+    """Trainable + frozen parameters of the loaded model (sum of ``p.numel()``); None if not a torch model."""
+    calc = calc if calc is not None else predict.calculator(model)
+    mods = _torch_modules(calc)
+    if not mods:
+        return None
+    seen, total = set(), 0
+    for mod in mods:
+        for p in mod.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return int(total)
+
+
+def model_card(names: Sequence[str], count: bool = True) -> "Any":
+    """One row per model: available?, reason, parameters (counted and as reported), training set."""
+    import pandas as pd
+
+    store = cache.ResultStore(TASK)
+    rows = []
+    for name in names:
+        spec = models.get_spec(name)
+        ok, reason, fix = spec.availability() if spec.availability else (True, "", "")
+        counted = None
+        if ok and count:
+            key = cache.key_of("params", models.model_id(name))
+            rec = store.get("_params", f"{cache._safe(name)}-{key}")
+            if rec is None:
+                try:
+                    counted = parameter_count(name)
+                except Exception as exc:  # pragma: no cover - reported, not fatal
+                    log.warning("could not count parameters of %s: %s", name, exc)
+                store.put("_params", f"{cache._safe(name)}-{key}", {"model": name, "n_parameters": counted})
+            else:
+                counted = rec["n_parameters"]
+        rows.append({"model": name, "display_name": spec.display_name, "version": spec.version,
+                     "available": ok, "reason": "" if ok else reason,
+                     "parameters_counted": counted, "parameters_reported": spec.n_parameters,
+                     "training_set": spec.training_set, "training_family": training_family(name),
+                     "paper_model": spec.paper_model})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# frames
+# --------------------------------------------------------------------------------------
+
+def phonon_materials(dataset: str = "jageo-pbe-68", max_atom_frames: int | None = None,
+                     max_materials: int | None = None) -> list[str]:
+    """Material ids of a phonon dataset, cheapest first (atoms x displacements), within a budget."""
+    import pandas as pd
+
+    if dataset != "jageo-pbe-68":
+        raise ValueError("phonon_materials knows the jageo-pbe-68 index only; pass material ids yourself")
+    index = pd.read_csv(datasets.locate(dataset, "index.csv"))
+    det = index.supercell_matrix_rows.apply(
+        lambda s: abs(round(np.linalg.det(np.array(s.replace("/", " ").split(), float).reshape(3, 3)))))
+    index["cost"] = index.n_atoms_primitive * det * index.n_displacements
+    index = index.sort_values(["cost", "mp_id"])
+    ids, total = [], 0
+    for mp_id, cost in zip(index.mp_id, index.cost):
+        if max_atom_frames is not None and total + cost > max_atom_frames:
+            continue
+        ids.append(str(mp_id))
+        total += int(cost)
+        if max_materials is not None and len(ids) >= max_materials:
+            break
+    return ids
+
+
+def phonon_frames(dataset: str = "jageo-pbe-68", materials: Sequence[str] | None = None,
+                  max_atom_frames: int | None = None, max_materials: int | None = None) -> list[Atoms]:
+    """Displaced supercells (DFT forces attached) of a phonon dataset."""
+    if materials is None:
+        materials = phonon_materials(dataset, max_atom_frames=max_atom_frames, max_materials=max_materials)
+    refs = datasets.load(dataset, subset=list(materials))
+    return [f for ref in refs for f in ref.frames()]
+
+
+# --------------------------------------------------------------------------------------
+# the table
+# --------------------------------------------------------------------------------------
+
+def zoo_table(frames: Sequence[Atoms], model_names: Sequence[str], dataset: str,
+              progress: bool = True) -> "Any":
+    """Per-(model, material) force metrics (softening scale, MAE, cMAE) from cached predictions.
+
+    Models that cannot run are skipped (see :func:`model_card`); materials with an element a
+    model does not cover are skipped for that model (``predict.skipped_materials``).
+    """
+    import pandas as pd
+
+    ok, skipped = models.runnable(list(model_names))
+    preds = {}
+    for name in ok:
+        preds[name] = predict.predict_cached(frames, name, dataset=dataset, progress=progress)
+    if not preds:
+        return pd.DataFrame(columns=["model", "material_id", "softening_scale"])
+    table = predict.frame_table(frames, preds)
+    per = metrics.per_material(table)
+    per["dataset"] = dataset
+    per["training_family"] = per["model"].map(training_family)
+    return per
+
+
+def summary(per_material, card=None) -> "Any":
+    """Per model: n materials, median s and quartiles, fraction with s < 1, median MAE / cMAE."""
+    import pandas as pd
+
+    t = per_material.dropna(subset=["softening_scale"]) if "softening_scale" in per_material else per_material
+    rows = []
+    for (model, dataset), g in t.groupby(["model", "dataset"], sort=False):
+        s = g["softening_scale"].to_numpy(float)
+        q1, med, q3 = np.quantile(s, [0.25, 0.5, 0.75])
+        rows.append({"model": model, "dataset": dataset, "n_materials": len(g), "median_s": med,
+                     "q1_s": q1, "q3_s": q3, "frac_softened": float(np.mean(s < 1)),
+                     "median_mae": float(np.median(g["mae"])), "median_cmae": float(np.median(g["cmae"])),
+                     "training_family": training_family(model)})
+    out = pd.DataFrame(rows)
+    if card is not None and len(out):
+        out = out.merge(card[["model", "parameters_counted", "parameters_reported", "training_set"]],
+                        on="model", how="left")
+    return out
+
+
+def common_materials(per_material) -> "Any":
+    """Restrict to materials every model in the table covers (a like-for-like comparison)."""
+    t = per_material.dropna(subset=["softening_scale"])
+    n_models = t["model"].nunique()
+    counts = t.groupby("material_id")["model"].nunique()
+    keep = counts[counts == n_models].index
+    return t[t.material_id.isin(keep)]
+
+
+# --------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------
+
+def fig_distributions(per_material, order: Sequence[str] | None = None):
+    """Softening-scale distribution per model (strip + box), s = 1 marked."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+
+    t = per_material.dropna(subset=["softening_scale"])
+    order = [m for m in (order or list(dict.fromkeys(t.model))) if m in set(t.model)]
+    fig, ax = plt.subplots(figsize=(1.6 * max(len(order), 2) + 2, 3.6))
+    rng = np.random.default_rng(0)
+    for i, model in enumerate(order):
+        s = t.loc[t.model == model, "softening_scale"].to_numpy(float)
+        ax.boxplot([s], positions=[i], widths=0.5, showfliers=False, medianprops={"color": plots.color(model)})
+        ax.scatter(i + rng.uniform(-0.18, 0.18, s.size), s, s=10, alpha=0.6, color=plots.color(model), lw=0)
+    ax.axhline(1.0, color="0.3", ls="--", lw=0.8)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([plots.label(m).replace(" ", "\n", 1) for m in order], fontsize=8)
+    ax.set_ylabel("softening scale s (per material)")
+    fig.tight_layout()
+    return fig
+
+
+def fig_size_and_training(summary_table):
+    """Median s (IQR bars) vs parameter count (left) and by training set (right)."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+
+    t = summary_table.copy()
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.3, 1]})
+    for _, row in t.iterrows():
+        n = row.get("parameters_counted") or row.get("parameters_reported")
+        yerr = [[row.median_s - row.q1_s], [row.q3_s - row.median_s]]
+        kw = dict(color=plots.color(row.model), marker=FAMILY_MARKERS.get(row.training_family, "^"), ms=7,
+                  capsize=3, ls="none")
+        if n:
+            axes[0].errorbar([n], [row.median_s], yerr=yerr, label=plots.label(row.model), **kw)
+        fam = list(FAMILY_MARKERS).index(row.training_family) if row.training_family in FAMILY_MARKERS else 3
+        jitter = (hash(row.model) % 7 - 3) * 0.05
+        axes[1].errorbar([fam + jitter], [row.median_s], yerr=yerr, **kw)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("parameters (counted from the loaded weights)")
+    axes[0].set_ylabel("median softening scale (IQR)")
+    axes[0].legend(fontsize=7, loc="best")
+    axes[1].set_xticks(range(4))
+    axes[1].set_xticklabels(["MPF", "MPtrj", "MatPES", "other"])
+    axes[1].set_xlim(-0.5, 3.5)
+    axes[1].set_xlabel("training set")
+    for ax in axes:
+        ax.axhline(1.0, color="0.3", ls="--", lw=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def scaled_emt(c: float = 0.8):
+    """A debug 'model': EMT with every output multiplied by ``c`` (s must come out as c)."""
+    from ase.calculators.emt import EMT
+
+    return models.ScaledCalculator(EMT(), c)
