@@ -310,7 +310,7 @@ def get_spec(name: str) -> ModelSpec:
         return REGISTRY[name]
     if is_import_path(name):
         return ModelSpec(
-            name=name, display_name=name.split(":")[-1], family="import", version="user",
+            name=name, display_name=name, family="import", version="user calculator",
             n_parameters=None, training_set="user supplied", citation="user supplied",
             weights_source=f"import path {name}", factory=_import_factory(name),
             availability=lambda: _import_available(name),

@@ -161,7 +161,7 @@ def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: 
             natoms = np.array([len(a) for a in sub])
             cache.save_arrays(path, energy=out["energy"], forces=np.concatenate(out["forces"]),
                               stress=out["stress"], natoms=natoms, geometry_hash=np.array(ghash),
-                              has_stress=np.array(bool(np.all(np.isfinite(out["stress"]))) if with_stress else False))
+                              has_stress=np.array(bool(with_stress)))
             data = cache.load_arrays(path)
             assert data is not None
         splits = np.cumsum(data["natoms"])[:-1]
