@@ -62,6 +62,9 @@ RELAX_STEPS = 200
 # systems the GPAW labeller refuses by default (spin-paired PBE, no +U) but which are
 # non-magnetic in PBE: labelled with force=True and recorded as such
 FORCE_CHEMISTRY = {"AlNi"}
+# elemental references that are magnetic in PBE: fcc Ni (mu_Ni for AlNi) is computed
+# spin-polarised from a ferromagnetic start (the labeller's other settings unchanged)
+ELEMENT_SETTINGS = {"Ni": {"spinpol": True, "magmom": 0.6}}
 
 #: a default k-point density; read from softening_lib.dft when it is importable
 KPT_DENSITY = 3.0
@@ -118,9 +121,13 @@ def defect_items(systems, density, min_distance):
         elements |= set(c.elements())
     for el in sorted(elements):
         ref, source = D.element_reference(el)
+        extra = dict(ELEMENT_SETTINGS.get(el, {}))
+        magmom = extra.pop("magmom", None)
+        if magmom is not None:
+            ref.set_initial_magnetic_moments([magmom] * len(ref))
         items.append({"task": "defects", "calc_id": f"element-{el}", "role": "element", "variant": "static",
                       "element": el, "system": el, "atoms": ref, "kpts": _kpts(ref, density),
-                      "source": source})
+                      "source": source, "force": el in ("Ni",), "settings": extra})
     for c in cases:
         tag = "x".join(map(str, c.repeat))
         bulk_id = f"{c.system}-{tag}"
@@ -158,8 +165,12 @@ def build_queue(task, variant, surface_systems, defect_systems, density, min_dis
     return items, skipped
 
 
+OUT_ROOT = None  # --out-root: write records elsewhere (tests, EMT dry runs)
+
+
 def out_dir(task):
-    return config.reference_dir() / ("surfaces_gpaw" if task == "surfaces" else "defects_gpaw")
+    root = Path(OUT_ROOT) if OUT_ROOT else config.reference_dir()
+    return root / ("surfaces_gpaw" if task == "surfaces" else "defects_gpaw")
 
 
 def record_path(item):
@@ -173,11 +184,18 @@ def record_path(item):
 # valence electrons of the gpaw-data PBE setups
 _NV = {"Cu": 11, "Al": 3, "Mg": 10, "Si": 4, "O": 6, "Li": 1, "F": 7, "Na": 7, "Cl": 7, "Zn": 12, "S": 6,
        "Ca": 10, "Au": 11, "Pt": 16, "Pd": 16, "Ag": 17, "Ni": 16, "Sn": 14, "Pb": 14, "Sc": 11}
-# Cost model: t = CALIB_S * n_k(irreducible) * n_bands^2 * n_pw (one static, ~15-25 SCF
-# iterations), n_pw = V * k_cut^3 / (6 pi^2) in atomic units. CALIB_S was fitted on this
-# project's timed GPAW check (see data/reference/surfaces_gpaw/PROVENANCE.md); --calib overrides.
-CALIB_S = 1.0e-9
-RELAX_FACTOR = 6.0  # ~15 BFGS steps, each ~1/3 of a from-scratch SCF (wave functions reused)
+# Cost model of one static (rough, +/- a factor 2-3):
+#   t = N_ITER * n_k(irreducible) * (A * n_b * n_pw * log2(8 n_pw) + B * n_b^2 * n_pw) + 10 s
+# (FFT-bound term + dense-linear-algebra term per band, k-point and SCF iteration).
+# A was fitted on this project's timed GPAW check, Al(111) 6-atom slab, 21 IBZ k-points,
+# 4912 plane waves: ~0.24 s CPU per k-point and SCF iteration on one core of the project
+# machine; B assumes ~2 GFLOP/s BLAS and ~10 n_b^2 n_pw flops per iteration.
+# Relaxations: RELAX_FACTOR x a static (~15 BFGS steps, later steps reuse wave functions).
+A_FFT = 2.2e-7
+B_DENSE = 5.0e-9
+N_ITER = 15
+RELAX_FACTOR = 6.0
+CALIB_S = 1.0  # multiplies the whole model (--calib)
 BOHR = 0.52917721
 
 
@@ -208,10 +226,10 @@ def cost_terms(item):
 
 def estimate_seconds(item, calib=CALIB_S):
     nk, nb, npw = cost_terms(item)
-    t = calib * nk * nb ** 2 * npw + 5.0
+    t = N_ITER * nk * (A_FFT * nb * npw * math.log2(8 * npw) + B_DENSE * nb ** 2 * npw) + 10.0
     if item["variant"] == "relaxed" and item["role"] in ("slab", "defect"):
         t *= RELAX_FACTOR
-    return t
+    return calib * t
 
 
 # --------------------------------------------------------------------------------------
@@ -232,6 +250,26 @@ def _gpaw_calculator(atoms, kpts, txt=None, **settings):
     return calc, s
 
 
+def run_item_emt(item):
+    """The same queue with ASE's EMT instead of GPAW: a dry run of the machinery (never a reference)."""
+    from ase.calculators.emt import EMT
+
+    from softening_lib.relax import relax
+
+    atoms = item["atoms"].copy()
+    rec = {k: v for k, v in item.items() if k != "atoms"}
+    rec.update(n_atoms=len(atoms), kpts=list(item["kpts"]), script_version=SCRIPT_VERSION, engine="emt")
+    if item["variant"] == "static" or item["role"] in ("bulk", "element"):
+        atoms.calc = EMT()
+        rec.update(energy=float(atoms.get_potential_energy()), converged=True, steps=0)
+        final = atoms
+    else:
+        final, info = relax(atoms, EMT(), fmax=FMAX, steps=RELAX_STEPS, optimizer="BFGS")
+        rec.update(energy=info["energy"], fmax=info["fmax"], converged=info["converged"], steps=info["steps"])
+    rec.update(status="done", structure=S._atoms_to_dict(final))
+    return rec
+
+
 def run_item(item, log_dir=None):
     from softening_lib import dft
     from softening_lib.relax import relax
@@ -245,7 +283,8 @@ def run_item(item, log_dir=None):
                started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), host=platform.node())
     if item["variant"] == "static" or item["role"] in ("bulk", "element"):
         dft.check_chemistry(atoms, force=item.get("force", False))
-        labelled, settings = dft.label(atoms, kpts=item["kpts"], force=item.get("force", False), txt=txt)
+        labelled, settings = dft.label(atoms, kpts=item["kpts"], force=item.get("force", False), txt=txt,
+                                       **item.get("settings", {}))
         energy = float(labelled.get_potential_energy())
         forces = labelled.get_forces()
         rec.update(energy=energy, fmax=float(np.sqrt((forces ** 2).sum(1)).max()), converged=True, steps=0,
@@ -284,9 +323,16 @@ def main(argv=None):
     p.add_argument("--retry-failed", action="store_true")
     p.add_argument("--list", action="store_true", help="print the queue and exit")
     p.add_argument("--estimate", action="store_true", help="print the estimated CPU hours and exit")
-    p.add_argument("--calib", type=float, default=CALIB_S, help="cost-model constant (s)")
+    p.add_argument("--calib", type=float, default=CALIB_S, help="multiply the cost model (e.g. 0.5 on a faster CPU)")
     p.add_argument("--log-dir", default=None, help="write GPAW text logs here")
+    p.add_argument("--engine", choices=["gpaw", "emt"], default="gpaw",
+                   help="emt: dry-run the queue with ASE's EMT (needs --out-root; never a reference)")
+    p.add_argument("--out-root", default=None, help="write records under this folder instead of data/reference")
     args = p.parse_args(argv)
+    global OUT_ROOT
+    OUT_ROOT = args.out_root
+    if args.engine == "emt" and not args.out_root:
+        p.error("--engine emt writes EMT numbers: give --out-root so they never land in data/reference")
 
     density = args.kpt_density
     if density is None:
@@ -325,7 +371,7 @@ def main(argv=None):
               f"{sum(state(it) == 'done' for it in items)}, failed {sum(state(it) == 'failed' for it in items)}")
         print(f"estimated CPU time (1 core each): static {total['static'] / 3600:.1f} h, relaxed "
               f"{total['relaxed'] / 3600:.1f} h, total {(total['static'] + total['relaxed']) / 3600:.1f} h "
-              f"(cost model calib={args.calib:.2e} s; treat as +/- a factor 2)")
+              f"(rough cost model x{args.calib:g}; treat as +/- a factor 2-3)")
         if skipped is not None and len(skipped):
             print(f"{len(skipped)} Miller indices skipped (no stoichiometric symmetric slab)")
         return 0
@@ -348,7 +394,7 @@ def main(argv=None):
         print(f"[{time.strftime('%H:%M:%S')}] {it['calc_id']} ({len(it['atoms'])} atoms, kpts {it['kpts']}, "
               f"est {estimate_seconds(it, args.calib) / 60:.1f} min)", flush=True)
         try:
-            rec = run_item(it, log_dir)
+            rec = run_item_emt(it) if args.engine == "emt" else run_item(it, log_dir)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -359,7 +405,8 @@ def main(argv=None):
             print(f"  FAILED: {rec['error']}", flush=True)
         atomic_write_text(path, json.dumps(rec, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
         if rec.get("status") == "done":
-            print(f"  E = {rec['energy']:.6f} eV, wall {rec['wall_s']} s, converged {rec['converged']}", flush=True)
+            print(f"  E = {rec['energy']:.6f} eV, wall {rec.get('wall_s', 0)} s, converged {rec['converged']}",
+                  flush=True)
         done += 1
     print(f"finished {done} calculations", flush=True)
     return 0

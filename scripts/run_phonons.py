@@ -26,12 +26,19 @@ def main() -> None:
     ap.add_argument("--check-jageo", action="store_true",
                     help="first recompute the DFT max frequency of all 68 JaGeo force sets and compare "
                          "with the set's own benchmark_max_frequency column (1 %% check)")
+    ap.add_argument("--report", action="store_true",
+                    help="only print coverage, ratio summaries and timings (per material, projected totals)")
     args = ap.parse_args()
+    if args.report:
+        report(args.models, P.pbesol_selection(args.n_pbesol))
+        return
     plan = {"pbesol": (P.PBESOL, P.pbesol_selection(args.n_pbesol)), "pbe68": (P.PBE68, P.jageo_ids())}
     if args.check_jageo:
         check_jageo()
     # the Fig. 4a showcase (CsF) for every model first: cheap, and the chapter needs it
     P.run(P.PBESOL, list(P.SHOWCASE), list(args.models), progress=False)
+    # DFT-PBEsol of every material that also has a PBE reference (the functional shift, no model)
+    P.run(P.PBESOL, P.pbe_overlap_ids(), [], progress=False)
     for model in args.models:
         for name in args.sets:
             dataset, ids = plan[name]
@@ -44,6 +51,34 @@ def main() -> None:
             ok = P.ratio_table(dataset, ids, [model])
             if not ok.empty:
                 print(P.summarise(ok).to_string(index=False), flush=True)
+
+
+def report(models: list[str], pbesol_ids: list[str]) -> None:
+    import numpy as np
+    import pandas as pd
+
+    pd.set_option("display.width", 200)
+    print(P.coverage_table(models, pbesol_ids).to_string(index=False))
+    for dataset, ids in ((P.PBESOL, pbesol_ids), (P.PBE68, P.jageo_ids())):
+        t = P.ratio_table(dataset, ids, models)
+        if t.empty:
+            continue
+        print(f"\n{dataset}: model / DFT max frequency")
+        print(P.summarise(t).round(3).to_string(index=False))
+        for model, grp in t.groupby("model"):
+            cpu, wall = grp["cpu_s"].to_numpy(float), grp["wall_s"].to_numpy(float)
+            n = len(ids)
+            print(f"  {model}: {len(grp)} materials, cpu per material mean {cpu.mean():.1f} s "
+                  f"(median {np.median(cpu):.1f}, max {cpu.max():.1f}), wall mean {wall.mean():.1f} s; "
+                  f"projected {n} materials: {cpu.mean() * n / 3600:.2f} h cpu = {cpu.mean() * n / 2 / 3600:.2f} h "
+                  f"on 2 dedicated cores (one process per core)")
+    r103 = P.pbe103_ratio_table(models)
+    if not r103.empty:
+        print("\nPhononDB-PBE 103 (model on the PBEsol structure):")
+        print(P.summarise(r103[r103["model"] != "dft"]).round(3).to_string(index=False))
+    shift = P.functional_shift_table()
+    if len(shift):
+        print("\nDFT PBE / PBEsol max frequency:", shift.groupby("pbe_set")["pbe_over_pbesol"].describe().round(3).to_string())
 
 
 def check_jageo() -> None:

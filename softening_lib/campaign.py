@@ -241,7 +241,7 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
             from .models import get_calculator
 
             calculator = get_calculator(model)
-        frames = sample_high_energy(atoms, model=model, calculator=calculator, seed=seed, **md)
+        frames = sample_high_energy(atoms, model=model, calculator=calculator, seed=seed, log_every=1, **md)
         md_wall = float(frames[0].info["md_wall_time_s"])
         atomic_write_bytes(sampled_path, frames_to_extxyz(frames).encode())
         _log(f"{mid}: MD done in {md_wall:.0f} s")

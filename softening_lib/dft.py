@@ -43,6 +43,8 @@ composition with one setting are meaningful.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import math
 import os
@@ -238,6 +240,35 @@ def resolve_settings(atoms: Atoms, **settings: Any) -> dict[str, Any]:
 # the labeller
 # --------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def gpaw_lock():
+    """One GPAW calculation at a time per machine (per cache dir): an exclusive ``flock``.
+
+    Every :func:`label` holds ``$SOFTENING_CACHE_DIR/gpaw.lock`` while GPAW runs, so a
+    campaign, a validation script and a notebook share the CPU by taking turns frame by
+    frame instead of oversubscribing it. ``SOFTENING_GPAW_LOCK=0`` switches it off. Yields
+    the seconds spent waiting.
+    """
+    if os.environ.get("SOFTENING_GPAW_LOCK", "1") == "0":
+        yield 0.0
+        return
+    from . import config
+
+    path = config.cache_dir() / "gpaw.lock"
+    with open(path, "a+") as fh:
+        t0 = time.time()
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()} {' '.join(sys.argv)[:200]}\n")
+            fh.flush()
+            yield time.time() - t0
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    time.sleep(1.0)  # give a process blocked on the lock the chance to take it
+
+
 def label(atoms: Atoms, *, force: bool = False, **settings: Any) -> tuple[Atoms, dict[str, Any]]:
     """Label ``atoms`` with a GPAW plane-wave static; returns (labelled copy, settings record).
 
@@ -269,25 +300,27 @@ def label(atoms: Atoms, *, force: bool = False, **settings: Any) -> tuple[Atoms,
     )
     if s["symmetry"] != "default":
         kwargs["symmetry"] = s["symmetry"]
-    t0 = time.time()
-    cpu0 = time.process_time()
-    calc = GPAW(**kwargs)
-    work.calc = calc
-    try:
-        free_energy = work.get_potential_energy(force_consistent=True)
-        forces = work.get_forces()
-        stress = work.get_stress(voigt=True)
-    except gpaw.KohnShamConvergenceError as exc:
-        raise SCFNotConvergedError(
-            f"GPAW SCF did not converge for {atoms.get_chemical_formula(mode='metal')} "
-            f"(material {atoms.info.get('material_id', '?')}, frame {atoms.info.get('frame_id', '?')}) "
-            f"within maxiter={s['maxiter']} ({exc}); record it and skip this structure"
-        ) from exc
-    try:
-        e0 = float(work.get_potential_energy())
-    except Exception:  # pragma: no cover
-        e0 = float(free_energy)
-    wall = time.time() - t0
+    with gpaw_lock() as lock_wait:
+        t0 = time.time()
+        cpu0 = time.process_time()
+        calc = GPAW(**kwargs)
+        work.calc = calc
+        try:
+            free_energy = work.get_potential_energy(force_consistent=True)
+            forces = work.get_forces()
+            stress = work.get_stress(voigt=True)
+        except gpaw.KohnShamConvergenceError as exc:
+            raise SCFNotConvergedError(
+                f"GPAW SCF did not converge for {atoms.get_chemical_formula(mode='metal')} "
+                f"(material {atoms.info.get('material_id', '?')}, frame {atoms.info.get('frame_id', '?')}) "
+                f"within maxiter={s['maxiter']} ({exc}); record it and skip this structure"
+            ) from exc
+        try:
+            e0 = float(work.get_potential_energy())
+        except Exception:  # pragma: no cover
+            e0 = float(free_energy)
+        wall = time.time() - t0
+        cpu = time.process_time() - cpu0
     try:
         niter = int(calc.get_number_of_iterations())
     except Exception:  # pragma: no cover
@@ -312,7 +345,8 @@ def label(atoms: Atoms, *, force: bool = False, **settings: Any) -> tuple[Atoms,
         "energy_is": "free energy (Fermi-Dirac), consistent with forces",
         "energy_zero_width": e0,
         "wall_time_s": round(wall, 2),
-        "cpu_time_s": round(time.process_time() - cpu0, 2),
+        "cpu_time_s": round(cpu, 2),
+        "lock_wait_s": round(lock_wait, 1),
         "scf_iterations": niter,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "forced_chemistry": bool(force and set(atoms.get_chemical_symbols()) & REFUSED_ELEMENTS),

@@ -370,14 +370,13 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
             e_model.append(a.get_potential_energy() / len(a))
         shift = float(np.mean(energies[train_idx] / np.array([len(frames[i]) for i in train_idx]) - e_model))
         energies = energies - shift * np.array([len(a) for a in frames])
-    # matgl stress labels are GPa, and matgl's training convention is the VASP sign (-ASE)
+    # matgl's model stress is in GPa with ASE's sign (its PESCalculator only rescales it)
     labels_dict = {"energies": list(energies), "forces": [f.tolist() for f in labels["forces"]],
-                   "stresses": [(-np.asarray(s) * GPA_PER_EV_A3).tolist() for s in stresses]}
+                   "stresses": [(np.asarray(s) * GPA_PER_EV_A3).tolist() for s in stresses]}
     tmp = tempfile.mkdtemp(prefix="matgl_ft_")
     include_line_graph = False  # matgl's training utilities here need it off (see module doc)
     dataset = MGLDataset(structures=structures, converter=converter, labels=labels_dict,
-                         include_line_graph=include_line_graph, save_cache=False, raw_dir=tmp,
-                         save_dir=tmp)
+                         include_line_graph=include_line_graph, save_cache=False, root=tmp)
     train_set = torch.utils.data.Subset(dataset, train_idx)
     val_set = torch.utils.data.Subset(dataset, val_idx if val_idx else train_idx)
     from functools import partial
@@ -386,16 +385,18 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
     torch.manual_seed(settings.seed)
     train_loader, val_loader = MGLDataLoader(train_data=train_set, val_data=val_set, collate_fn=collate,
                                              batch_size=settings.batch_size, num_workers=0)
-    steps = settings.epochs * len(train_loader)
     optimizer = torch.optim.Adam(potential.model.parameters(), lr=settings.learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps),
+    # Lightning steps a bare scheduler once per epoch
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, settings.epochs),
                                                            eta_min=settings.learning_rate_final)
+    refs = getattr(potential, "element_refs", None)
+    refs = getattr(refs, "property_offset", None) if refs is not None else None
     has_stress = labels["stresses"] is not None
     module = PotentialLightningModule(
-        model=potential.model, element_refs=potential.element_refs, data_std=potential.data_std,
+        model=potential.model, element_refs=refs, data_std=potential.data_std,
         data_mean=potential.data_mean, optimizer=optimizer, scheduler=scheduler,
         energy_weight=settings.energy_weight if has_energy else 0.0, force_weight=settings.force_weight,
-        stress_weight=settings.stress_weight if has_stress else 0.0, calc_stress=True,
+        stress_weight=settings.stress_weight if has_stress else 0.0,
         loss="mse_loss", include_line_graph=include_line_graph)
     best = {"val": float("inf"), "state": None, "epoch": settings.epochs - 1}
     use_last = n_val == 0 or settings.checkpoint == "last"
@@ -404,7 +405,7 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
         def on_validation_epoch_end(self, trainer, pl_module):
             val = trainer.callback_metrics.get("val_Force_MAE")
             if val is not None and not use_last and float(val) < best["val"]:
-                best.update(val=float(val), state=copy.deepcopy(pl_module.model.state_dict()),
+                best.update(val=float(val), state=copy.deepcopy(potential.model.state_dict()),
                             epoch=trainer.current_epoch)
 
     L.seed_everything(settings.seed, verbose=False)

@@ -61,7 +61,8 @@ def _thermostat(atoms: Atoms, name: str, timestep_fs: float, temperature_K: floa
     if name == "langevin":
         from ase.md.langevin import Langevin
 
-        return (Langevin(atoms, dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, rng=rng),
+        return (Langevin(atoms, dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, rng=rng,
+                         fixcm=False),
                 {"md_friction_per_fs": friction_per_fs})
     if name == "bussi":
         from ase.md.bussi import Bussi

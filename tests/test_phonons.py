@@ -19,18 +19,19 @@ FCC_PRIM = np.array([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
 
 
 def _emt_reference(unitcell, supercell=(2, 2, 2), primitive=FCC_PRIM, amplitude=0.01,
-                   material_id="Cu-emt") -> datasets.PhononReference:
-    """A force set built like a DFT one, with EMT playing DFT."""
+                   material_id="Cu-emt", plusminus="auto", residual=None) -> datasets.PhononReference:
+    """A force set built like a DFT one, with EMT playing DFT (plus an optional residual force)."""
     from phonopy import Phonopy
 
     ph = Phonopy(atoms_to_phonopy(unitcell), supercell_matrix=np.diag(supercell), primitive_matrix=primitive)
-    ph.generate_displacements(distance=amplitude)
+    ph.generate_displacements(distance=amplitude, is_plusminus=plusminus)
     first = []
     for disp, cell in zip(ph.dataset["first_atoms"], ph.supercells_with_displacements):
         atoms = phonopy_to_atoms(cell)
         atoms.calc = EMT()
+        forces = atoms.get_forces() + (0 if residual is None else residual)
         first.append({"number": disp["number"], "displacement": np.asarray(disp["displacement"]),
-                      "forces": atoms.get_forces()})
+                      "forces": forces})
     return datasets.PhononReference(
         material_id=material_id, dataset="emt-test", formula=unitcell.get_chemical_formula(),
         unitcell=unitcell, supercell_matrix=np.diag(supercell), primitive_matrix=primitive,
@@ -53,6 +54,7 @@ def test_emt_model_reproduces_emt_reference(cu_emt):
     assert dft["max_freq_thz"] > 5  # Cu, EMT: ~7 THz
     assert rec["max_freq_thz"] == pytest.approx(dft["max_freq_thz"], rel=1e-4)
     assert rec["softening_scale_dft_disp"] == pytest.approx(1.0, abs=1e-6)
+    assert rec["max_freq_at_dft_geometry_thz"] == pytest.approx(dft["max_freq_thz"], rel=1e-4)
     assert rec["n_displacements"] == dft["n_displacements"] == 1
     assert rec["displacement_amplitude"] == pytest.approx(0.01)
     assert rec["spacegroup_model"] == rec["spacegroup_dft"]
@@ -66,8 +68,13 @@ def test_scaled_emt_scales_frequencies_by_sqrt_c(cu_emt, c):
     scaled, _ = P.model_phonons(cu_emt, "emt", calc=ScaledCalculator(EMT(), c), settings=FAST)
     assert scaled["max_freq_thz"] / base["max_freq_thz"] == pytest.approx(np.sqrt(c), rel=1e-4)
     assert scaled["max_freq_mesh_thz"] / base["max_freq_mesh_thz"] == pytest.approx(np.sqrt(c), rel=1e-4)
-    # and the softening scale on the reference displacements is c itself
+    # and the softening scale on the reference displacements is c itself (all three versions)
     assert scaled["softening_scale_dft_disp"] == pytest.approx(c, rel=1e-6)
+    assert scaled["softening_scale_dft_disp_raw"] == pytest.approx(c, rel=1e-6)
+    assert scaled["softening_scale_dft_disp_resid"] == pytest.approx(c, rel=1e-6)
+    # frequencies of the model's force constants at the reference geometry: sqrt(c) as well
+    assert scaled["max_freq_at_dft_geometry_thz"] / base["max_freq_at_dft_geometry_thz"] == pytest.approx(
+        np.sqrt(c), rel=1e-4)
     assert scaled["relax"]["volume_change"] == pytest.approx(base["relax"]["volume_change"], abs=1e-4)
 
 
@@ -85,6 +92,23 @@ def test_band_path_is_invariant_under_rotation(cu_emt):
     assert b["band_ticks"] == a["band_ticks"]
     # fcc path: the zone-boundary maximum sits at X; the band max must not be below the mesh max
     assert a["max_freq_band_thz"] >= a["max_freq_mesh_thz"] - 1e-6
+
+
+def test_harmonic_softening_scale_ignores_residual_forces(cu_emt):
+    """Reference forces carrying a residual (the structure not exactly at its DFT minimum):
+    the force-constant based scale cancels it through the +/- displacement pairs, the
+    raw-force scale does not."""
+    rng = np.random.default_rng(1)
+    residual = rng.normal(0, 0.02, (32, 3))
+    residual -= residual.mean(axis=0)
+    ref = _emt_reference(cu_emt.unitcell, plusminus=True, residual=residual)
+    assert len(ref.displacement_dataset["first_atoms"]) == 2  # + and -
+    scaled, _ = P.model_phonons(ref, "emt", calc=ScaledCalculator(EMT(), 0.7), settings=FAST)
+    assert scaled["softening_scale_dft_disp"] == pytest.approx(0.7, rel=1e-6)
+    assert abs(scaled["softening_scale_dft_disp_raw"] - 0.7) > 0.01
+    clean, _ = P.dft_phonons(_emt_reference(cu_emt.unitcell, plusminus=True), FAST)
+    dirty, _ = P.dft_phonons(ref, FAST)
+    assert dirty["max_freq_thz"] == pytest.approx(clean["max_freq_thz"], rel=1e-6)
 
 
 def test_imaginary_modes_are_reported_not_dropped():
@@ -118,7 +142,7 @@ def test_pbesol_selection_is_deterministic_and_starts_with_csf():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mp_id", ["mp-1000", "mp-1103235", "mp-11217", "mp-1519"])
+@pytest.mark.parametrize("mp_id", ["mp-1000", "mp-1103235", "mp-11217", "mp-1564"])
 def test_jageo_max_frequency_matches_its_own_table(mp_id):
     """Our phonopy pipeline on the JaGeo DFT forces reproduces the set's benchmark_max_frequency."""
     props = P.jageo_properties().set_index("material_id")
@@ -131,18 +155,18 @@ def test_jageo_max_frequency_matches_its_own_table(mp_id):
 
 @pytest.mark.slow
 def test_chgnet_end_to_end_small_material(tmp_path, monkeypatch):
-    """CHGNet on the smallest PhononDB supercell: relax, batched displaced forces, phonons, cache."""
+    """CHGNet on CsF (64-atom supercell, 2 displacements): relax, batched forces, phonons, cache."""
     monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
-    index = P.pbesol_index()
-    mp_id = index.iloc[0]["mp_id"]
-    settings = P.PhononSettings(mesh=10.0, band_npoints=11)
+    index = P.pbesol_index().set_index("mp_id")
+    mp_id = "mp-1784"
+    settings = P.PhononSettings(mesh=10.0, band_npoints=11, fmax=0.01)
     table = P.run(P.PBESOL, [mp_id], ["chgnet-0.3.0"], settings=settings, progress=False,
                   showcase=[mp_id], on_error="raise")
     by = table.set_index("model")
     dft, chg = by.loc["dft"], by.loc["chgnet-0.3.0"]
     assert chg["status"] == "ok"
     assert chg["n_displacements"] == dft["n_displacements"]
-    assert chg["n_atoms_supercell"] == dft["n_atoms_supercell"] == index.iloc[0]["n_atoms_supercell"]
+    assert chg["n_atoms_supercell"] == dft["n_atoms_supercell"] == index.loc[mp_id, "n_atoms_supercell"] == 64
     assert chg["displacement_amplitude"] == pytest.approx(dft["displacement_amplitude"])
     assert chg["relax_fmax_reached"] <= settings.fmax or not chg["relax_converged"]
     assert 0.3 < chg["max_freq_thz"] / dft["max_freq_thz"] < 2.0

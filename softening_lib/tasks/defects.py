@@ -491,11 +491,12 @@ def reference_status(root: Path | None = None) -> dict:
     return out
 
 
-def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PBE"):
+def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PBE", watermark: str | None = None):
     """Fig. 2b: defect energy parity, one column per model, rows static / relaxed."""
     from .surfaces import parity_figure as _pf
 
-    return _pf(reference, model_tables, ref_label=ref_label, quantity="defect energy", unit="eV", col="e_f")
+    return _pf(reference, model_tables, ref_label=ref_label, quantity="defect energy", unit="eV", col="e_f",
+               watermark=watermark)
 
 
 def case_to_dict(case: DefectCase) -> dict:
@@ -512,3 +513,25 @@ def case_from_dict(d: dict) -> DefectCase:
                       repeat=tuple(d["repeat"]), image_distance=d["image_distance"], site=d.get("site", -1),
                       lattice_source=d.get("lattice_source", ""), extra=d.get("extra", {}),
                       start=_atoms_from_dict(d["start"]) if d.get("start") else None)
+
+
+def convergence_cached(model: str, system: str = "Cu", kind: str = "vacancy",
+                       repeats: Sequence[int] = (2, 3, 4), compute_missing: bool = True):
+    """:func:`convergence` with a registry model, cached in ResultStore("defects_convergence")."""
+    import pandas as pd
+
+    from .. import models as registry
+    from ..cache import ResultStore
+    from ..predict import calculator
+
+    store = ResultStore("defects_convergence")
+    key = f"{system}-{kind}-{'-'.join(map(str, repeats))}"
+    mid = registry.model_id(model)
+    rec = store.get(mid, key)
+    if rec is None:
+        if not compute_missing:
+            return pd.DataFrame()
+        df = convergence(system, kind, calculator(model), repeats=repeats)
+        rec = {"model": model, "model_id": mid, "rows": df.to_dict(orient="records")}
+        store.put(mid, key, rec)
+    return pd.DataFrame(rec["rows"])

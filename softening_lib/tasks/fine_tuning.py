@@ -117,16 +117,16 @@ def _record_name(method: str, n: int, seed: int, key: str) -> str:
 
 def run_one(split: Split, model: str, method: str, n: int, seed: int,
             settings: finetune.FineTuneSettings | None = None, store: cache.ResultStore | None = None,
-            recompute: bool = False) -> dict:
+            recompute: bool = False, task: str = TASK) -> dict:
     """One (method, N, seed) run scored on the test frames; cached."""
-    store = store or cache.ResultStore(TASK)
+    store = store or cache.ResultStore(task)
     settings = settings or finetune.FineTuneSettings()
     key = _key(split, model, method, n, seed, settings if method in ("finetune", "scratch") else None)
     name = _record_name(method, n, seed, key)
     if not recompute and store.has(model, name):
         return store.get(model, name)
     test_dft = _dft(split.frames, split.test)
-    base = {"dataset": split.dataset, "material_id": split.material_id, "model": model,
+    base = {"task": store.task, "dataset": split.dataset, "material_id": split.material_id, "model": model,
             "model_id": models.model_id(model), "method": method, "n_train_structures": n, "seed": seed,
             "test_ids": split.ids(split.test), "pool_ids": split.ids(split.pool), "n_test": len(split.test),
             "n_test_components": int(sum(f.size for f in test_dft))}
@@ -161,7 +161,7 @@ def run_one(split: Split, model: str, method: str, n: int, seed: int,
 
 
 def test_forces(record: dict, store: cache.ResultStore | None = None) -> np.ndarray | None:
-    store = store or cache.ResultStore(TASK)
+    store = store or cache.ResultStore(record.get("task", TASK))
     data = cache.load_arrays(store.path(record["model"], record["record"]).with_suffix(".npz"))
     return None if data is None else data["forces"].astype(float)
 
@@ -183,12 +183,17 @@ def plan(ns: Sequence[int] = (1, 2, 5, 10), seeds: Sequence[int] = (0, 1, 2),
 
 def run_campaign(split: Split, model: str = "chgnet-0.3.0", ns: Sequence[int] = (1, 2, 5, 10),
                  seeds: Sequence[int] = (0, 1, 2), scratch_seeds: Sequence[int] | None = None,
-                 settings: finetune.FineTuneSettings | None = None, compute: bool = True,
-                 progress: bool = True, max_seconds: float | None = None) -> "Any":
-    """All records of the plan as a table; missing ones computed when ``compute``."""
+                 settings: finetune.FineTuneSettings | None = None, compute: bool | Sequence[str] = True,
+                 progress: bool = True, max_seconds: float | None = None, task: str = TASK) -> "Any":
+    """All records of the plan as a table; missing ones computed when ``compute``.
+
+    ``compute`` may be a list of methods allowed to run (e.g. ``["pretrained", "linear"]``: the
+    cheap ones); the others are read from the cache or reported as missing.
+    """
     import pandas as pd
 
-    store = cache.ResultStore(TASK)
+    store = cache.ResultStore(task)
+    allowed = set(METHODS) if compute is True else set() if compute is False else set(compute)
     jobs = plan(ns, seeds, scratch_seeds, pool_size=len(split.pool))
     rows, t0 = [], time.perf_counter()
     iterator: Any = jobs
@@ -201,19 +206,60 @@ def run_campaign(split: Split, model: str = "chgnet-0.3.0", ns: Sequence[int] = 
                    if method in ("finetune", "scratch") else None)
         name = _record_name(method, n, seed, key)
         rec = store.get(model, name)
-        if rec is None and compute and (max_seconds is None or time.perf_counter() - t0 < max_seconds):
+        if rec is None and method in allowed and (max_seconds is None or time.perf_counter() - t0 < max_seconds):
             rec = run_one(split, model, method, n, seed, settings=settings, store=store)
         if rec is not None:
-            rows.append(rec)
+            rows.append({**rec, "missing": False,
+                         "epochs": (rec.get("settings") or {}).get("epochs")})
         else:
             rows.append({"model": model, "method": method, "n_train_structures": n, "seed": seed,
                          "missing": True})
     return pd.DataFrame(rows)
 
 
+def missing_runs(table) -> list[str]:
+    """Human-readable list of runs not in the cache."""
+    if "missing" not in table:
+        return []
+    t = table[table["missing"].fillna(False).astype(bool)]
+    return [f"{r.method} N={r.n_train_structures} seed={r.seed}" for r in t.itertuples()]
+
+
+def paper_table(table, table_paper_protocol=None):
+    """The paper's CHGNet numbers (mp-973966 AIMD, Fig. 5a / 6a) next to this chapter's."""
+    import pandas as pd
+
+    def pick(t, method, n):
+        if t is None or not len(t):
+            return None
+        ok = t[~t["missing"].fillna(False).astype(bool)] if "missing" in t else t
+        sel = ok[(ok.method == method) & (ok.n_train_structures == n)]
+        return None if not len(sel) else sel
+
+    t = table
+    nmax = int(t.n_train_structures.max())
+    rows = []
+    spec = [("pretrained", nmax, "pretrained", 0.190, 0.859),
+            ("linear", 1, "linear correction, 1 structure", 0.166, 0.965),
+            ("finetune", nmax, f"fine-tuned, {nmax} structures", 0.125, None),
+            ("scratch", nmax, f"from scratch, {nmax} structures", None, None)]
+    for method, n, label, p_mae, p_s in spec:
+        sel = pick(t, method, n)
+        row = {"setting": label, "paper MAE (eV/Å)": p_mae, "paper s": p_s,
+               "book MAE (meV/Å), mean over seeds": None if sel is None else 1000 * float(sel.test_mae.mean()),
+               "book s": None if sel is None else float(sel.test_softening_scale.mean()),
+               "book seeds": 0 if sel is None else int(sel.seed.nunique())}
+        if table_paper_protocol is not None:
+            sel100 = pick(table_paper_protocol, method, n)
+            row["book MAE, 100 epochs (meV/Å)"] = None if sel100 is None or method in ("pretrained", "linear") \
+                else 1000 * float(sel100.test_mae.mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def summary(table) -> "Any":
     """Mean, spread (std, min, max) of test force MAE per (method, N)."""
-    t = table[~table.get("missing", False).fillna(False).astype(bool)] if "missing" in table else table
+    t = table[~table["missing"].fillna(False).astype(bool)] if "missing" in table else table
     t = t[t.method != "pretrained"]
     g = t.groupby(["method", "n_train_structures"])
     out = g.agg(n_seeds=("seed", "nunique"), test_mae_mean=("test_mae", "mean"), test_mae_std=("test_mae", "std"),
@@ -309,7 +355,7 @@ def fig_learning_curve(table, model: str = "chgnet-0.3.0", pretrained_mae: float
         ax.set_xticks(ns)
         ax.set_xticklabels([str(int(v)) for v in ns])
     axes[0].set_ylabel("test force MAE (meV/Å)")
-    axes[0].set_yscale("log")
+    axes[0].set_ylim(bottom=0)
     axes[1].set_ylabel("test softening scale s")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -335,6 +381,11 @@ def fig_training_history(table, model: str = "chgnet-0.3.0"):
             ax.plot(ep, [h.get("val_f_mae", np.nan) * 1000 for h in hist], color=METHOD_COLORS[method],
                     lw=1.6, label=f"{METHOD_LABELS[method]}: validation")
     ax.set_yscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("epoch")
     ax.set_ylabel("force MAE (meV/Å)")
     ax.legend(fontsize=8)

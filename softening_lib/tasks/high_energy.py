@@ -240,7 +240,7 @@ def parity_path(model: str, dataset: str, material_id: str):
 
 def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = None, *,
             progress: bool = True, verify: bool = False, parity: Sequence[str] = (),
-            batch_size: int = 16, frames: Sequence | None = None) -> dict[str, dict[str, str]]:
+            batch_size: int = 2, frames: Sequence | None = None) -> dict[str, dict[str, str]]:
     """Fill the record store for ``models_`` x ``ids`` of ``dataset`` (missing ones only).
 
     Frames are read only for materials with a missing record (all of them when ``verify``,
@@ -387,6 +387,11 @@ def pooled_binned_slope(recs: Sequence[dict], min_n: int = 30):
 # figures
 # --------------------------------------------------------------------------------------
 
+def _fmt(value: float) -> str:
+    """3 decimals for eV/Å-sized errors, 3 significant digits for the tiny phonon ones."""
+    return f"{value:.3f}" if abs(value) >= 0.01 else f"{value:.2e}"
+
+
 def fig5a(dataset: str, material_id: str, models_: Sequence[str], compute_missing: bool = True):
     """Force parity for one material, one panel per model, s / MAE / cMAE in the legend."""
     import matplotlib.pyplot as plt
@@ -414,7 +419,7 @@ def fig5a(dataset: str, material_id: str, models_: Sequence[str], compute_missin
                      s=5, alpha=0.4)
         plots.slope_line(ax, s, (-lim_hi, lim_hi), model)
         ax.set_title(plots.label(model), fontsize=10)
-        ax.legend([f"s = {s:.3f}\nMAE = {rec['mae']:.3f} eV/Å\ncMAE = {rec['cmae']:.3f} eV/Å"],
+        ax.legend([f"s = {s:.3f}\nMAE = {_fmt(rec['mae'])} eV/Å\ncMAE = {_fmt(rec['cmae'])} eV/Å"],
                   loc="upper left", fontsize=8, handlelength=0, handletextpad=0)
         rows.append({"model": model, "material_id": material_id, "formula": rec["formula"],
                      "n_frames": rec["n_frames"], "n_components": rec["n_components"],
@@ -512,8 +517,8 @@ PRESET_SIZES = {
     # dataset: (smoke, default, full); None = all
     "wbm-he-gpaw": (2, None, None),
     "wbm-he-figshare": (2, 100, None),
-    "phonondb-pbesol": (3, 40, 240),
-    "jageo-pbe-68": (2, 12, None),
+    "phonondb-pbesol": (2, 40, 240),
+    "jageo-pbe-68": (1, 12, None),
 }
 
 

@@ -127,10 +127,10 @@ def fig6a_left(dataset: str, material_id: str, model: str, train_frame: int = 0,
     plots.parity(axes[0], x[te], y[te], model=model, xlabel="DFT force component (eV/Å)",
                  ylabel="model force component (eV/Å)", lim=lim, s=5, label_="held-out frames")
     axes[0].set_title(f"{plots.label(model)}", fontsize=10)
-    axes[0].legend([f"held-out frames\ns = {before['s']:.3f}\nMAE = {before['mae']:.3f} eV/Å"],
+    axes[0].legend([f"held-out frames\ns = {before['s']:.3f}\nMAE = {he._fmt(before['mae'])} eV/Å"],
                    loc="upper left", fontsize=8, handlelength=0.8)
     plots.parity(axes[1], x[te], c * y[te], model=model, xlabel="DFT force component (eV/Å)", ylabel="",
-                 lim=lim, s=5, color_=TEST_COLOR, label_=f"test frames: s = {after['s']:.3f}, MAE = {after['mae']:.3f}")
+                 lim=lim, s=5, color_=TEST_COLOR, label_=f"test frames: s = {after['s']:.3f}, MAE = {he._fmt(after['mae'])}")
     axes[1].scatter(x[tr], c * y[tr], s=7, color=TRAIN_COLOR, lw=0, alpha=0.8, label=f"training frame (c = {c:.3f})")
     axes[1].set_title(f"corrected: {c:.3f} × {plots.label(model)}", fontsize=10)
     axes[1].legend(loc="upper left", fontsize=7.5, markerscale=2)
@@ -251,3 +251,108 @@ def typical_c(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = 
 def model_names(models_: Sequence[str]) -> list[str]:
     ok, _ = models.runnable(list(models_))
     return ok
+
+
+# --------------------------------------------------------------------------------------
+# the paper's scalar layer vs the closed form (cached: it trains CHGNet's wrapper)
+# --------------------------------------------------------------------------------------
+
+def training_frame(dataset: str, material_id: str, train_frame: int = 0):
+    """The labelled ``train_frame``-th frame of a material (phonon sets: a displaced supercell)."""
+    frames, skipped = he.load_frames(dataset, [material_id])
+    frames = [a for a in frames if not a.info.get("residual_reference")]
+    if not frames:
+        raise NoRecordsError(f"{material_id} ({dataset}): no frames ({skipped.get(material_id, 'not found')})")
+    if not 0 <= train_frame < len(frames):
+        raise ValueError(f"train_frame must be in 0..{len(frames) - 1}, got {train_frame}")
+    return frames[train_frame]
+
+
+def scalar_layer_check(dataset: str, material_id: str, train_frame: int = 0, steps: int = 150,
+                       lr: float = 0.02, recompute: bool = False) -> dict:
+    """Train the paper's scalar layer (CHGNet 0.3.0, force-only loss) on one frame and
+    compare with the closed-form ``c`` of the same frame. Cached in ResultStore("linear_correction")."""
+    store = cache.ResultStore("linear_correction")
+    key = cache.key_of("scalar_layer", dataset, material_id, train_frame, steps, lr)
+    rec = None if recompute else store.get("chgnet-0.3.0", key)
+    if rec is not None:
+        return rec
+    frame = training_frame(dataset, material_id, train_frame)
+    from chgnet.model import CHGNet
+
+    model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
+    fit = correction.fit_scalar_layer(frame, model, steps=steps, lr=lr)
+    rec = {"dataset": dataset, "material_id": material_id, "train_frame": train_frame, "n_atoms": len(frame),
+           "steps": steps, "lr": lr, "loss": "force MSE only", "c_scalar_layer": fit.c,
+           "c_closed_form": fit.c_closed_form, "relative_difference": fit.relative_difference,
+           "loss_first": fit.history[0], "loss_last": fit.history[-1]}
+    store.put("chgnet-0.3.0", key, rec)
+    return rec
+
+
+# --------------------------------------------------------------------------------------
+# SI Fig. 5 from chapter 2's cached surface energies
+# --------------------------------------------------------------------------------------
+
+def cached_surface_table(model: str, variant: str = "static"):
+    """Chapter 2's cached model surface energies (no computation), or None."""
+    import pandas as pd
+
+    recs = [r for r in cache.ResultStore("surfaces").records(models.model_id(model))
+            if r.get("variant") == variant and not r.get("skipped")]
+    return pd.DataFrame(recs) if recs else None
+
+
+def si_fig5(models_: Sequence[str], c_by_model: dict[str, float], variant: str = "static"):
+    """Surface energies vs the GPAW reference before/after ``c * model``; None when chapter 2's
+    model results or reference are not cached. Returns (figure, table of MAE before/after)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    if not surfaces_available():
+        return None
+    from . import surfaces
+
+    try:
+        ref = surfaces.load_reference(variant)
+    except Exception:  # reference folder missing or unreadable
+        return None
+    panels = []
+    for model in models_:
+        if model not in c_by_model:
+            continue
+        tab = cached_surface_table(model, variant)
+        if tab is None or ref is None or not len(ref):
+            continue
+        joined = surfaces.compare(ref, tab)
+        if not len(joined):
+            continue
+        joined = joined.assign(gamma_corrected=c_by_model[model] * joined["gamma_model"])
+        panels.append((model, joined))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
+    rows = []
+    for ax, (model, j) in zip(axes[0], panels):
+        c = c_by_model[model]
+        mae_raw = float(np.mean(np.abs(j["gamma_model"] - j["gamma_ref"])))
+        mae_cor = float(np.mean(np.abs(j["gamma_corrected"] - j["gamma_ref"])))
+        hi = float(np.max(np.abs(j[["gamma_ref", "gamma_model", "gamma_corrected"]].to_numpy()))) * 1.08
+        lo = min(0.0, float(j[["gamma_ref", "gamma_model", "gamma_corrected"]].to_numpy().min()) * 1.08)
+        ax.scatter(j["gamma_ref"], j["gamma_model"], s=16, facecolors="none", edgecolors=plots.color(model),
+                   label=f"raw: MAE {mae_raw:.4f}")
+        ax.scatter(j["gamma_ref"], j["gamma_corrected"], s=14, color=TEST_COLOR, label=f"× {c:.3f}: MAE {mae_cor:.4f}")
+        ax.plot([lo, hi], [lo, hi], color="0.4", lw=0.8, ls="--")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_title(plots.label(model), fontsize=9)
+        ax.set_xlabel("GPAW-PBE γ (eV/Å²)")
+        ax.legend(fontsize=7, loc="upper left")
+        rows.append({"model": model, "c": c, "n_surfaces": len(j), "mae_raw": mae_raw, "mae_corrected": mae_cor,
+                     "mean_error_raw": float(np.mean(j["gamma_model"] - j["gamma_ref"])),
+                     "mean_error_corrected": float(np.mean(j["gamma_corrected"] - j["gamma_ref"]))})
+    axes[0][0].set_ylabel("model γ (eV/Å²)")
+    fig.tight_layout()
+    return fig, pd.DataFrame(rows)

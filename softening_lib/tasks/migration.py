@@ -9,7 +9,10 @@ Appl. Mater. Interfaces 14, 44367 (2022)) and by Deng et al. (2025):
 3. every intermediate image is relaxed **independently** (no springs, no NEB forces) with
    the lattice fixed and the moving ion either fixed (``constraint="fixed"``, the paper's
    choice) or free only in the hyperplane perpendicular to the hop
-   (``constraint="hyperplane"``);
+   (``constraint="hyperplane"``). One host atom, the farthest from the hop midpoint, is
+   fixed too (atomate's "fix_two_atoms" scheme): with the ion alone fixed, the host could
+   translate rigidly and carry the ion back onto a site, and every image would relax to
+   the end-point energy;
 4. the barrier is the highest energy along the path after referencing the end images to
    zero. Exactly, with ``E_0`` and ``E_N`` the end-image energies::
 
@@ -57,7 +60,7 @@ from ase.geometry import find_mic
 from .. import cache, config
 
 TASK = "migration"
-VERSION = "1"
+VERSION = "2"  # 2: compensating vacancies chosen far from both hop sites
 
 #: nominal oxidation states used to keep vacancy supercells charge neutral
 CHARGES = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Al": 3, "O": -2, "S": -2,
@@ -99,27 +102,31 @@ class Host:
     cation: str
     anion: str
     a: float  # approximate PBE lattice constant (A), the common lattice of every method
-    supercell: tuple[int, int, int] = (2, 2, 2)  # repeats of the primitive fcc cell
+    supercell: tuple[int, int, int] = (2, 2, 2)  # repeats of the unit cell
     mp_id: str = ""
+    cubic: bool = False  # unit cell: conventional cubic (True) or primitive fcc (False)
 
     def atoms(self) -> Atoms:
         from ase.build import bulk
 
         if self.prototype == "rocksalt":
-            unit = bulk(f"{self.cation}{self.anion}", "rocksalt", a=self.a)
+            unit = bulk(f"{self.cation}{self.anion}", "rocksalt", a=self.a, cubic=self.cubic)
         elif self.prototype == "antifluorite":
             # anions on fcc sites, cations in all tetrahedral holes
-            unit = bulk(f"{self.anion}{self.cation}2", "fluorite", a=self.a)
+            unit = bulk(f"{self.anion}{self.cation}2", "fluorite", a=self.a, cubic=self.cubic)
         else:
             raise ValueError(self.prototype)
         return unit.repeat(self.supercell)
 
 
 HOSTS: dict[str, Host] = {h.name: h for h in [
-    Host("MgO", "rocksalt", "Mg", "O", 4.26, mp_id="mp-1265"),
-    Host("MgS", "rocksalt", "Mg", "S", 5.22, mp_id="mp-1315"),
-    Host("LiF", "rocksalt", "Li", "F", 4.07, mp_id="mp-1138"),
-    Host("LiCl", "rocksalt", "Li", "Cl", 5.15, mp_id="mp-22905"),
+    # rocksalt: 2x2x1 conventional (32 sites); in the 16-site 2x2x2 primitive cell every
+    # anion is a nearest neighbour of one of the two hop sites, so no compensating anion
+    # vacancy could be placed away from the hop
+    Host("MgO", "rocksalt", "Mg", "O", 4.26, (2, 2, 1), "mp-1265", cubic=True),
+    Host("MgS", "rocksalt", "Mg", "S", 5.22, (2, 2, 1), "mp-1315", cubic=True),
+    Host("LiF", "rocksalt", "Li", "F", 4.07, (2, 2, 1), "mp-1138", cubic=True),
+    Host("LiCl", "rocksalt", "Li", "Cl", 5.15, (2, 2, 1), "mp-22905", cubic=True),
     Host("Li2O", "antifluorite", "Li", "O", 4.63, mp_id="mp-1960"),
     Host("Li2S", "antifluorite", "Li", "S", 5.72, mp_id="mp-1153"),
 ]}
@@ -154,9 +161,9 @@ def build_path(spec: PathSpec | str, host: Host | None = None) -> dict[str, Any]
     (ion on B), the ion's index and the removed compensating ions.
 
     Charge neutrality: removing the cation on B leaves charge ``-q``; anions (and, if
-    needed, further cations) are removed to compensate, each chosen equidistant from A
-    and B (so the hop stays mirror-symmetric when the lattice allows) and as far as
-    possible from the hop midpoint.
+    needed, further cations) are removed to compensate, each chosen as far as possible
+    from both sites A and B (then, among equals, equidistant from A and B so the hop stays
+    mirror-symmetric, then farthest from the hop midpoint).
     """
     if isinstance(spec, str):
         spec = next(p for p in PATHS if p.id == spec)
@@ -184,10 +191,13 @@ def build_path(spec: PathSpec | str, host: Host | None = None) -> dict[str, Any]
     sym_err = np.abs(da - db)
     far = np.linalg.norm(vm, axis=1)
 
+    near = np.minimum(da, db)
+
     def pick(candidates, exclude):
         cand = [int(i) for i in candidates if int(i) not in exclude]
-        # equidistant from A and B first, then farthest from the hop midpoint
-        return sorted(cand, key=lambda i: (sym_err[i] > 0.02, -round(far[i], 3), i))[0]
+        # as far as possible from both sites of the hop, then equidistant from A and B
+        # (mirror-symmetric hop), then farthest from the midpoint
+        return sorted(cand, key=lambda i: (-round(near[i], 2), sym_err[i] > 0.02, -round(far[i], 2), i))[0]
 
     remove = [b_idx]
     charge = -q  # left behind by the missing cation
@@ -237,15 +247,33 @@ def interpolate(initial: Atoms, final: Atoms, n_images: int, method: str = "line
     raise ValueError(f"interpolation must be 'linear' or 'idpp', got {method!r}")
 
 
-def _relax_fixed_cell(atoms: Atoms, calc, fmax: float, max_steps: int) -> dict:
-    from ase.optimize import FIRE
+def _relax_fixed_cell(atoms: Atoms, calc, fmax: float, max_steps: int) -> tuple[Atoms, dict]:
+    """BFGS at fixed cell, constraints of ``atoms`` kept; ``softening_lib.relax`` if present."""
+    try:
+        from ..relax import relax as shared
+    except ImportError:
+        shared = None
+    if shared is not None:
+        out, info = shared(atoms, calc, fmax=fmax, steps=max_steps, cell_filter=None, optimizer="BFGS")
+        return out, {"converged": bool(info["converged"]), "fmax": float(info["fmax"]), "steps": int(info["steps"])}
+    from ase.optimize import BFGS
 
-    atoms.calc = calc
-    opt = FIRE(atoms, logfile=None)
+    work = atoms.copy()
+    work.calc = calc
+    opt = BFGS(work, logfile=None)
     converged = bool(opt.run(fmax=fmax, steps=max_steps))
-    f = atoms.get_forces()  # constrained components are zero
-    return {"converged": converged, "fmax": float(np.linalg.norm(f, axis=1).max()),
-            "steps": int(opt.get_number_of_steps())}
+    f = work.get_forces()  # constrained components are zero
+    return work, {"converged": converged, "fmax": float(np.linalg.norm(f, axis=1).max()),
+                  "steps": int(opt.get_number_of_steps())}
+
+
+def anchor_atom(atoms: Atoms, mover: int, hop: np.ndarray) -> int:
+    """The host atom farthest from the hop midpoint: held fixed in every image so the host
+    cannot translate rigidly back around the fixed ion (atomate's "fix_two_atoms")."""
+    mid = atoms.positions[mover] + 0.5 * np.asarray(hop)
+    d = np.linalg.norm(_mic_vectors(atoms, mid), axis=1)
+    d[mover] = -1.0
+    return int(np.argmax(d))
 
 
 def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int = 5,
@@ -269,7 +297,7 @@ def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int 
         work = atoms.copy()
         work.set_constraint()
         if relax:
-            info = _relax_fixed_cell(work, calc, fmax, max_steps)
+            work, info = _relax_fixed_cell(work, calc, fmax, max_steps)
         else:
             work.calc = calc
             info = {"converged": True, "fmax": float(np.linalg.norm(work.get_forces(), axis=1).max()),
@@ -286,16 +314,17 @@ def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int 
     images = interpolate(ends[0], ends[1], n_images, interpolation)
     hop, _ = find_mic(ends[1].positions[mover] - ends[0].positions[mover], ends[0].cell, pbc=True)
     direction = hop / np.linalg.norm(hop)
+    anchor = anchor_atom(ends[0], mover, hop)
     energies = [end_info[0]["energy"]]
     img_info = []
     for img in images[1:-1]:
         work = img.copy()
         if constraint == "fixed":
-            work.set_constraint(FixAtoms(indices=[mover]))
+            work.set_constraint(FixAtoms(indices=[mover, anchor]))
         else:
-            work.set_constraint(FixedPlane(mover, direction))
+            work.set_constraint([FixedPlane(mover, direction), FixAtoms(indices=[anchor])])
         if relax:
-            info = _relax_fixed_cell(work, calc, fmax, max_steps)
+            work, info = _relax_fixed_cell(work, calc, fmax, max_steps)
         else:
             work.calc = calc
             info = {"converged": True, "fmax": float(np.linalg.norm(work.get_forces(), axis=1).max()), "steps": 0}
@@ -320,7 +349,7 @@ def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int 
         "delta_e_end": float(e[-1] - e[0]), "image_converged": [bool(i["converged"]) for i in img_info],
         "image_fmax": [float(i["fmax"]) for i in img_info], "image_steps": [int(i["steps"]) for i in img_info],
         "endpoints": end_info, "flags": flags, "n_images": n_images, "interpolation": interpolation,
-        "constraint": constraint, "fmax_target": fmax if relax else None, "mode": "relaxed" if relax else "static",
+        "constraint": constraint, "anchor_atom": anchor, "fmax_target": fmax if relax else None, "mode": "relaxed" if relax else "static",
         "hop_distance": float(np.linalg.norm(hop)), "n_atoms": len(initial),
     }
 
@@ -660,9 +689,8 @@ def figure_3a(tables: dict[str, Any], path_id: str, *, mode: str = "relaxed", re
     ax.set_xlabel("moving-ion displacement along the path (Å)")
     ax.set_ylabel("E − (E$_0$+E$_N$)/2 (eV)")
     ax.set_title(f"{path_id} ({mode})", fontsize=10)
-    if reference_note:
-        ax.text(0.02, 0.97, reference_note, transform=ax.transAxes, va="top", ha="left", fontsize=8,
-                color="0.25", bbox=dict(fc="white", ec="0.7", lw=0.5))
+    if reference_note:  # under the title, where it cannot cover data or legend
+        ax.set_title(ax.get_title() + "\n" + reference_note, fontsize=9, color="0.2")
     ax.legend(fontsize=8, loc="upper right")
     return fig
 
@@ -720,3 +748,12 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
     fig.suptitle(f"ApproxNEB barriers ({mode})", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _register() -> None:
+    from .. import datasets
+
+    datasets.register_reader("mpcontribs_approxneb", read_mpcontribs_approxneb)
+
+
+_register()

@@ -8,7 +8,7 @@ to the model's parameter count (counted from the loaded weights) and training se
 MPtrj, MatPES): the paper's model-size discussion and SI Figs. 6-7, extended to MatPES.
 
 >>> from softening_lib.tasks import model_zoo
->>> frames = model_zoo.phonon_frames("jageo-pbe-68", max_atom_frames=30_000)
+>>> frames = model_zoo.phonon_frames("jageo-pbe-68", n=25)
 >>> per_mat = model_zoo.zoo_table(frames, ["chgnet-0.3.0", "m3gnet-matpes-pbe"], dataset="jageo-pbe-68")
 >>> model_zoo.summary(per_mat)
 """
@@ -33,10 +33,41 @@ TRAINING_FAMILIES = {"MPF": "MPF (MP relaxation frames, 188 k)", "MPtrj": "MPtrj
 FAMILY_MARKERS = {"MPF": "s", "MPtrj": "o", "MatPES": "D", "other": "^"}
 
 
+# SevenNet-0 through an import path: its wheel ships the weights, but sevenn >= 0.11 pins
+# e3nn >= 0.5 while mace-torch 0.3.16 pins e3nn == 0.4.4; sevenn 0.10.4 (no e3nn pin) runs
+# with e3nn 0.4.4. Predictions may come from a side environment that has it (see chapter 10).
+SEVENNET = "softening_lib.tasks.model_zoo:sevennet0"
+EXTRA_SPECS = {
+    SEVENNET: {"display_name": "SevenNet-0 (11Jul2024)", "training_set": "MPtrj (1.58 M structures)",
+               "version": "sevenn 0.10.4 wheel, SevenNet_0__11Jul2024",
+               "citation": "Y. Park et al., J. Chem. Theory Comput. 20, 4857 (2024)"},
+}
+
+
+def sevennet0(device: str = "cpu", **kw: Any):
+    """SevenNet-0 (weights inside the ``sevenn`` wheel) as an ASE calculator."""
+    try:
+        from sevenn.calculator import SevenNetCalculator
+    except ImportError as exc:
+        raise models.ModelUnavailableError(
+            f"SevenNet-0: the sevenn package is not installed here ({exc}). Fix: pip install "
+            "'sevenn==0.10.4' braceexpand scikit-learn (sevenn>=0.11 needs e3nn>=0.5, which "
+            "conflicts with mace-torch's e3nn==0.4.4)") from exc
+    return SevenNetCalculator("7net-0", device=device, **kw)
+
+
+def zoo_label(model: str) -> str:
+    if model in EXTRA_SPECS:
+        return EXTRA_SPECS[model]["display_name"]
+    from .. import plots
+
+    return plots.label(model)
+
+
 def training_family(model: str) -> str:
     """MPF | MPtrj | MatPES | other, from the registry's training-set string."""
     try:
-        text = models.get_spec(model).training_set
+        text = EXTRA_SPECS[model]["training_set"] if model in EXTRA_SPECS else models.get_spec(model).training_set
     except Exception:
         return "other"
     for key in ("MatPES", "MPtrj", "MPF"):
@@ -92,15 +123,17 @@ def model_card(names: Sequence[str], count: bool = True) -> "Any":
             if rec is None:
                 try:
                     counted = parameter_count(name)
-                except Exception as exc:  # pragma: no cover - reported, not fatal
+                    store.put("_params", f"{cache._safe(name)}-{key}", {"model": name, "n_parameters": counted})
+                except Exception as exc:  # reported, not fatal (e.g. a side-environment model)
                     log.warning("could not count parameters of %s: %s", name, exc)
-                store.put("_params", f"{cache._safe(name)}-{key}", {"model": name, "n_parameters": counted})
             else:
                 counted = rec["n_parameters"]
-        rows.append({"model": name, "display_name": spec.display_name, "version": spec.version,
+        extra = EXTRA_SPECS.get(name, {})
+        rows.append({"model": name, "display_name": extra.get("display_name", spec.display_name),
+                     "version": extra.get("version", spec.version),
                      "available": ok, "reason": "" if ok else reason,
                      "parameters_counted": counted, "parameters_reported": spec.n_parameters,
-                     "training_set": spec.training_set, "training_family": training_family(name),
+                     "training_set": extra.get("training_set", spec.training_set), "training_family": training_family(name),
                      "paper_model": spec.paper_model})
     return pd.DataFrame(rows)
 
@@ -109,41 +142,59 @@ def model_card(names: Sequence[str], count: bool = True) -> "Any":
 # frames
 # --------------------------------------------------------------------------------------
 
-def phonon_materials(dataset: str = "jageo-pbe-68", max_atom_frames: int | None = None,
-                     max_materials: int | None = None) -> list[str]:
-    """Material ids of a phonon dataset, cheapest first (atoms x displacements), within a budget."""
-    import pandas as pd
+def phonon_materials(dataset: str = "jageo-pbe-68", n: int | None = None) -> list[str]:
+    """Material ids of a phonon dataset in chapter 7's order (JaGeo: cheapest first), the first ``n``."""
+    from . import high_energy
 
-    if dataset != "jageo-pbe-68":
-        raise ValueError("phonon_materials knows the jageo-pbe-68 index only; pass material ids yourself")
-    index = pd.read_csv(datasets.locate(dataset, "index.csv"))
-    det = index.supercell_matrix_rows.apply(
-        lambda s: abs(round(np.linalg.det(np.array(s.replace("/", " ").split(), float).reshape(3, 3)))))
-    index["cost"] = index.n_atoms_primitive * det * index.n_displacements
-    index = index.sort_values(["cost", "mp_id"])
-    ids, total = [], 0
-    for mp_id, cost in zip(index.mp_id, index.cost):
-        if max_atom_frames is not None and total + cost > max_atom_frames:
-            continue
-        ids.append(str(mp_id))
-        total += int(cost)
-        if max_materials is not None and len(ids) >= max_materials:
-            break
-    return ids
+    if dataset == "jageo-pbe-68":
+        return high_energy.jageo_by_cost(n)
+    if dataset == "phonondb-pbesol":
+        return high_energy.phonondb_subset(n or 100)
+    raise ValueError(f"{dataset} is not a phonon dataset")
 
 
 def phonon_frames(dataset: str = "jageo-pbe-68", materials: Sequence[str] | None = None,
-                  max_atom_frames: int | None = None, max_materials: int | None = None) -> list[Atoms]:
-    """Displaced supercells (DFT forces attached) of a phonon dataset."""
+                  n: int | None = None) -> list[Atoms]:
+    """Chapter 7's frames of a phonon dataset: displaced supercells (DFT forces) plus the
+    undisplaced supercell of each material (``info["residual_reference"]``), so the prediction
+    cache is shared with chapter 7 and the model's residual force can be subtracted."""
+    from . import high_energy
+
     if materials is None:
-        materials = phonon_materials(dataset, max_atom_frames=max_atom_frames, max_materials=max_materials)
-    refs = datasets.load(dataset, subset=list(materials))
-    return [f for ref in refs for f in ref.frames()]
+        materials = phonon_materials(dataset, n)
+    frames, skipped = high_energy.load_frames(dataset, list(materials))
+    BAD_REFERENCES.update({f"{dataset}:{k}": v for k, v in skipped.items()})
+    return frames
+
+
+BAD_REFERENCES: dict[str, str] = {}
 
 
 # --------------------------------------------------------------------------------------
 # the table
 # --------------------------------------------------------------------------------------
+
+LAST_SKIPPED: dict[str, str] = {}
+
+
+def _subtract_residual(frames: Sequence[Atoms], preds: list[dict]) -> list[dict]:
+    """Drop each material's undisplaced reference frame and subtract its model forces from the
+    material's other frames (chapter 7's convention for phonon displacements; a no-op for
+    frame sets without a reference frame)."""
+    ref_ids = {(str(a.info.get("material_id")), str(a.info.get("frame_id"))) for a in frames
+               if a.info.get("residual_reference")}
+    if not ref_ids:
+        return preds
+    residual = {p["material_id"]: np.asarray(p["forces"]) for p in preds
+                if (str(p["material_id"]), str(p["frame_id"])) in ref_ids}
+    out = []
+    for p in preds:
+        if (str(p["material_id"]), str(p["frame_id"])) in ref_ids:
+            continue
+        r = residual.get(p["material_id"])
+        out.append({**p, "forces": np.asarray(p["forces"]) - r if r is not None else p["forces"]})
+    return out
+
 
 def zoo_table(frames: Sequence[Atoms], model_names: Sequence[str], dataset: str,
               progress: bool = True) -> "Any":
@@ -157,7 +208,14 @@ def zoo_table(frames: Sequence[Atoms], model_names: Sequence[str], dataset: str,
     ok, skipped = models.runnable(list(model_names))
     preds = {}
     for name in ok:
-        preds[name] = predict.predict_cached(frames, name, dataset=dataset, progress=progress)
+        try:
+            preds[name] = _subtract_residual(frames, predict.predict_cached(frames, name, dataset=dataset,
+                                                                            progress=progress))
+        except Exception as exc:  # e.g. SevenNet without a cached prediction here, EMT on oxides
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("skipping %s: %s", name, exc)
+    LAST_SKIPPED.clear()
+    LAST_SKIPPED.update(skipped)
     if not preds:
         return pd.DataFrame(columns=["model", "material_id", "softening_scale"])
     table = predict.frame_table(frames, preds)
@@ -259,3 +317,28 @@ def scaled_emt(c: float = 0.8):
     from ase.calculators.emt import EMT
 
     return models.ScaledCalculator(EMT(), c)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m softening_lib.tasks.model_zoo --n 25 --models ...``: fill the prediction cache."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--dataset", default="jageo-pbe-68")
+    p.add_argument("--n", type=int, default=25, help="number of materials (chapter 7's order, cheapest first)")
+    p.add_argument("--models", nargs="+", default=[m for m in ZOO_MODELS])
+    a = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    frames = phonon_frames(a.dataset, n=a.n)
+    per = zoo_table(frames, a.models, dataset=a.dataset)
+    card = model_card(a.models)
+    print(card.to_string())
+    print(summary(per, card).to_string())
+    print("skipped:", LAST_SKIPPED)
+    print("bad references:", BAD_REFERENCES)
+
+
+if __name__ == "__main__":
+    main()

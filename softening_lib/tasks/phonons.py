@@ -16,10 +16,16 @@ to phonopy's primitive basis), the same mesh and the same DOS settings. No NAC.
 Imaginary modes are kept and reported (``min_freq_thz`` < 0), never dropped.
 
 Beyond the paper, each material also gets the *softening scale measured on the DFT
-displacement forces*: the model's forces at the DFT displaced geometries (no relaxation),
-minus the model's residual forces on the undisplaced DFT supercell, regressed through the
-origin on the DFT forces (:func:`softening_lib.metrics.softening_scale`). A harmonic PES
-scaled by ``s`` has frequencies scaled by ``sqrt(s)``.
+displacement forces*: the model's forces at the DFT displaced geometries (no relaxation)
+against the DFT forces, through the origin (:func:`softening_lib.metrics.softening_scale`).
+The primary number (``softening_scale_dft_disp``) compares the *harmonic* forces -Phi u that
+the two sets of force constants (DFT, and model at the DFT geometry) give for the DFT
+displacements: phonopy's +/- displacement pairs cancel residual forces, which matter where
+the DFT structure is not exactly at its minimum (free Wyckoff parameters, ~0.01 eV/Å in
+PhononDB). The raw-force versions are kept too (``..._raw``, ``..._resid``). A harmonic PES
+scaled by ``s`` has frequencies scaled by ``sqrt(s)``; the model's frequencies at the DFT
+geometry (``max_freq_at_dft_geometry_thz``) separate this from the effect of relaxing to a
+different volume.
 
 Results are cached per (model, dataset, material) in ``ResultStore("phonons")``; band and
 DOS arrays only for the showcase materials (CsF, mp-1784, by default).
@@ -46,6 +52,7 @@ PBE68 = "jageo-pbe-68"
 PBE103 = "phonondb-pbe-103"
 SHOWCASE = ("mp-1784",)  # CsF, the paper's Fig. 4a
 IMAGINARY_THZ = -0.1  # a mode below this counts as imaginary (acoustic noise sits above)
+RECORD_VERSION = 2  # model records older than this are recomputed (fields added)
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,12 @@ def pbe103_ids_in_pbesol() -> list[str]:
     q = datasets.load(PBE103)
     idx = set(pbesol_index()["mp_id"])
     return sorted({m for m in q["material_id"].unique() if m in idx}, key=lambda m: (len(m), m))
+
+
+def pbe_overlap_ids() -> list[str]:
+    """PhononDB-PBEsol materials that also have a PBE reference (PBE-103 or JaGeo 68)."""
+    idx = set(pbesol_index()["mp_id"])
+    return pbe103_ids_in_pbesol() + [m for m in jageo_ids() if m in idx and m not in pbe103_ids_in_pbesol()]
 
 
 def pbesol_selection(n: int = 240) -> list[str]:
@@ -250,6 +263,17 @@ def analyse(ph, path: dict | None, settings: PhononSettings = DEFAULT, with_arra
     return out
 
 
+def harmonic_forces(force_constants: np.ndarray, dataset: dict) -> list[np.ndarray]:
+    """Forces F_i = -sum_j Phi_ij u_j the force constants give for each displacement of ``dataset``."""
+    fc = np.asarray(force_constants)
+    out = []
+    for d in dataset["first_atoms"]:
+        j = int(d["number"])
+        u = np.asarray(d["displacement"], dtype=float)
+        out.append(-np.einsum("iab,b->ia", fc[:, j], u))
+    return out
+
+
 def _finish_fc(ph, settings: PhononSettings) -> None:
     ph.produce_force_constants()
     if settings.symmetrize_fc:
@@ -375,6 +399,20 @@ def model_phonons(ref: datasets.PhononReference, model: str, calc=None, settings
     dft_forces = [a.get_forces() for a in dft_frames]
     s_raw = metrics.softening_scale(dft_forces, model_on_dft)
     s_resid = metrics.softening_scale(dft_forces, [f - residual for f in model_on_dft])
+    # the model's harmonic PES at the DFT geometry: force constants from the model forces on
+    # the DFT displaced supercells (the +/- pairs phonopy uses cancel residual forces of both
+    # DFT and model, which raw single-displacement forces do not: PhononDB structures with
+    # free Wyckoff parameters carry DFT residual forces of ~0.01 eV/Å)
+    fixed = ref.phonopy(with_forces=False)
+    fixed.forces = np.array([f - residual for f in model_on_dft])
+    _finish_fc(fixed, settings)
+    dft_fc = ref.phonopy(with_forces=True)
+    _finish_fc(dft_fc, settings)
+    f_dft_h = harmonic_forces(dft_fc.force_constants, ref.displacement_dataset)
+    f_mod_h = harmonic_forces(fixed.force_constants, ref.displacement_dataset)
+    s_harm = metrics.softening_scale(f_dft_h, f_mod_h)
+    at_dft = analyse(fixed, path, settings, with_arrays=False)
+    at_dft.pop("_arrays")
     sg_dft = _spacegroup(ref.unitcell)
     sg_model = _spacegroup(relaxed)
     rec = {
@@ -385,7 +423,10 @@ def model_phonons(ref: datasets.PhononReference, model: str, calc=None, settings
         "n_atoms_supercell": len(displaced[0]),
         "spacegroup_dft": sg_dft, "spacegroup_model": sg_model,
         "volume_per_atom": float(relaxed.get_volume() / len(relaxed)),
-        "softening_scale_dft_disp": s_resid, "softening_scale_dft_disp_raw": s_raw,
+        "softening_scale_dft_disp": s_harm, "softening_scale_dft_disp_resid": s_resid,
+        "softening_scale_dft_disp_raw": s_raw,
+        "max_freq_at_dft_geometry_thz": at_dft["max_freq_thz"], "min_freq_at_dft_geometry_thz": at_dft["min_freq_thz"],
+        "record_version": RECORD_VERSION,
         "residual_force_max_at_dft_geometry": float(np.linalg.norm(residual, axis=1).max()),
         "predict_wall_s": round(predict_wall, 3), "n_structures_predicted": len(batch),
         "wall_s": round(time.time() - t0, 3), "cpu_s": round(time.process_time() - c0, 3),
@@ -429,6 +470,8 @@ def cached(model: str, dataset: str, material_id: str, settings: PhononSettings 
     rec = store().get(_store_model(model), _key(dataset, material_id))
     if rec is None or rec.get("settings_key") != settings.key():
         return None
+    if model != "dft" and rec.get("status") == "ok" and rec.get("record_version", 1) < RECORD_VERSION:
+        return None
     return rec
 
 
@@ -437,22 +480,18 @@ def arrays_of(model: str, dataset: str, material_id: str) -> dict | None:
     return cache.load_arrays(path)
 
 
-def _load_refs(dataset: str, ids: Sequence[str]) -> Iterable[datasets.PhononReference]:
-    for mp_id in ids:
-        yield datasets.load(dataset, subset=[mp_id])[0]
-
-
 def run(dataset: str, ids: Sequence[str], models_: Sequence[str], settings: PhononSettings = DEFAULT,
         showcase: Sequence[str] = SHOWCASE, progress: bool = True, compute: bool = True,
-        on_error: str = "record") -> "Any":
+        on_error: str = "record", retry_failed: bool = True) -> "Any":
     """DFT + model phonons for ``ids`` of ``dataset``; cached, resumable. Returns a tidy table.
 
     ``models_`` may include ``"dft"`` implicitly: the DFT record is always computed (cheap).
     ``compute=False`` only reads the cache (what a "default" chapter build does for
     materials that are not there yet: they are reported missing, not computed); a list of
     model names computes only those (plus DFT) and reads the others from the cache.
-    ``on_error="record"`` stores a failed material with its error (so a rerun skips it);
-    ``"raise"`` re-raises.
+    ``on_error="record"`` stores a failed material with its error and goes on; ``"raise"``
+    re-raises. Failed records are computed again on the next run when ``retry_failed``
+    (skipped materials -- element not covered, no DFT forces -- are not).
     """
     import pandas as pd
 
@@ -474,6 +513,8 @@ def run(dataset: str, ids: Sequence[str], models_: Sequence[str], settings: Phon
         rec = cached(model, dataset, mp_id, settings)
         want_arrays = mp_id in showcase
         if rec is not None and want_arrays and rec.get("status") == "ok" and arrays_of(model, dataset, mp_id) is None:
+            rec = None
+        if rec is not None and retry_failed and compute is not False and rec.get("status") == "failed":
             rec = None
         if rec is None and (compute is True or (not isinstance(compute, bool) and model in ["dft", *compute])):
             try:
@@ -538,6 +579,8 @@ def cached_table(dataset: str, ids: Sequence[str] | None = None, models_: Sequen
         for r in st.records(mdir):
             if r.get("dataset") != dataset or r.get("settings_key") != settings.key():
                 continue
+            if mdir != "dft" and r.get("status") == "ok" and r.get("record_version", 1) < RECORD_VERSION:
+                continue  # superseded format, recomputed by the next run
             if wanted is not None and r.get("material_id") not in wanted:
                 continue
             recs.append(r)
@@ -560,7 +603,12 @@ def ratio_table(dataset: str, ids: Sequence[str] | None = None, models_: Sequenc
     out = mod.merge(dft[["max_freq_thz", "min_freq_thz", "volume_per_atom"]], left_on="material_id",
                     right_index=True, suffixes=("", "_dft"))
     out["ratio"] = out["max_freq_thz"] / out["max_freq_thz_dft"]
-    out["sqrt_s"] = np.sqrt(out["softening_scale_dft_disp"].clip(lower=0))
+    for col in ("softening_scale_dft_disp", "max_freq_at_dft_geometry_thz"):
+        if col not in out:
+            out[col] = np.nan
+    out["sqrt_s"] = np.sqrt(out["softening_scale_dft_disp"].astype(float).clip(lower=0))
+    out["ratio_at_dft_geometry"] = out["max_freq_at_dft_geometry_thz"].astype(float) / out["max_freq_thz_dft"]
+    out["volume_change"] = out["volume_per_atom"] / out["volume_per_atom_dft"] - 1
     return out.reset_index(drop=True)
 
 
@@ -715,36 +763,54 @@ def functional_shift_table(settings: PhononSettings = DEFAULT):
 
 
 def fig_scale(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
-    """Beyond the paper: frequency ratio vs sqrt(softening scale on DFT displacement forces)."""
+    """Beyond the paper: frequency ratio vs sqrt(softening scale on the DFT displacements).
+
+    Left: the model's own phonons (relaxed cell) -- the paper's ratio. Right: the model's
+    force constants at the DFT geometry -- what a uniformly scaled PES predicts exactly.
+    Circles: PhononDB-PBEsol references; triangles: JaGeo PBE. Returns (fig, table).
+    """
     import matplotlib.pyplot as plt
     import pandas as pd
 
     from .. import plots
 
-    tables = {"PBEsol (PhononDB)": ratio_table(PBESOL, pbesol_ids, models_, settings),
-              "PBE (JaGeo 68)": ratio_table(PBE68, None, models_, settings)}
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.3))
+    tables = {"PBEsol (PhononDB)": (ratio_table(PBESOL, pbesol_ids, models_, settings), "o"),
+              "PBE (JaGeo 68)": (ratio_table(PBE68, None, models_, settings), "^")}
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.0))
     rows = []
-    for ax, (title, t) in zip(axes, tables.items()):
-        for m in models_:
-            sub = t[t["model"] == m] if not t.empty else t
-            if sub.empty:
-                continue
-            x, y = sub["sqrt_s"].to_numpy(float), sub["ratio"].to_numpy(float)
-            ax.scatter(x, y, s=10, alpha=0.6, color=plots.color(m), label=plots.label(m), lw=0)
-            r = np.corrcoef(x, y)[0, 1] if len(x) > 2 else np.nan
-            rows.append({"reference": title, "model": m, "n": len(x), "pearson_r": float(r),
-                         "median_sqrt_s": float(np.median(x)), "median_ratio": float(np.median(y)),
-                         "median_ratio_over_sqrt_s": float(np.median(y / x))})
-        lim = (0.6, 1.25)
-        ax.plot(lim, lim, color="0.4", ls="--", lw=0.8, label="y = x")
+    lim = (0.5, 1.25)
+    for ax, (ycol, title) in zip(axes, [("ratio", "model relaxed (the paper's ratio)"),
+                                         ("ratio_at_dft_geometry", "model at the DFT geometry")]):
+        for ref_name, (t, marker) in tables.items():
+            for m in models_:
+                sub = t[t["model"] == m] if not t.empty else t
+                sub = sub.dropna(subset=["sqrt_s", ycol]) if not sub.empty else sub
+                if sub.empty:
+                    continue
+                x, y = sub["sqrt_s"].to_numpy(float), sub[ycol].to_numpy(float)
+                ax.scatter(np.clip(x, *lim), np.clip(y, *lim), s=14, alpha=0.6, color=plots.color(m), marker=marker,
+                           lw=0, label=f"{plots.label(m)}, {ref_name}")
+                if ycol == "ratio":
+                    r = np.corrcoef(x, y)[0, 1] if len(x) > 2 else np.nan
+                    yf = sub["ratio_at_dft_geometry"].to_numpy(float)
+                    rows.append({"reference": ref_name, "model": m, "n": len(x), "median_sqrt_s": float(np.median(x)),
+                                 "median_ratio_relaxed": float(np.median(y)),
+                                 "median_ratio_at_dft_geometry": float(np.nanmedian(yf)),
+                                 "median_volume_change": float(np.median(sub["volume_change"])),
+                                 "pearson_r_relaxed": float(r),
+                                 "pearson_r_at_dft_geometry": float(np.corrcoef(x, yf)[0, 1]) if len(x) > 2 else np.nan})
+        ax.plot(lim, lim, color="0.4", ls="--", lw=0.8)
         ax.set_xlim(lim)
         ax.set_ylim(lim)
         ax.set_aspect("equal")
-        ax.set_xlabel(r"$\sqrt{s}$, s: model vs DFT forces on the DFT displacements")
+        ax.set_xlabel(r"$\sqrt{s}$, s from the force constants on the DFT displacements")
         ax.set_ylabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
         ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=8, loc="upper left")
+    handles, labels_ = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels_, loc="lower center", ncol=min(4, len(handles)), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.08))
+    fig.tight_layout()
     return fig, pd.DataFrame(rows)
 
 

@@ -260,11 +260,13 @@ def _valid_slabs(conv, miller, min_slab, min_vacuum, bulk_formula):
             # pymatgen's min_slab_size counts whole layer spacings; make the distance between
             # the outermost atomic planes itself >= min_slab (the paper's "slab >= 10 A")
             size = min_slab
-            for _ in range(6):
+            d_hkl = conv.lattice.d_hkl(miller)
+            for _ in range(12):
                 thick, _vac = _thickness_and_vacuum(_plain_atoms(slab))
                 if thick >= min_slab - 1e-6:
                     break
-                size += (min_slab - thick) + 0.05
+                # pymatgen rounds to whole layers: grow by at least half an interplanar spacing
+                size += max((min_slab - thick) + 0.05, 0.5 * d_hkl)
                 bigger = [s for s in _generate(conv, miller, size, min_vacuum, symmetrize)
                           if abs(s.shift - slab.shift) < 1e-6]
                 if not bigger:
@@ -376,7 +378,7 @@ def _system_cases(system: str, max_index: int, min_slab: float, min_vacuum: floa
     return cases, skipped
 
 
-CASES_VERSION = 1  # bump when slab construction changes (invalidates the cached case lists)
+CASES_VERSION = 2  # bump when slab construction changes (invalidates the cached case lists)
 
 
 def build_cases(systems: Sequence[str] = tuple(DEFAULT_SYSTEMS), max_index: int = 2, min_slab: float = 10.0,
@@ -625,6 +627,23 @@ def compare(reference, model_table, converged_only: bool = True, col: str = "gam
     return j
 
 
+def unconverged(model_tables: dict, reference: dict | None = None):
+    """Relaxations that stopped before fmax (model and reference): listed, never silently used."""
+    import pandas as pd
+
+    rows = []
+    sources = [(m, t) for m, t in model_tables.items()] + ([("reference", reference)] if reference else [])
+    for who, by_variant in sources:
+        for variant, t in (by_variant or {}).items():
+            if t is None or not len(t) or "converged" not in t:
+                continue
+            bad = t[~t["converged"].fillna(True).astype(bool)]
+            for _, r in bad.iterrows():
+                rows.append({"who": who, "variant": variant, "id": r["id"], "fmax": r.get("fmax"),
+                             "steps": r.get("steps")})
+    return pd.DataFrame(rows, columns=["who", "variant", "id", "fmax", "steps"])
+
+
 def stats(joined) -> dict:
     """MAE (eV/A^2), fraction under-predicted, n, and the slope through the origin."""
     if joined is None or not len(joined):
@@ -636,7 +655,8 @@ def stats(joined) -> dict:
 
 
 def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PBE",
-                  quantity: str = "surface energy", unit: str = "eV/Å$^2$", col: str = "gamma_eV_A2"):
+                  quantity: str = "surface energy", unit: str = "eV/Å$^2$", col: str = "gamma_eV_A2",
+                  watermark: str | None = None):
     """Fig. 2a: one column per model, rows static / relaxed; MAE and fraction under-predicted.
 
     ``reference``: {variant: reference table}; ``model_tables``: {model: {variant: table}}.
@@ -674,10 +694,13 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
                 note.update({"MAE": f"{st['mae']:.3f} {unit.replace('$^2$', '²')}",
                              "under-predicted": f"{100 * st['frac_under']:.0f} %"})
             plots.parity(ax, jt["gamma_ref"] if len(jt) else [], jt["gamma_model"] if len(jt) else [],
-                         model=model, xlabel=f"{ref_label} {quantity} ({unit})" if i == len(variants) - 1 else "",
-                         ylabel=f"model ({unit})" if j == 0 else "", lim=(lo, hi), s=14, alpha=0.75,
-                         annotate=note)
+                         model=model, xlabel="", ylabel=f"{variant}: model ({unit})" if j == 0 else "",
+                         lim=(lo, hi), s=14, alpha=0.75, annotate=note)
             ax.set_title(f"{plots.label(model)}\n{variant}", fontsize=9)
+            if watermark:
+                ax.text(0.97, 0.05, watermark, transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
+                        color="0.45", fontweight="bold")
+    fig.supxlabel(f"{ref_label}: {quantity} ({unit})", fontsize=10)
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
 

@@ -1,0 +1,94 @@
+"""How much do the campaign's GPAW settings change the forces? k-points, cutoff, smearing.
+
+    SOFTENING_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 \\
+        nice -n 5 python scripts/gpaw_convergence.py wbm-1-25229 --frames 0 3
+
+Takes frames of a finished campaign compound (``data/reference/wbm_he_gpaw/<id>.extxyz.gz``)
+and relabels them with a denser k-grid, a higher cutoff and a wider smearing, one change at
+a time, against the campaign setting. Reports, per variant, the slope through the origin of
+variant forces against the campaign forces and the MAE. Results:
+``data/reference/gpaw_convergence/<id>.json`` (+ ``summary.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from softening_lib.campaign import CAMPAIGN_DFT, DEFAULT_OUT, atomic_write_bytes, atomic_write_json, read_extxyz  # noqa: E402
+
+OUT = ROOT / "data" / "reference" / "gpaw_convergence"
+VARIANTS = {
+    "kpt_density_3.5": {"kpt_density": 3.5},
+    "ecut_+200": "ecut+200",
+    "smearing_0.1": {"smearing": 0.1},
+}
+
+
+def main(argv=None) -> int:
+    from softening_lib.dft import label, resolve_settings
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("material_id")
+    p.add_argument("--frames", type=int, nargs="*", default=[0, 3])
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    args = p.parse_args(argv)
+    frames = read_extxyz(DEFAULT_OUT / f"{args.material_id}.extxyz.gz")
+    frames = [f for f in frames if int(f.info["frame_id"]) in set(args.frames)]
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{args.material_id}.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"material_id": args.material_id, "variants": {}}
+    ref_forces = np.concatenate([f.get_forces().ravel() for f in frames])
+    for name in args.variants:
+        if name in result["variants"]:
+            continue
+        spec = VARIANTS[name]
+        forces, recs = [], []
+        for f in frames:
+            base = resolve_settings(f, **CAMPAIGN_DFT)
+            settings = dict(CAMPAIGN_DFT)
+            if spec == "ecut+200":
+                settings["ecut"] = base["ecut"] + 200
+            else:
+                settings.update(spec)
+            lab, rec = label(f, **settings)
+            forces.append(lab.get_forces().ravel())
+            recs.append(rec)
+            print(f"[{time.strftime('%H:%M:%S')}] {args.material_id} frame {f.info['frame_id']} {name}: "
+                  f"{rec['wall_time_s']:.0f} s, kpts {rec['kpts']}, {rec['ecut_eV']:.0f} eV", flush=True)
+        y = np.concatenate(forces)
+        x = ref_forces
+        result["variants"][name] = {
+            "settings": settings, "kpts": [r["kpts"] for r in recs], "ecut_eV": recs[0]["ecut_eV"],
+            "slope_vs_campaign": float((x * y).sum() / (x * x).sum()),
+            "mae_vs_campaign": float(np.abs(y - x).mean()), "max_abs_diff": float(np.abs(y - x).max()),
+            "cpu_time_s": float(sum(r["cpu_time_s"] for r in recs)),
+        }
+        result.update({"frames": args.frames, "campaign_settings": CAMPAIGN_DFT,
+                       "campaign_kpts": [f.info.get("dft_kpts") for f in frames],
+                       "formula": frames[0].info.get("formula"),
+                       "max_abs_force_campaign": float(np.abs(x).max())})
+        atomic_write_json(path, result)
+        v = result["variants"][name]
+        print(f"  {name}: slope {v['slope_vs_campaign']:.4f}, MAE {v['mae_vs_campaign'] * 1000:.1f} meV/A", flush=True)
+    rows = []
+    for p_ in sorted(OUT.glob("*.json")):
+        r = json.loads(p_.read_text())
+        for name, v in r["variants"].items():
+            rows.append(f"{r['material_id']},{r.get('formula', '')},{name},{v['slope_vs_campaign']:.5f},"
+                        f"{v['mae_vs_campaign']:.5f},{v['max_abs_diff']:.5f}")
+    atomic_write_bytes(OUT / "summary.csv", ("material_id,formula,variant,slope_vs_campaign,mae_vs_campaign_eV_A,"
+                                              "max_abs_diff_eV_A\n" + "\n".join(rows) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

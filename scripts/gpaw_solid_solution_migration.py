@@ -1,0 +1,371 @@
+"""GPAW-PBE references for chapters 4 (solid solution) and 5 (ion migration): a resumable queue.
+
+One JSON per calculation, written atomically; a finished item (``status: ok``) is never
+redone, so the queue can be killed and restarted at any time. Settings are those of
+``softening_lib.dft`` (PBE, plane waves, 800 eV for oxides/fluorides else 520 eV,
+Gamma-centred k-points at 3 per reciprocal Angstrom, Fermi-Dirac 0.05 eV, spin-paired).
+
+Stages, in the order worth running them:
+
+``solid-static``   every ordering of ``solid_solution.reference_orderings()`` (all 44 symmetry-
+                   distinct orderings of the two 8-cation cells, 16 atoms each) as a static at
+                   the common Vegard-law geometry -> data/reference/solid_solution_gpaw/<id>__static.json
+``mig-static``     the unrelaxed straight-line path of every ``migration.PATHS`` entry (2 end
+                   points + 5 images) -> data/reference/migration_gpaw/<path>/static/image_XX.json
+``mig-relaxed``    ApproxNEB with GPAW (BFGS, fmax 0.05 eV/A, lattice fixed; end points first,
+                   then images with the ion + one far host atom fixed)
+                   -> data/reference/migration_gpaw/<path>/relaxed/image_XX.json
+``solid-relaxed``  cell + positions relaxations of the 8-cation orderings (most expensive)
+                   -> data/reference/solid_solution_gpaw/<id>__relaxed.json
+
+Usage::
+
+    export OMP_NUM_THREADS=1 SOFTENING_DATA_DIR=/work/shared/data
+    python scripts/gpaw_solid_solution_migration.py --estimate            # queue + CPU-hour estimate
+    nice -n 10 python scripts/gpaw_solid_solution_migration.py --stage solid-static mig-static
+    python scripts/gpaw_solid_solution_migration.py --check               # < 2 min plumbing test
+
+Run several workers on separate cores with ``--worker i --workers n`` (items are split by
+index, never shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+STAGES = ["solid-static", "mig-static", "mig-relaxed", "solid-relaxed"]
+FMAX = 0.05
+
+
+# --------------------------------------------------------------------------------------
+# GPAW calculator with softening_lib.dft's settings (label() only does statics)
+# --------------------------------------------------------------------------------------
+
+def gpaw_calculator(atoms, txt=None, **settings):
+    """A GPAW calculator with exactly the settings ``dft.label`` would use for ``atoms``
+    (for relaxations; statics go through ``dft.label``). Returns (calc, settings)."""
+    from softening_lib import dft
+
+    dft.check_chemistry(atoms)
+    dft._import_gpaw()
+    from gpaw import GPAW, PW, FermiDirac
+
+    s = dft.resolve_settings(atoms, **settings)
+    dft.ensure_setups(atoms.get_chemical_symbols(), s["xc"])
+    calc = GPAW(mode=PW(s["ecut"]), xc=s["xc"], kpts={"size": s["kpts"], "gamma": True},
+                occupations=FermiDirac(s["smearing"]), spinpol=bool(s["spinpol"]),
+                convergence=dict(s["convergence"]), maxiter=int(s["maxiter"]), txt=txt)
+    return calc, s
+
+
+def _settings_record(s: dict) -> dict:
+    import gpaw
+
+    return {"code": "GPAW", "code_version": gpaw.__version__, "xc": s["xc"], "ecut_eV": s["ecut"],
+            "kpts": list(s["kpts"]), "smearing_eV": s["smearing"], "spinpol": s["spinpol"],
+            "convergence": s["convergence"], "maxiter": s["maxiter"]}
+
+
+def _write(path: Path, record: dict) -> None:
+    from softening_lib.cache import atomic_write_text
+
+    atomic_write_text(path, json.dumps(record, indent=1, default=float))
+
+
+def _done(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except json.JSONDecodeError:
+        return False
+
+
+def _atoms_record(atoms) -> dict:
+    return {"symbols": atoms.get_chemical_symbols(), "positions": atoms.positions.tolist(),
+            "cell": atoms.cell.array.tolist(), "pbc": atoms.pbc.tolist()}
+
+
+# --------------------------------------------------------------------------------------
+# the queue
+# --------------------------------------------------------------------------------------
+
+def solid_items(mode: str, reference_dir: Path):
+    from softening_lib.tasks import solid_solution as ss
+
+    orderings = ss.reference_orderings()
+    if mode == "relaxed":
+        orderings = [o for o in orderings if o.supercell == "conv112"]  # 28, the most expensive stage
+    for o in orderings:
+        sub = ss.camgo_sublattice(o.supercell)
+        yield {"kind": f"solid-{mode}", "id": f"{o.id}__{mode}", "ordering": o,
+               "atoms": sub.structure(o.occupancy, geometry="vegard"),
+               "out": reference_dir / "solid_solution_gpaw" / f"{o.id}__{mode}.json"}
+
+
+def mig_items(mode: str, reference_dir: Path):
+    """Static: every image. Relaxed: end points, then (when both exist) the images."""
+    from softening_lib.tasks import migration as mig
+
+    for p in mig.PATHS:
+        built = mig.build_path(p)
+        pdir = reference_dir / "migration_gpaw" / p.id / mode
+        n = p.n_images + 2
+        if mode == "static":
+            images = mig.interpolate(built["initial"], built["final"], p.n_images, "linear")
+            for i, img in enumerate(images):
+                yield {"kind": "mig-static", "id": f"{p.id}/static/{i:02d}", "path": p, "built": built,
+                       "index": i, "atoms": img, "out": pdir / f"image_{i:02d}.json", "pdir": pdir}
+        else:
+            for i, atoms in ((0, built["initial"]), (n - 1, built["final"])):
+                yield {"kind": "mig-relaxed", "id": f"{p.id}/relaxed/{i:02d}", "path": p, "built": built,
+                       "index": i, "atoms": atoms, "out": pdir / f"image_{i:02d}.json", "pdir": pdir}
+            for i in range(1, n - 1):
+                yield {"kind": "mig-relaxed", "id": f"{p.id}/relaxed/{i:02d}", "path": p, "built": built,
+                       "index": i, "atoms": None, "out": pdir / f"image_{i:02d}.json", "pdir": pdir}
+
+
+def queue(stages, reference_dir: Path):
+    for stage in stages:
+        kind, mode = stage.split("-")
+        yield from (solid_items(mode, reference_dir) if kind == "solid" else mig_items(mode, reference_dir))
+
+
+def _path_meta(item: dict) -> None:
+    """path.json next to the images: what the chapter's loader needs."""
+    import numpy as np
+
+    from softening_lib.tasks import migration as mig
+
+    meta_path = item["pdir"] / "path.json"
+    if meta_path.is_file():
+        return
+    p, built = item["path"], item["built"]
+    images = mig.interpolate(built["initial"], built["final"], p.n_images, "linear")
+    m = built["mover"]
+    coord = [float(np.linalg.norm(im.positions[m] - images[0].positions[m])) for im in images]
+    _write(meta_path, {"path_id": p.id, "host": p.host, "shell": p.shell, "n_images": p.n_images,
+                       "mover": m, "removed": built["removed"], "hop_distance": built["hop_distance"],
+                       "coordinate": coord, "anchor_atom": mig.anchor_atom(built["initial"], m, built["hop_vector"]),
+                       "constraint": "fixed (moving ion + anchor atom)", "interpolation": "linear",
+                       "energy_reference": "E_KRA = max_i E_i - (E_0 + E_N)/2"})
+
+
+def run_item(item: dict) -> dict:
+    """Compute one queue item; returns its record (also written to item['out'])."""
+    import numpy as np
+
+    from softening_lib import dft
+    from softening_lib.tasks import migration as mig
+
+    t0, c0 = time.time(), time.process_time()
+    kind = item["kind"]
+    base = {"id": item["id"], "kind": kind, "status": "ok", "host": os.uname().nodename,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    if kind == "solid-static":
+        o = item["ordering"]
+        labelled, settings = dft.label(item["atoms"], **item.get("settings", {}))
+        e = float(labelled.get_potential_energy())
+        rec = {**base, "mode": "static", "ordering_id": o.id, "supercell": o.supercell, "n_sites": o.n_sites,
+               "n_solute": o.n_solute, "fraction": o.fraction, "multiplicity": o.multiplicity,
+               "occupancy": "".join(map(str, o.occupancy)), "energy": e, "energy_per_site": e / o.n_sites,
+               "volume_per_site": labelled.get_volume() / o.n_sites, "n_atoms": len(labelled),
+               "converged": True, "fmax": float(np.linalg.norm(labelled.get_forces(), axis=1).max()),
+               "forces": labelled.get_forces().tolist(), "stress": labelled.get_stress().tolist(),
+               "structure": _atoms_record(labelled), "dft": settings}
+    elif kind == "solid-relaxed":
+        from softening_lib.tasks import solid_solution as ss
+
+        o = item["ordering"]
+        calc, s = gpaw_calculator(item["atoms"])
+        atoms, info = ss.relax(item["atoms"], calc, fmax=FMAX, relax_cell=True, max_steps=200)
+        e = float(atoms.get_potential_energy())
+        rec = {**base, "mode": "relaxed", "ordering_id": o.id, "supercell": o.supercell, "n_sites": o.n_sites,
+               "n_solute": o.n_solute, "fraction": o.fraction, "multiplicity": o.multiplicity,
+               "occupancy": "".join(map(str, o.occupancy)), "energy": e, "energy_per_site": e / o.n_sites,
+               "volume_per_site": atoms.get_volume() / o.n_sites, "n_atoms": len(atoms),
+               "converged": bool(info["converged"]), "fmax": float(info["fmax"]), "steps": int(info["steps"]),
+               "structure": _atoms_record(atoms), "dft": _settings_record(s)}
+    elif kind == "mig-static":
+        _path_meta(item)
+        labelled, settings = dft.label(item["atoms"])
+        rec = {**base, "mode": "static", "path_id": item["path"].id, "index": item["index"],
+               "energy": float(labelled.get_potential_energy()), "converged": True,
+               "fmax": float(np.linalg.norm(labelled.get_forces(), axis=1).max()),
+               "forces": labelled.get_forces().tolist(), "structure": _atoms_record(labelled), "dft": settings}
+    elif kind == "mig-relaxed":
+        from ase import Atoms
+        from ase.constraints import FixAtoms
+
+        _path_meta(item)
+        p, built, i = item["path"], item["built"], item["index"]
+        n = p.n_images + 2
+        if i in (0, n - 1):
+            atoms = item["atoms"].copy()
+        else:  # interpolate between the relaxed end points
+            ends = []
+            for j in (0, n - 1):
+                f = item["pdir"] / f"image_{j:02d}.json"
+                if not _done(f):
+                    return {"status": "waiting", "reason": f"end point {j} not done yet"}
+                r = json.loads(f.read_text())["structure"]
+                ends.append(Atoms(r["symbols"], positions=r["positions"], cell=r["cell"], pbc=r["pbc"]))
+            atoms = mig.interpolate(ends[0], ends[1], p.n_images, "linear")[i]
+            anchor = mig.anchor_atom(ends[0], built["mover"], built["hop_vector"])
+            atoms.set_constraint(FixAtoms(indices=[built["mover"], anchor]))
+        calc, s = gpaw_calculator(atoms)
+        relaxed, info = mig._relax_fixed_cell(atoms, calc, FMAX, 200)
+        rec = {**base, "mode": "relaxed", "path_id": p.id, "index": i,
+               "energy": float(relaxed.get_potential_energy()), "converged": bool(info["converged"]),
+               "fmax": float(info["fmax"]), "steps": int(info["steps"]), "structure": _atoms_record(relaxed),
+               "dft": _settings_record(s)}
+    else:
+        raise ValueError(kind)
+    rec["wall_time_s"] = round(time.time() - t0, 1)
+    rec["cpu_time_s"] = round(time.process_time() - c0, 1)
+    return rec
+
+
+# --------------------------------------------------------------------------------------
+# cost estimate
+# --------------------------------------------------------------------------------------
+
+#: measured by --check on this machine (MgO primitive cell, see the report); seconds of one
+#: static, and the cost model t ~ N_k(irreducible, ~half the full grid) * N_atoms^2 * V * ecut^1.5
+CHECK = {"seconds": None, "n_atoms": 2, "volume": None, "nk": None, "ecut": None}
+RELAX_STEPS = {"solid-relaxed": 20, "mig-relaxed": 15}  # typical BFGS steps; SCF restarts are ~1/2 a static
+
+
+def estimate(item: dict, ref: dict) -> tuple[float, float]:
+    """(low, high) CPU seconds, scaled from the --check timing. Per k-point and SCF step a
+    plane-wave code costs ~ N_bands * N_pw (FFTs; N_bands ~ N_atoms, N_pw ~ V * ecut^1.5)
+    up to ~ N_bands^2 * N_pw (orthogonalisation); k-points: the full grid halved by time
+    reversal (low-symmetry supercells). Relaxations: ``RELAX_STEPS`` ionic steps, each
+    ~1/2 a static thanks to wave-function reuse."""
+    from softening_lib import dft
+
+    atoms = item["atoms"] if item["atoms"] is not None else item["built"]["initial"]
+    s = dft.resolve_settings(atoms)
+    nk = max(1, math.prod(s["kpts"]) // 2)
+    base = ref["seconds"] * (nk / ref["nk"]) * (atoms.get_volume() / ref["volume"]) * \
+        (s["ecut"] / ref["ecut"]) ** 1.5
+    ratio = len(atoms) / ref["n_atoms"]
+    steps = RELAX_STEPS.get(item["kind"])
+    factor = (1 + 0.5 * steps) if steps else 1.0
+    return base * ratio * factor, base * ratio ** 2 * factor
+
+
+def check(tmp: Path) -> dict:
+    """The one tiny GPAW run: MgO rocksalt primitive cell, 800 eV, 3x3x3 k-points with
+    symmetry off, through the same run_item() path as a real solid-static item."""
+    from ase.build import bulk
+
+    from softening_lib import dft
+    from softening_lib.tasks import solid_solution as ss
+
+    atoms = bulk("MgO", "rocksalt", a=ss.A_MGO)
+    # 3x3x3 k-points without symmetry: every k-point is computed, as in a low-symmetry cell
+    settings = {"kpts": (3, 3, 3), "symmetry": "off"}
+    s = dft.resolve_settings(atoms, **settings)
+    o = ss.Ordering("prim111", 1, 0, (0,), 1)
+    item = {"kind": "solid-static", "id": "check", "ordering": o, "atoms": atoms, "out": tmp / "check.json",
+            "settings": settings}
+    rec = run_item(item)
+    _write(item["out"], rec)
+    return {"seconds": rec["cpu_time_s"], "wall": rec["wall_time_s"], "n_atoms": len(atoms),
+            "volume": atoms.get_volume(), "nk": math.prod(s["kpts"]), "ecut": s["ecut"],
+            "kpts": s["kpts"], "energy": rec["energy"], "scf_iterations": rec["dft"].get("scf_iterations")}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", nargs="+", default=STAGES[:3], choices=STAGES)
+    ap.add_argument("--max", type=int, default=None, help="stop after this many calculations")
+    ap.add_argument("--worker", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--retry-failed", action="store_true")
+    ap.add_argument("--estimate", action="store_true", help="list the queue with a CPU-time estimate")
+    ap.add_argument("--check-seconds", type=float, default=None,
+                    help="CPU seconds of the --check run (else read from data/reference/*/check.json)")
+    ap.add_argument("--check", action="store_true", help="one tiny GPAW static (< 2 min) to test the plumbing")
+    ap.add_argument("--reference-dir", type=Path, default=ROOT / "data" / "reference")
+    args = ap.parse_args(argv)
+
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = check(Path(tmp))
+        print(json.dumps(out, indent=1, default=float))
+        cfile = args.reference_dir / "solid_solution_gpaw" / "CHECK_TIMING.json"
+        _write(cfile, {**out, "note": "timing of scripts/gpaw_solid_solution_migration.py --check "
+                       "(not a reference value; used only for cost estimates)", "host": os.uname().nodename})
+        return
+
+    items = list(queue(args.stage, args.reference_dir))
+    if args.estimate:
+        cfile = args.reference_dir / "solid_solution_gpaw" / "CHECK_TIMING.json"
+        if args.check_seconds is None and not cfile.is_file():
+            sys.exit("run --check first (or pass --check-seconds)")
+        ref = json.loads(cfile.read_text()) if cfile.is_file() else {}
+        if args.check_seconds is not None:
+            ref["seconds"] = args.check_seconds
+        totals: dict[str, list] = {}
+        for it in items:
+            lo, hi = estimate(it, ref)
+            tot = totals.setdefault(it["kind"], [0, 0, 0.0, 0.0])
+            tot[0] += 1
+            tot[1] += int(_done(it["out"]))
+            tot[2] += lo
+            tot[3] += hi
+        glo = ghi = 0.0
+        print(f"scaled from --check: {ref['seconds']} CPU s for {ref['n_atoms']} atoms, {ref['nk']} k-points, "
+              f"{ref['ecut']} eV; low ~ N_atoms, high ~ N_atoms^2 per k-point and volume")
+        for kind, (n, done, lo, hi) in totals.items():
+            print(f"{kind:14s} {n:4d} calculations ({done} done)  {lo / 3600:7.1f} - {hi / 3600:7.1f} CPU h  "
+                  f"({lo / n / 60:.0f} - {hi / n / 60:.0f} CPU min each)")
+            glo += lo
+            ghi += hi
+        print(f"{'total':14s} {len(items):4d} calculations          {glo / 3600:7.1f} - {ghi / 3600:7.1f} CPU h")
+        return
+
+    mine = [it for k, it in enumerate(items) if k % args.workers == args.worker]
+    n_run = 0
+    for it in mine:
+        if args.max is not None and n_run >= args.max:
+            break
+        out = it["out"]
+        if _done(out):
+            continue
+        if out.is_file() and not args.retry_failed:
+            try:
+                if json.loads(out.read_text()).get("status") == "failed":
+                    continue
+            except json.JSONDecodeError:
+                pass
+        print(f"[{time.strftime('%H:%M:%S')}] {it['id']}", flush=True)
+        try:
+            rec = run_item(it)
+        except Exception as exc:  # record and go on: a failed SCF must not stop the queue
+            rec = {"id": it["id"], "kind": it["kind"], "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                   "traceback": traceback.format_exc()[-2000:]}
+        if rec.get("status") == "waiting":
+            print(f"   waiting: {rec['reason']}", flush=True)
+            continue
+        _write(out, rec)
+        n_run += 1
+        print(f"   {rec['status']} {rec.get('energy', '')} ({rec.get('cpu_time_s', '?')} CPU s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Validate our GPAW labels against VASP: forces on PhononDB displaced supercells.
+
+    SOFTENING_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 \\
+        nice -n 5 python scripts/gpaw_validate.py                 # default list, resumable
+    python scripts/gpaw_validate.py --materials mp-149 mp-1138    # some of them
+    python scripts/gpaw_validate.py --summary                     # just rebuild the summary
+
+For each material: every displaced supercell of the PhononDB (VASP-PBEsol) force set is
+labelled with :func:`softening_lib.dft.label` using the same functional (PBEsol setups,
+generated with GPAW's generator when missing) and the *campaign's* k-point density
+(2.0 per reciprocal A, ``softening_lib.campaign.CAMPAIGN_DFT``) and cutoff rule (520 eV,
+800 eV with O/F), so this checks the settings the WBM labels use. Reported per material:
+slope through the origin ``sum(x*y)/sum(x*x)`` (x = VASP, y = GPAW force components),
+MAE, RMSE and the largest |F|; target slope 1.00 +/- 0.03.
+
+Output in ``data/reference/gpaw_validation/``: ``<mp-id>.json`` (settings record, metrics),
+``<mp-id>.npz`` (VASP and GPAW forces, per frame), ``summary.csv`` and ``summary.json``.
+Finished frames are checkpointed in ``$SOFTENING_CACHE_DIR/gpaw_validation_work/`` so a
+killed run resumes. GPAW work is serialised with every other labelling process through
+:func:`softening_lib.dft.gpaw_lock`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from softening_lib import config, datasets  # noqa: E402
+from softening_lib.campaign import CAMPAIGN_DFT, atomic_write_bytes, atomic_write_json  # noqa: E402
+
+OUT = ROOT / "data" / "reference" / "gpaw_validation"
+# cheapest first (64-atom supercells except where noted); all non-magnetic, no +U
+DEFAULT_MATERIALS = ["mp-149", "mp-1138", "mp-1315", "mp-463", "mp-2605", "mp-1265", "mp-1784"]
+DATASET = "phonondb-pbesol"
+
+
+def metrics(x: np.ndarray, y: np.ndarray) -> dict:
+    x = np.asarray(x, float).ravel()
+    y = np.asarray(y, float).ravel()
+    slope = float((x * y).sum() / (x * x).sum())
+    return {"slope": slope, "mae": float(np.abs(y - x).mean()), "rmse": float(np.sqrt(((y - x) ** 2).mean())),
+            "max_abs_vasp": float(np.abs(x).max()), "max_abs_gpaw": float(np.abs(y).max()),
+            "n_components": int(x.size),
+            "corr": float(np.corrcoef(x, y)[0, 1]) if x.size > 2 else float("nan")}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def validate(mp_id: str, dataset: str = DATASET, settings: dict | None = None, max_frames: int | None = None) -> dict:
+    from softening_lib.dft import label
+
+    settings = {**CAMPAIGN_DFT, **(settings or {})}
+    ref = datasets.load(dataset, subset=[mp_id])[0]
+    settings.setdefault("xc", ref.functional)
+    frames = ref.frames()[: max_frames or None]
+    work = config.cache_dir() / "gpaw_validation_work" / mp_id
+    work.mkdir(parents=True, exist_ok=True)
+    vasp, gpaw, records = [], [], []
+    for k, frame in enumerate(frames):
+        ck = work / f"frame_{k:02d}.npz"
+        if ck.is_file():
+            data = np.load(ck, allow_pickle=False)
+            gpaw.append(data["gpaw"])
+            records.append(json.loads(str(data["record"])))
+        else:
+            log(f"{mp_id} {ref.formula}: frame {k + 1}/{len(frames)} ({len(frame)} atoms) ...")
+            lab, rec = label(frame, **settings)
+            f = lab.get_forces()
+            buf_path = ck.with_suffix(".tmp.npz")
+            np.savez(buf_path, gpaw=f, record=json.dumps(rec, default=str))
+            buf_path.replace(ck)
+            gpaw.append(f)
+            records.append(rec)
+            log(f"{mp_id}: frame {k} done in {rec['wall_time_s']:.0f} s wall / {rec['cpu_time_s']:.0f} s CPU, "
+                f"{rec['scf_iterations']} SCF it., kpts {rec['kpts']}, {rec['ecut_eV']:.0f} eV")
+        vasp.append(frame.get_forces())
+    vasp_a, gpaw_a = np.array(vasp), np.array(gpaw)
+    m = metrics(vasp_a, gpaw_a)
+    result = {
+        "material_id": mp_id, "formula": ref.formula, "dataset": dataset, "functional": ref.functional,
+        "n_atoms_supercell": len(frames[0]), "n_frames": len(frames),
+        "n_frames_total": len(ref.frames()), **m,
+        "within_target": bool(abs(m["slope"] - 1) <= 0.03),
+        "wall_time_s": round(sum(r["wall_time_s"] for r in records), 1),
+        "cpu_time_s": round(sum(r.get("cpu_time_s", 0) for r in records), 1),
+        "settings": {k: v for k, v in records[0].items() if k not in ("wall_time_s", "cpu_time_s",
+                                                                       "scf_iterations", "energy_zero_width",
+                                                                       "lock_wait_s", "host")},
+        "scf_iterations": [r["scf_iterations"] for r in records],
+        "x_is": "VASP force components (eV/A)", "y_is": "GPAW force components (eV/A)",
+        "slope_definition": "sum(x*y)/sum(x*x), least squares through the origin",
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, vasp_forces=vasp_a, gpaw_forces=gpaw_a)
+    atomic_write_bytes(OUT / f"{mp_id}.npz", buf.getvalue())
+    atomic_write_json(OUT / f"{mp_id}.json", result)
+    log(f"{mp_id} {ref.formula}: slope {m['slope']:.3f}, MAE {m['mae'] * 1000:.1f} meV/A over "
+        f"{m['n_components']} components (max |F_VASP| {m['max_abs_vasp']:.3f} eV/A)")
+    return result
+
+
+def summarise() -> list[dict]:
+    import pandas as pd
+
+    rows = []
+    for path in sorted(OUT.glob("mp-*.json")):
+        r = json.loads(path.read_text())
+        rows.append({k: r[k] for k in ("material_id", "formula", "dataset", "functional", "n_atoms_supercell",
+                                       "n_frames", "slope", "mae", "rmse", "max_abs_vasp", "corr",
+                                       "within_target", "cpu_time_s", "wall_time_s")}
+                    | {"ecut_eV": r["settings"]["ecut_eV"], "kpts": "x".join(map(str, r["settings"]["kpts"]))})
+    if rows:
+        df = pd.DataFrame(rows)
+        atomic_write_bytes(OUT / "summary.csv", df.to_csv(index=False, float_format="%.5g").encode())
+        allx = np.concatenate([np.load(OUT / f"{r['material_id']}.npz")["vasp_forces"].ravel() for r in rows])
+        ally = np.concatenate([np.load(OUT / f"{r['material_id']}.npz")["gpaw_forces"].ravel() for r in rows])
+        atomic_write_json(OUT / "summary.json", {
+            "n_materials": len(rows), "pooled": metrics(allx, ally),
+            "n_within_target": int(sum(r["within_target"] for r in rows)),
+            "target": "slope 1.00 +/- 0.03", "materials": rows,
+            "remaining": [m for m in DEFAULT_MATERIALS if m not in {r["material_id"] for r in rows}],
+        })
+        print(df.to_string(index=False))
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--materials", nargs="*", default=DEFAULT_MATERIALS)
+    p.add_argument("--dataset", default=DATASET)
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--kpt-density", type=float, default=None)
+    p.add_argument("--ecut", type=float, default=None)
+    p.add_argument("--summary", action="store_true", help="only rebuild summary.csv/json")
+    p.add_argument("--redo", action="store_true", help="recompute materials already done")
+    args = p.parse_args(argv)
+    if not args.summary:
+        settings = {}
+        if args.kpt_density is not None:
+            settings["kpt_density"] = args.kpt_density
+        if args.ecut is not None:
+            settings["ecut"] = args.ecut
+        for mp_id in args.materials:
+            if (OUT / f"{mp_id}.json").is_file() and not args.redo:
+                log(f"{mp_id}: done already ({OUT / (mp_id + '.json')})")
+                continue
+            try:
+                validate(mp_id, args.dataset, settings, args.max_frames)
+            except Exception as exc:  # record and go on
+                log(f"{mp_id}: FAILED {type(exc).__name__}: {exc}")
+            summarise()
+    summarise()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Point-defect energies end to end with EMT, checked against supercells built directly with ASE."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.optimize import BFGS
+
+from softening_lib.models import ScaledCalculator
+from softening_lib.tasks import defects as D
+
+
+@pytest.fixture(scope="module")
+def cu_cases():
+    return {c.label: c for c in D.make_defects("Cu", repeat=(2, 2, 2))}
+
+
+def test_vacancy_matches_direct_ase(cu_cases):
+    case = cu_cases["V_Cu"]
+    a = case.bulk.cell[0, 0] / 2  # the lattice the task used (MP PBE Cu)
+    perfect = bulk("Cu", "fcc", a=a, cubic=True).repeat(2)
+    perfect.calc = EMT()
+    e_bulk = perfect.get_potential_energy()
+    vac = perfect.copy()
+    del vac[0]
+    vac.calc = EMT()
+    e_static = vac.get_potential_energy() - (len(vac) / len(perfect)) * e_bulk
+    row = D.evaluate(case, EMT())
+    assert row["e_f"] == pytest.approx(e_static, abs=1e-8)
+    assert 0.5 < row["e_f"] < 2.0  # a vacancy costs about an eV in Cu
+    BFGS(vac, logfile=None).run(fmax=0.005, steps=500)
+    e_relaxed = vac.get_potential_energy() - (len(vac) / len(perfect)) * e_bulk
+    rel = D.evaluate(case, EMT(), relax=True, fmax=0.005)
+    assert rel["converged"]
+    assert rel["e_f"] == pytest.approx(e_relaxed, abs=2e-3)
+    assert rel["e_f"] < row["e_f"]
+
+
+def test_defect_set_and_bookkeeping():
+    cases = {c.label: c for c in D.make_defects("Cu3Au", repeat=(2, 2, 2))}
+    assert set(cases) == {"V_Au", "V_Cu", "Cu_Au", "Au_Cu", "Au_i", "Cu_i"}
+    for c in cases.values():
+        before = {el: c.bulk.get_chemical_symbols().count(el) for el in ("Cu", "Au")}
+        after = {el: c.defect.get_chemical_symbols().count(el) for el in ("Cu", "Au")}
+        assert {el: after[el] - before[el] for el in before if after[el] != before[el]} == c.dN
+    # interstitial at the largest void of fcc-like L12: the octahedral site, a/2 from its neighbours
+    assert cases["Cu_i"].extra["clearance_A"] == pytest.approx(3.83 / 2, abs=1e-3)
+    # relaxed start is kicked 0.1 A off the symmetric site, the static geometry is not
+    kick = np.linalg.norm(cases["Cu_i"].start.positions[-1] - cases["Cu_i"].defect.positions[-1])
+    assert kick == pytest.approx(0.1, abs=1e-9)
+
+
+def test_antisite_pair_independent_of_mu_and_scaling():
+    cases = D.make_defects("Cu3Au", repeat=(2, 2, 2), kinds=("antisite",))
+    t = D.defect_energies(cases, EMT())
+    pair = t["e_f"].sum()
+    # independent: swap one Cu and one Au in separate cells; mu cancels in the sum
+    cell = bulk("Cu", "fcc", a=3.83, cubic=True)
+    cell.symbols[0] = "Au"
+    sc = cell.repeat(2)
+    sc.calc = EMT()
+    e0 = sc.get_potential_energy()
+    es = []
+    for i, new in ((0, "Cu"), (1, "Au")):
+        d = sc.copy()
+        d.symbols[i] = new
+        d.calc = EMT()
+        es.append(d.get_potential_energy() - e0)
+    assert pair == pytest.approx(sum(es), abs=1e-8)
+    # one method, all energies scaled by c: every defect energy scales by c
+    scaled = D.defect_energies(cases, ScaledCalculator(EMT(), 1.25))
+    assert np.allclose(scaled["e_f"], 1.25 * t["e_f"], rtol=1e-10)
+
+
+def test_too_small_supercell_is_refused():
+    with pytest.raises(D.SupercellTooSmallError, match=r"repeat=\(3, 3, 3\)"):
+        D.make_defects("Cu", min_distance=10.0, repeat=(2, 2, 2))
+    case = D.make_defects("Cu", min_distance=10.0, kinds=("vacancy",))[0]
+    assert case.image_distance >= 10.0 and case.repeat == (3, 3, 3)
+
+
+def test_convergence_table():
+    t = D.convergence("Cu", "vacancy", EMT(), repeats=(2, 3))
+    assert list(t["n_atoms"]) == [31, 107]
+    assert abs(t["e_f"].iloc[1] - t["e_f"].iloc[0]) < 0.05  # EMT is short ranged
+
+
+def test_bad_input():
+    with pytest.raises(D.DefectError, match="unknown defect host"):
+        D.make_defects("Kryptonite")
+    with pytest.raises(D.DefectError, match="kind"):
+        D.make_defects("Cu", kinds=("dislocation",))
+    with pytest.raises(D.DefectError, match="repeat"):
+        D.make_defects("Cu", repeat=(2, 2))
+    with pytest.raises(D.DefectError, match="string"):
+        D.build_cases("Cu")
+    with pytest.raises(D.DefectError, match="chemical potential"):
+        D.formation_energy(-10.0, -12.0, {"Cu": -3.5}, {"Au": 1})
+    with pytest.raises(D.DefectError, match="positive"):
+        D.choose_repeat(bulk("Cu", cubic=True), 0.0)
+    with pytest.raises(D.DefectError, match="variant"):
+        D.load_reference("annealed")
+
+
+def test_image_distance_and_void():
+    fcc = bulk("Cu", "fcc", a=3.6, cubic=True)
+    assert D.image_distance(fcc.cell) == pytest.approx(3.6)
+    assert D.image_distance(bulk("Cu", "fcc", a=3.6).cell) == pytest.approx(3.6 / np.sqrt(2))
+    frac, clearance = D.largest_void(fcc)
+    assert clearance == pytest.approx(1.8, abs=1e-6)  # octahedral site

@@ -1,0 +1,132 @@
+"""softening_lib.dft: one tiny real GPAW calculation, the record, refusals and error messages."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from softening_lib import dft
+
+HAS_GPAW = importlib.util.find_spec("gpaw") is not None
+needs_gpaw = pytest.mark.skipif(not HAS_GPAW, reason=f"gpaw is not importable; install with: {dft.INSTALL_HINT}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_gpaw_lock():
+    """The tests' GPAW runs are 2-atom, seconds-long: do not queue behind a running campaign's
+    frame on dft.gpaw_lock (which would make the suite wait minutes)."""
+    old = os.environ.get("SOFTENING_GPAW_LOCK")
+    os.environ["SOFTENING_GPAW_LOCK"] = "0"
+    yield
+    if old is None:
+        os.environ.pop("SOFTENING_GPAW_LOCK", None)
+    else:
+        os.environ["SOFTENING_GPAW_LOCK"] = old
+
+
+@pytest.fixture(scope="module")
+def si_label():
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.positions[0] += [0.05, -0.03, 0.02]
+    atoms.info["material_id"] = "test-si"
+    return atoms, dft.label(atoms, ecut=250, kpts=(2, 2, 2), convergence={"energy": 1e-4, "density": 1e-4})
+
+
+@needs_gpaw
+def test_label_tiny_si(si_label):
+    atoms, (out, record) = si_label
+    assert out is not atoms and atoms.calc is None
+    forces = out.get_forces()
+    assert forces.shape == (2, 3)
+    assert out.get_stress().shape == (6,)
+    assert np.isfinite(out.get_potential_energy())
+    assert np.allclose(forces.sum(axis=0), 0.0, atol=1e-3)  # momentum conservation
+    assert forces[0, 0] < 0  # displaced atom pushed back
+    for key in ("code_version", "xc", "ecut_eV", "kpts", "smearing", "spinpol", "setups",
+                "wall_time_s", "scf_iterations", "convergence"):
+        assert key in record, key
+    assert record["code"] == "GPAW" and record["xc"] == "PBE" and record["ecut_eV"] == 250
+    assert record["kpts"] == [2, 2, 2] and record["spinpol"] is False
+    assert record["scf_iterations"] > 0
+    assert "Si" in record["setups"]
+    assert out.info["dft_xc"] == "PBE" and out.info["material_id"] == "test-si"
+    assert out.info["dft_scf_iterations"] == record["scf_iterations"]
+
+
+def test_gpaw_lock_serialises(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTENING_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SOFTENING_GPAW_LOCK", "1")
+    import fcntl
+
+    with dft.gpaw_lock() as waited:
+        assert waited >= 0
+        with open(tmp_path / "gpaw.lock") as fh:  # a second holder cannot take it now
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_default_settings_cutoff_and_kpts():
+    si = bulk("Si", "diamond", a=5.43)
+    s = dft.resolve_settings(si)
+    assert s["ecut"] == 520 and s["xc"] == "PBE" and s["spinpol"] is False
+    mgo = bulk("MgO", "rocksalt", a=4.21)
+    assert dft.resolve_settings(mgo)["ecut"] == 800
+    assert dft.resolve_settings(bulk("LiF", "rocksalt", a=4.0))["ecut"] == 800
+    # n_i = ceil(density * 2 pi |b_i|): a 10 A cubic cell at 3 per 1/A -> ceil(1.885) = 2
+    cubic = Atoms("Si", cell=[10, 10, 10], pbc=True)
+    assert dft.kpts_from_density(cubic, 3.0) == (2, 2, 2)
+    assert dft.kpts_from_density(Atoms("Si", cell=[4, 4, 4], pbc=True), 3.0) == (5, 5, 5)
+    with pytest.raises(TypeError, match="unknown DFT setting"):
+        dft.resolve_settings(si, encut=500)
+
+
+@pytest.mark.parametrize("formula", ["Fe2O3", "MnSi", "CeO2", "NiAl"])
+def test_refuses_magnetic_and_u_chemistry(formula):
+    atoms = Atoms(formula, cell=[5, 5, 5], pbc=True,
+                  scaled_positions=np.random.default_rng(0).random((len(Atoms(formula)), 3)))
+    with pytest.raises(dft.UnsupportedChemistryError, match="force=True") as err:
+        dft.label(atoms)
+    assert "spin-paired" in str(err.value)
+    dft.check_chemistry(atoms, force=True)  # the override is allowed
+
+
+def test_refusal_message_names_the_elements():
+    with pytest.raises(dft.UnsupportedChemistryError, match="Fe") as err:
+        dft.check_chemistry(Atoms("FeO", cell=[4, 4, 4], pbc=True, positions=[[0, 0, 0], [2, 2, 2]]))
+    assert "+U" in str(err.value)
+    dft.check_chemistry(bulk("Si"))  # fine
+
+
+def test_errors_are_specific():
+    assert issubclass(dft.SCFNotConvergedError, dft.DFTError)
+    assert issubclass(dft.GPAWUnavailableError, ImportError)
+    assert "CC=g++ pip install gpaw" in dft.INSTALL_HINT and "libxc-dev" in dft.INSTALL_HINT
+
+
+@needs_gpaw
+def test_scf_not_converged_raises_specific_error():
+    atoms = bulk("Si", "diamond", a=5.43)
+    with pytest.raises(dft.SCFNotConvergedError, match="did not converge"):
+        dft.label(atoms, ecut=150, kpts=(1, 1, 1), maxiter=2)
+
+
+def test_gpaw_missing_gives_install_line(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "gpaw" or name.startswith("gpaw."):
+            raise ImportError("No module named 'gpaw'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(dft.GPAWUnavailableError, match="CC=g\\+\\+ pip install gpaw"):
+        dft.label(bulk("Si", "diamond", a=5.43))
+    ok, why = dft.gpaw_available()
+    assert not ok and "pip install gpaw" in why

@@ -1,0 +1,240 @@
+"""Migration task: the KRA definition, ApproxNEB on analytic and EMT paths, hosts, public data."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+
+from softening_lib import datasets
+from softening_lib.models import ScaledCalculator
+from softening_lib.tasks import migration as mig
+
+
+class Analytic1D(Calculator):
+    """E = A sin^2(pi x0 / L) + B x0 / L + k/2 (x1 - x0 - d)^2 + k/2 ((y1-y0)^2 + (z1-z0)^2)
+
+    Atom 0 is the moving ion (x0 along the hop), atom 1 a "host" atom tied to it by a
+    spring, atom 2 is far away and feels nothing (it becomes the fixed anchor)."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, A=0.7, B=0.0, k=5.0, L=3.0, d=1.2):
+        super().__init__()
+        self.A, self.B, self.k, self.L, self.d = A, B, k, L, d
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        p = self.atoms.positions
+        x0 = p[0, 0]
+        u = p[1] - p[0] - np.array([self.d, 0.0, 0.0])
+        w = np.pi / self.L
+        e = self.A * np.sin(w * x0) ** 2 + self.B * x0 / self.L + 0.5 * self.k * u @ u
+        f = np.zeros_like(p)
+        f[0, 0] = -(self.A * 2 * np.sin(w * x0) * np.cos(w * x0) * w + self.B / self.L)
+        f[0] += self.k * u
+        f[1] -= self.k * u
+        self.results = {"energy": e, "free_energy": e, "forces": f}
+
+
+def _analytic_ends(L=3.0, d=1.2):
+    cell = np.diag([30.0, 30.0, 30.0])
+    ini = Atoms("H3", positions=[[6, 5, 5], [6 + d, 5, 5], [25, 25, 25]], cell=cell, pbc=True)
+    fin = ini.copy()
+    fin.positions[:2, 0] += L
+    return ini, fin
+
+
+def test_kra_definition_on_numbers():
+    assert mig.kra_barrier([0.0, 0.3, 0.5, 0.2]) == pytest.approx(0.5 - 0.1)
+    assert mig.kra_barrier([1.0, 1.4, 1.0]) == pytest.approx(0.4)
+    # monotonic downhill path: the highest energy is the first end image
+    assert mig.kra_barrier([0.2, 0.1, 0.0]) == pytest.approx(0.1)
+    assert np.allclose(mig.referenced([1.0, 2.0, 1.2]), [-0.1, 0.9, 0.1])
+    with pytest.raises(ValueError):
+        mig.kra_barrier([0.1])
+
+
+def test_approx_neb_recovers_analytic_barrier_after_relaxation():
+    ini, fin = _analytic_ends()
+    res = mig.approx_neb(ini, fin, 0, Analytic1D(A=0.7), n_images=3, fmax=1e-3, relax=True)
+    # the host atom relaxes onto its spring minimum: every image lies on A sin^2(pi t)
+    t = np.linspace(0, 1, 5)
+    assert np.allclose(res["energies"], 0.7 * np.sin(np.pi * t) ** 2, atol=1e-5)
+    assert res["e_kra"] == pytest.approx(0.7, abs=1e-5)
+    assert all(res["image_converged"]) and max(res["image_fmax"]) < 1e-3
+    assert res["anchor_atom"] == 2 and res["flags"] == []
+    assert res["coordinate"][-1] == pytest.approx(3.0)
+
+
+def test_approx_neb_asymmetric_static_path_uses_mean_of_end_images():
+    ini, fin = _analytic_ends()
+    calc = Analytic1D(A=0.5, B=0.3)
+    res = mig.approx_neb(ini, fin, 0, calc, n_images=4, relax=False)
+    t = np.linspace(0, 1, 6)
+    e = 0.5 * np.sin(np.pi * t) ** 2 + 0.3 * (2 + t)  # x0 = 6 + 3 t, L = 3
+    assert np.allclose(res["energies"], e, atol=1e-10)
+    assert res["e_kra"] == pytest.approx(e.max() - 0.5 * (e[0] + e[-1]))
+    assert res["delta_e_end"] == pytest.approx(0.3)
+
+
+def test_endpoint_that_is_not_a_minimum_is_flagged():
+    ini, fin = _analytic_ends()
+    # shifted by L/2 the ends sit on maxima (0.4 cos^2(pi t)): the images are lower
+    ini.positions[:2, 0] += 1.5
+    fin.positions[:2, 0] += 1.5
+    res = mig.approx_neb(ini, fin, 0, Analytic1D(A=0.4), n_images=3, relax=False)
+    assert any(f.startswith("endpoint_not_minimum") for f in res["flags"])
+
+
+def test_unconverged_images_are_flagged_with_fmax():
+    ini, fin = _analytic_ends()
+    ini.positions[1, 1] += 0.5  # the host atom starts off its spring minimum
+    fin.positions[1, 1] += 0.5
+    res = mig.approx_neb(ini, fin, 0, Analytic1D(A=0.7), n_images=3, fmax=1e-4, max_steps=1, relax=True)
+    assert any(f.startswith("images_unconverged") and "fmax=" in f for f in res["flags"])
+    assert not any(res["image_converged"])
+
+
+def _cu_vacancy_hop():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    a_idx = 0
+    d = atoms.get_distances(a_idx, range(len(atoms)), mic=True, vector=True)
+    r = np.linalg.norm(d, axis=1)
+    r[a_idx] = np.inf
+    b_idx = int(np.argmin(r))
+    hop = d[b_idx]
+    keep = [i for i in range(len(atoms)) if i != b_idx]
+    ini = atoms[keep]
+    fin = ini.copy()
+    fin.positions[keep.index(a_idx)] += hop
+    return ini, fin, keep.index(a_idx)
+
+
+@pytest.mark.slow
+def test_emt_copper_vacancy_hop_three_images():
+    ini, fin, mover = _cu_vacancy_hop()
+    res = mig.approx_neb(ini, fin, mover, EMT(), n_images=3, fmax=0.05, relax=True)
+    e = np.asarray(res["energies"])
+    assert abs(res["delta_e_end"]) < 2e-3  # symmetric hop
+    assert int(np.argmax(e)) == 2  # the middle image is the saddle
+    assert 0.2 < res["e_kra"] < 2.0  # a vacancy hop in a metal: tenths of an eV to ~1 eV
+    assert all(res["image_converged"]) and max(res["image_fmax"]) < 0.05
+    assert res["flags"] == []
+
+    # the corrected-calculator entry point of chapter 8: c * E gives c * barrier
+    scaled = mig.approx_neb(ini, fin, mover, ScaledCalculator(EMT(), 1.25), n_images=3, fmax=0.01, relax=True)
+    ref = mig.approx_neb(ini, fin, mover, EMT(), n_images=3, fmax=0.01, relax=True)
+    assert scaled["e_kra"] == pytest.approx(1.25 * ref["e_kra"], rel=0.01)
+
+
+@pytest.mark.slow
+def test_hyperplane_constraint_never_raises_the_barrier():
+    ini, fin, mover = _cu_vacancy_hop()
+    fixed = mig.approx_neb(ini, fin, mover, EMT(), n_images=3, fmax=0.01, relax=True)
+    plane = mig.approx_neb(ini, fin, mover, EMT(), n_images=3, fmax=0.01, relax=True, constraint="hyperplane")
+    assert plane["e_kra"] <= fixed["e_kra"] + 2e-3
+
+
+@pytest.mark.parametrize("spec", mig.PATHS, ids=lambda p: p.id)
+def test_paths_are_charge_neutral_and_hop_the_right_shell(spec):
+    built = mig.build_path(spec)
+    ini, fin, m = built["initial"], built["final"], built["mover"]
+    assert sum(mig.CHARGES[s] for s in ini.get_chemical_symbols()) == 0
+    a = built["host"].a
+    expected = {("rocksalt", 1): a / np.sqrt(2), ("antifluorite", 1): a / 2,
+                ("antifluorite", 2): a / np.sqrt(2)}[(built["host"].prototype, spec.shell)]
+    assert built["hop_distance"] == pytest.approx(expected, abs=1e-6)
+    moved = np.linalg.norm(fin.positions - ini.positions, axis=1)
+    assert moved[m] == pytest.approx(expected) and np.allclose(np.delete(moved, m), 0.0)
+    # the final site was empty in the initial structure
+    d = np.linalg.norm(ini.positions - fin.positions[m], axis=1)
+    assert d.min() > 1.5
+
+
+def test_enough_paths_and_hosts():
+    assert len(mig.PATHS) >= 6 and len({p.host for p in mig.PATHS}) >= 3
+
+
+def _aneb_attachment():
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    ini, fin = _analytic_ends()
+    base = bulk("MgO", "rocksalt", a=4.2)
+    docs = []
+    energies = [-10.0, -9.7, -9.4, -9.6, -9.9]
+    for i, e in enumerate(energies):
+        s = AseAtomsAdaptor.get_structure(base).as_dict()
+        docs.append({"index": i, "input_structure": s, "output": {"energy": e}})
+    incomplete = [dict(d) for d in docs]
+    incomplete[2] = {"index": 2, "input_structure": docs[2]["input_structure"]}
+    return {"conversion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "inserted_ion_coords": [],
+            "hop_data": {"0+1": docs, "1+2": incomplete}}, energies
+
+
+def test_mpcontribs_reader_on_a_file_in_the_deposited_format(tmp_path):
+    data, energies = _aneb_attachment()
+    (tmp_path / "mp-0000.aneb_wf_data.json").write_text(json.dumps(data))
+    with gzip.open(tmp_path / "mp-0001.aneb_wf_data.json.gz", "wt") as fh:
+        json.dump(data, fh)
+    recs = datasets.load("mg-approxneb-mpcontribs", path=tmp_path)
+    assert {r["material_id"] for r in recs} == {"mp-0000", "mp-0001"}
+    done = [r for r in recs if r["hop_key"] == "0+1"]
+    assert all(r["complete"] for r in done)
+    assert done[0]["e_kra"] == pytest.approx(-9.4 - 0.5 * (-10.0 - 9.9))
+    assert done[0]["n_images"] == 3 and done[0]["images"][0].get_chemical_formula() == "MgO"
+    bad = [r for r in recs if r["hop_key"] == "1+2"]
+    assert all(not r["complete"] and r["e_kra"] is None for r in bad)
+    sub = datasets.load("mg-approxneb-mpcontribs", subset=["mp-0001"], path=tmp_path)
+    assert {r["material_id"] for r in sub} == {"mp-0001"}
+
+
+def test_mpcontribs_attachment_unpacking_and_offline_errors(tmp_path, monkeypatch):
+    data, _ = _aneb_attachment()
+    content = base64.b64encode(gzip.compress(json.dumps(data).encode())).decode()
+    assert mig._unpack_attachment(content)["hop_data"].keys() == data["hop_data"].keys()
+    monkeypatch.setenv("SOFTENING_ONLINE", "0")
+    with pytest.raises(datasets.DatasetUnavailableError, match="offline"):
+        mig.fetch_mpcontribs_approxneb()
+    monkeypatch.setenv("SOFTENING_ONLINE", "1")
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    with pytest.raises(datasets.DatasetUnavailableError, match="MP_API_KEY"):
+        mig.fetch_mpcontribs_approxneb()
+    with pytest.raises(datasets.DatasetUnavailableError, match="MP_API_KEY"):
+        mig.read_mpcontribs_approxneb(path=tmp_path)
+
+
+def test_score_caches_and_rescore_with_emt_like_calculator(tmp_path):
+    """score() on a built-in path with a user calculator (static mode keeps it fast)."""
+    from softening_lib.cache import ResultStore
+
+    store = ResultStore("migration", root=tmp_path)
+    spec = mig.PathSpec("LiF", 1, n_images=3)
+
+    class Pair(Calculator):  # a soft repulsion between all atoms: a real, simple PES
+        implemented_properties = ["energy", "free_energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            from ase.neighborlist import neighbor_list
+
+            i, j, d, D = neighbor_list("ijdD", self.atoms, 4.0)
+            e = 0.5 * np.sum(np.exp(-d))
+            f = np.zeros((len(self.atoms), 3))
+            np.add.at(f, i, -(np.exp(-d) / d)[:, None] * D)
+            self.results = {"energy": e, "free_energy": e, "forces": f}
+
+    t1 = mig.score([spec], "pair", calc=Pair(), mode="static", store=store, progress=False)
+    t2 = mig.score([spec], "pair", mode="static", store=store, compute=False)
+    assert len(t1) == len(t2) == 1 and t1["e_kra"].iloc[0] == pytest.approx(t2["e_kra"].iloc[0])
+    assert t1["e_kra"].iloc[0] > 0  # squeezing between two anions costs repulsion energy
+    half = mig.rescore(ScaledCalculator(Pair(), 0.5), "pair*0.5", paths=[spec], mode="static",
+                       store=store, progress=False)
+    assert half["e_kra"].iloc[0] == pytest.approx(0.5 * t1["e_kra"].iloc[0])

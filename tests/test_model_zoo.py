@@ -1,0 +1,94 @@
+"""Model zoo table (softening_lib.tasks.model_zoo) on analytic models with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from softening_lib import datasets, models
+from softening_lib.tasks import model_zoo
+
+
+def scaled_emt_07():
+    return models.ScaledCalculator(EMT(), 0.7)
+
+
+def emt_frames():
+    rng = np.random.default_rng(0)
+    frames = []
+    for material, (sym, a) in {"cu": ("Cu", 3.61), "al": ("Al", 4.05)}.items():
+        for i in range(3):
+            atoms = bulk(sym, "fcc", a=a, cubic=True)
+            atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
+            atoms.calc = EMT()
+            datasets.labelled(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                              material_id=material, frame_id=i)
+            frames.append(atoms)
+    return frames
+
+
+@pytest.fixture()
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_zoo_table_gives_the_scale_of_a_scaled_model_exactly(results):
+    frames = emt_frames()
+    names = ["emt", "test_model_zoo:scaled_emt_07", "mace-mp-0-medium"]
+    per = model_zoo.zoo_table(frames, names, dataset="emt-test", progress=False)
+    scaled = per[per.model == "test_model_zoo:scaled_emt_07"].set_index("material_id")
+    assert sorted(scaled.index) == ["al", "cu"]
+    assert np.allclose(scaled.softening_scale, 0.7, atol=1e-12)
+    assert np.allclose(scaled.cmae, 0.0, atol=1e-12)
+    exact = per[per.model == "emt"]
+    assert np.allclose(exact.softening_scale, 1.0, atol=1e-12) and np.allclose(exact.mae, 0.0)
+    summ = model_zoo.summary(per).set_index("model")
+    assert summ.loc["test_model_zoo:scaled_emt_07", "median_s"] == pytest.approx(0.7)
+    assert summ.loc["test_model_zoo:scaled_emt_07", "frac_softened"] == 1.0
+    assert summ.loc["emt", "frac_softened"] == 0.0
+    # a model that cannot run here is absent from the table, not an error
+    assert "mace-mp-0-medium" not in set(per.model) or not models.runnable(["mace-mp-0-medium"])[1]
+    # cached: a second call reads the predictions back and gives the same numbers
+    again = model_zoo.zoo_table(frames, names[:2], dataset="emt-test", progress=False)
+    assert np.allclose(np.sort(again.softening_scale), np.sort(per[per.model != "mace-mp-0-medium"].softening_scale))
+
+
+def test_common_materials_keeps_only_shared(results):
+    import pandas as pd
+
+    per = pd.DataFrame({"model": ["a", "a", "b"], "material_id": ["x", "y", "x"], "softening_scale": [1, 2, 3]})
+    assert set(model_zoo.common_materials(per).material_id) == {"x"}
+
+
+def test_training_family_and_model_card(results):
+    assert model_zoo.training_family("chgnet-0.3.0") == "MPtrj"
+    assert model_zoo.training_family("m3gnet-mp-2021.2.8") == "MPF"
+    assert model_zoo.training_family("m3gnet-matpes-pbe") == "MatPES"
+    assert model_zoo.training_family("tensornet-matpes-pbe") == "MatPES"
+    assert model_zoo.training_family(model_zoo.SEVENNET) == "MPtrj"
+    card = model_zoo.model_card(["emt", "mace-mp-0-medium"], count=True).set_index("model")
+    assert card.loc["emt", "parameters_counted"] is None or np.isnan(card.loc["emt", "parameters_counted"])
+    if not card.loc["mace-mp-0-medium", "available"]:
+        assert "MACE" in card.loc["mace-mp-0-medium", "reason"] or "mace" in card.loc["mace-mp-0-medium", "reason"]
+
+
+def test_parameter_count_sums_numel_of_loaded_weights():
+    import torch
+
+    class Fake:
+        model = torch.nn.Linear(3, 2)  # 3*2 + 2 = 8 parameters
+
+    assert model_zoo.parameter_count("x", calc=Fake()) == 8
+    assert model_zoo.parameter_count("x", calc=models.ScaledCalculator(Fake(), 1.0)) == 8
+    assert model_zoo.parameter_count("emt", calc=EMT()) is None
+
+
+@pytest.mark.slow
+def test_parameter_count_of_chgnet_matches_the_paper():
+    from softening_lib import predict
+
+    calc = predict.calculator("chgnet-0.3.0")
+    assert model_zoo.parameter_count("chgnet-0.3.0", calc=calc) == 412_525  # paper Table 1: 412.5 k

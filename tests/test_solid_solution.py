@@ -1,0 +1,138 @@
+"""Solid-solution task: ordering enumeration, compositions, mixing energies, regular solution."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from softening_lib.cache import ResultStore
+from softening_lib.models import ScaledCalculator
+from softening_lib.tasks import solid_solution as ss
+
+
+def _brute_force_distinct(sub: ss.Sublattice, k: int) -> int:
+    """Distinct arrangements by pymatgen's StructureMatcher (no use of our permutations)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    structures = []
+    for combo in itertools.combinations(range(sub.n_sites), k):
+        occ = np.zeros(sub.n_sites, int)
+        occ[list(combo)] = 1
+        structures.append(AseAtomsAdaptor.get_structure(sub.structure(occ, geometry="parent")))
+    matcher = StructureMatcher(primitive_cell=False, scale=False, attempt_supercell=False,
+                               ltol=0.05, stol=0.05, angle_tol=1)
+    return len(matcher.group_structures(structures))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_rocksalt_orderings_match_structure_matcher(k):
+    sub = ss.camgo_sublattice("conv112")
+    ours = ss.enumerate_orderings(sub, n_solute=k, max_per_composition=10**6)
+    assert len(ours) == _brute_force_distinct(sub, k)
+    # orbits partition all C(N, k) arrangements
+    assert sum(o.multiplicity for o in ours) == math.comb(sub.n_sites, k)
+    assert len({o.id for o in ours}) == len(ours)
+
+
+@pytest.mark.slow
+def test_multiplicities_sum_to_binomials_in_16_cation_cell():
+    sub = ss.camgo_sublattice("conv221")
+    ours = ss.enumerate_orderings(sub, max_per_composition=10**6)
+    for k in range(sub.n_sites + 1):
+        assert sum(o.multiplicity for o in ours if o.n_solute == k) == math.comb(16, k)
+    # complement symmetry: k and N - k have the same number of distinct orderings
+    counts = [sum(1 for o in ours if o.n_solute == k) for k in range(17)]
+    assert counts == counts[::-1]
+
+
+@pytest.mark.slow
+def test_fcc_alloy_enumeration_brute_force():
+    sub = ss.alloy_sublattice("conv112", "Cu", "Au", 3.61, 4.08)
+    for k in (2, 3):
+        assert len(ss.enumerate_orderings(sub, n_solute=k, max_per_composition=10**6)) == \
+            _brute_force_distinct(sub, k)
+
+
+def test_composition_that_the_cell_cannot_realise_is_refused():
+    with pytest.raises(ss.CompositionError, match="cannot be realised"):
+        ss.enumerate_orderings("conv112", fraction=0.3)
+    with pytest.raises(ss.CompositionError):
+        ss.camgo_sublattice("conv112").counts_for_fraction(1.2)
+    assert {o.n_solute for o in ss.enumerate_orderings("conv112", fraction=0.375)} == {3}
+
+
+@pytest.mark.slow
+def test_sampling_is_seeded_and_capped():
+    a = ss.enumerate_orderings("conv221", n_solute=8, max_per_composition=5, seed=3)
+    b = ss.enumerate_orderings("conv221", n_solute=8, max_per_composition=5, seed=3)
+    c = ss.enumerate_orderings("conv221", n_solute=8, max_per_composition=5, seed=4)
+    assert [o.id for o in a] == [o.id for o in b]
+    assert len(a) == 5 and len({o.id for o in a}) == 5
+    assert [o.id for o in a] != [o.id for o in c]
+
+
+def test_vegard_geometry_and_occupancy():
+    sub = ss.camgo_sublattice("conv112")
+    occ = [1, 1, 0, 0, 0, 0, 0, 0]
+    atoms = sub.structure(occ)
+    assert atoms.get_chemical_symbols().count("Ca") == 2
+    a = atoms.cell.lengths()[0]
+    assert a == pytest.approx(0.75 * ss.A_MGO + 0.25 * ss.A_CAO)
+
+
+def test_regular_solution_fit_recovers_omega():
+    import pandas as pd
+
+    omega = 0.085
+    f = np.array([0.125, 0.25, 0.25, 0.5, 0.75])
+    table = pd.DataFrame({"fraction": f, "e_mix": omega * f * (1 - f), "multiplicity": [8, 4, 12, 6, 2]})
+    fit = ss.regular_solution_fit(table)
+    assert fit["omega_eV"] == pytest.approx(omega)
+    assert fit["Tc_K"] == pytest.approx(omega / (2 * 8.617333262e-5))
+
+
+@pytest.fixture()
+def cuau():
+    sub = ss.alloy_sublattice("conv112", "Cu", "Au", 3.61, 4.08)
+    orderings = [o for o in ss.enumerate_orderings(sub) if o.n_solute in (0, 8)]
+    orderings.append(ss.enumerate_orderings(sub, n_solute=4)[0])
+    return sub, orderings
+
+
+def test_emt_relaxed_mixing_energy_end_to_end(cuau, tmp_path):
+    sub, orderings = cuau
+    store = ResultStore("solid_solution", root=tmp_path)
+    table = ss.score(orderings, "emt", mode="relaxed", calc=EMT(), sub=sub, store=store, progress=False)
+    assert len(table) == 3 and table["converged"].all()
+    assert (table["fmax"] < 0.05).all()
+    ends = table[table["n_solute"].isin([0, 8])]
+    assert np.allclose(ends["e_mix"], 0.0, atol=1e-12)
+    mixed = table[table["n_solute"] == 4].iloc[0]
+    assert np.isfinite(mixed["e_mix"])
+    # relaxed Cu and Au lattice constants come out near EMT's own (3.59 / 4.06 A)
+    v = ends.set_index("n_solute")["volume_per_site"]
+    assert (4 * v[0]) ** (1 / 3) == pytest.approx(3.59, abs=0.03)
+    assert (4 * v[8]) ** (1 / 3) == pytest.approx(4.06, abs=0.03)
+    # a second call reads the cache instead of recomputing
+    again = ss.score(orderings, "emt", mode="relaxed", calc=None, sub=sub, store=store, compute=False)
+    assert sorted(again["ordering_id"]) == sorted(table["ordering_id"])
+    assert np.allclose(again.set_index("ordering_id")["e_mix"].sort_index().to_numpy(),
+                       table.set_index("ordering_id")["e_mix"].sort_index().to_numpy())
+
+
+def test_rescore_with_scaled_calculator_scales_static_mixing_energies(cuau, tmp_path):
+    sub, orderings = cuau
+    base = ss.score(orderings, "emt", mode="static", calc=EMT(), sub=sub,
+                    store=ResultStore("ss", root=tmp_path / "a"), progress=False)
+    scaled = ss.score(orderings, "emt*1.3", mode="static", calc=ScaledCalculator(EMT(), 1.3), sub=sub,
+                      store=ResultStore("ss", root=tmp_path / "b"), progress=False)
+    b = base.set_index("ordering_id")["e_mix"]
+    s = scaled.set_index("ordering_id")["e_mix"]
+    assert np.allclose(s[b.index], 1.3 * b, atol=1e-10)
+    assert abs(b).max() > 1e-3  # the mixed ordering has a non-trivial mixing energy
