@@ -27,13 +27,13 @@ import warnings
 import numpy as np
 
 
-def load_frames(n: int):
+def load_frames(n: int, max_atoms: int = 64):
     from softening_lib.tasks import high_energy as he
 
     frames: list = []
     for mp_id in he.phonondb_subset(60):
         fr, _ = he.load_frames("phonondb-pbesol", [mp_id])
-        frames += [a for a in fr if not a.info.get("residual_reference")]
+        frames += [a for a in fr if not a.info.get("residual_reference") and len(a) <= max_atoms]
         if len(frames) >= n:
             break
     return frames[:n]
@@ -76,7 +76,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=50)
     parser.add_argument("--model", default="chgnet-0.3.0")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-atoms", type=int, default=64, help="use frames up to this size")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -84,7 +85,7 @@ def main(argv=None):
 
     from softening_lib import predict
 
-    frames = load_frames(args.frames)
+    frames = load_frames(args.frames, args.max_atoms)
     n_atoms = sum(len(a) for a in frames)
     calc = predict.calculator(args.model)
     chgnet = getattr(calc, "model", None) if args.model.startswith("chgnet") else None

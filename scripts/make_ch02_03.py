@@ -39,12 +39,13 @@ def precompute(models, variants, tasks):
         phases = [(s_cases, d_cases)] if variant == "static" else [
             ([c for c in s_cases if c.system in S.EMT_SYSTEMS], [c for c in d_cases if c.system in D.EMT_SYSTEMS]),
             (s_cases, d_cases)]
-        for sc, dc in phases:
-            for model in ok:
-                if "surfaces" in tasks:
+        for sc, dc in phases:  # surfaces (cheap) of every model before the defects
+            if "surfaces" in tasks:
+                for model in ok:
                     df = S.compute(sc, model, variant=variant)
                     print(f"{model} surfaces {variant}: {len(df)} rows", flush=True)
-                if "defects" in tasks:
+            if "defects" in tasks:
+                for model in ok:
                     df = D.compute(dc, model, variant=variant)
                     print(f"{model} defects {variant}: {len(df)} rows", flush=True)
         # the EMT stand-in the chapters show while the GPAW reference is pending (cheap)
@@ -294,6 +295,7 @@ ctx.figure(fig, "fig2b", caption=plots.caption(
          "(unrelaxed, same geometry) and relaxed (fmax 0.05 eV/Å, fixed cell); MAE and share under-predicted.",
     data=f"{ref_label}; supercells >= {min_distance} Å between images", models=ctx.models, note=note))
 display(summary)
+display(defects.summary_by_kind(reference, tables))  # static interstitials sit far above the rest
 flagged = surfaces.unconverged(tables, reference)
 print(f"{len(flagged)} relaxations did not reach fmax 0.05 eV/Å and are left out of the statistics")
 display(flagged)'''),

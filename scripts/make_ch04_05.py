@@ -315,7 +315,7 @@ reproduce. Offline, this chapter uses small non-magnetic hosts (MgO, MgS, LiF, L
 Li$_2$S) with a vacancy hop made charge-neutral by a distant compensating vacancy, on the
 fixed approximate PBE lattice, and a GPAW-PBE reference computed by this project -- first as
 *statics on the unrelaxed straight-line path* (a geometry every method shares exactly), then
-as full ApproxNEB when the queue reaches it. These are Mg *and* Li hops in 14-21-atom cells,
+as full ApproxNEB when the queue reaches it. These are Mg *and* Li hops in 21-30-atom cells,
 not the paper's 470 Mg paths.
 """),
         _code(PARAMS_05, tags=["parameters"]),

@@ -318,7 +318,7 @@ the loaded weights) and its **training set** (MPF vs MPtrj vs MatPES)?
 models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "mace-mp-0-medium",
           "softening_lib.tasks.model_zoo:sevennet0"]
 preset = "default"
-n_materials = 25        # jageo-pbe-68 materials in chapter 7's order (cheapest first) for the default preset
+n_materials = 12        # jageo-pbe-68 materials in chapter 7's order (cheapest first) for the default preset
 """),
     code("""
 from softening_lib import book, datasets, plots

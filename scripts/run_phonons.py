@@ -32,7 +32,11 @@ def main() -> None:
     if args.report:
         report(args.models, P.pbesol_selection(args.n_pbesol))
         return
-    plan = {"pbesol": (P.PBESOL, P.pbesol_selection(args.n_pbesol)), "pbe68": (P.PBE68, P.jageo_ids())}
+    # processing order, cheap first (the selection itself does not change): PBEsol by supercell
+    # size, JaGeo by supercell atoms x structures; a killed run resumes from the cache
+    sizes = P.pbesol_index().set_index("mp_id")["n_atoms_supercell"]
+    pbesol_ids = sorted(P.pbesol_selection(args.n_pbesol), key=lambda m: (m not in P.SHOWCASE, sizes[m]))
+    plan = {"pbesol": (P.PBESOL, pbesol_ids), "pbe68": (P.PBE68, P.jageo_ids(cheap_first=True))}
     if args.check_jageo:
         check_jageo()
     # the Fig. 4a showcase (CsF) for every model first: cheap, and the chapter needs it

@@ -108,3 +108,16 @@ def test_image_distance_and_void():
     assert D.image_distance(bulk("Cu", "fcc", a=3.6).cell) == pytest.approx(3.6 / np.sqrt(2))
     frac, clearance = D.largest_void(fcc)
     assert clearance == pytest.approx(1.8, abs=1e-6)  # octahedral site
+
+
+def test_summary_by_kind_with_known_softening():
+    cases = D.make_defects("Cu3Au", repeat=(2, 2, 2))
+    ref = D.defect_energies(cases, EMT())
+    soft = D.defect_energies(cases, ScaledCalculator(EMT(), 0.9))
+    t = D.summary_by_kind({"static": ref}, {"soft": {"static": soft}})
+    assert list(t["kind"]) == list(D.KINDS)
+    for _, row in t.iterrows():
+        sub = ref[ref["kind"] == row["kind"]]
+        assert row["n"] == len(sub)
+        assert row["mae"] == pytest.approx(0.1 * sub["e_f"].abs().mean(), rel=1e-9)
+        assert row["slope"] == pytest.approx(0.9, rel=1e-9)

@@ -211,25 +211,37 @@ def test_mpcontribs_attachment_unpacking_and_offline_errors(tmp_path, monkeypatc
         mig.read_mpcontribs_approxneb(path=tmp_path)
 
 
+class Pair(Calculator):
+    """A soft repulsion exp(-r) between all atoms within 4 A: a real, simple, symmetric PES."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        from ase.neighborlist import neighbor_list
+
+        i, j, d, D = neighbor_list("ijdD", self.atoms, 4.0)
+        e = 0.5 * np.sum(np.exp(-d))
+        f = np.zeros((len(self.atoms), 3))
+        np.add.at(f, i, -(np.exp(-d) / d)[:, None] * D)
+        self.results = {"energy": e, "free_energy": e, "forces": f}
+
+
+@pytest.mark.parametrize("path_id", ["MgO-vac-s1", "LiCl-vac-s1", "Li2O-vac-s2"])
+def test_compensated_hops_are_mirror_symmetric(path_id):
+    built = mig.build_path(path_id)
+    res = mig.approx_neb(built["initial"], built["final"], built["mover"], Pair(), n_images=5, relax=False)
+    assert abs(res["delta_e_end"]) < 1e-8
+    e = np.asarray(res["energies"])
+    assert np.allclose(e, e[::-1], atol=1e-8)
+
+
 def test_score_caches_and_rescore_with_emt_like_calculator(tmp_path):
     """score() on a built-in path with a user calculator (static mode keeps it fast)."""
     from softening_lib.cache import ResultStore
 
     store = ResultStore("migration", root=tmp_path)
     spec = mig.PathSpec("LiF", 1, n_images=3)
-
-    class Pair(Calculator):  # a soft repulsion between all atoms: a real, simple PES
-        implemented_properties = ["energy", "free_energy", "forces"]
-
-        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-            super().calculate(atoms, properties, system_changes)
-            from ase.neighborlist import neighbor_list
-
-            i, j, d, D = neighbor_list("ijdD", self.atoms, 4.0)
-            e = 0.5 * np.sum(np.exp(-d))
-            f = np.zeros((len(self.atoms), 3))
-            np.add.at(f, i, -(np.exp(-d) / d)[:, None] * D)
-            self.results = {"energy": e, "free_energy": e, "forces": f}
 
     t1 = mig.score([spec], "pair", calc=Pair(), mode="static", store=store, progress=False)
     t2 = mig.score([spec], "pair", mode="static", store=store, compute=False)
@@ -238,3 +250,40 @@ def test_score_caches_and_rescore_with_emt_like_calculator(tmp_path):
     half = mig.rescore(ScaledCalculator(Pair(), 0.5), "pair*0.5", paths=[spec], mode="static",
                        store=store, progress=False)
     assert half["e_kra"].iloc[0] == pytest.approx(0.5 * t1["e_kra"].iloc[0])
+
+
+def test_gpaw_reference_loader_counts_complete_and_pending_paths(tmp_path, monkeypatch):
+    """The loader reads the queue's layout (<path>/<mode>/path.json + image_XX.json)."""
+    monkeypatch.setattr(mig, "reference_dir", lambda: tmp_path)
+    e = [-100.0, -99.8, -99.1, -98.9, -99.1, -99.8, -100.0]
+    for pid, n_done in (("MgO-vac-s1", 7), ("LiF-vac-s1", 4)):
+        d = tmp_path / pid / "static"
+        d.mkdir(parents=True)
+        (d / "path.json").write_text(json.dumps({"path_id": pid, "host": pid.split("-")[0], "n_images": 5,
+                                                 "coordinate": [0.5 * i for i in range(7)]}))
+        for i in range(n_done):
+            (d / f"image_{i:02d}.json").write_text(json.dumps({"status": "ok", "energy": e[i], "fmax": 0.01}))
+    (tmp_path / "LiF-vac-s1" / "static" / "image_05.json").write_text(json.dumps({"status": "failed"}))
+    ref = mig.load_reference()
+    assert list(ref["path_id"]) == ["MgO-vac-s1"]
+    assert ref["e_kra"].iloc[0] == pytest.approx(-98.9 + 100.0)
+    assert ref.attrs["pending"] == {"LiF-vac-s1/static": "4/7 images"}
+
+
+def test_barrier_pairs_and_figures_with_a_reference():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    ref = pd.DataFrame({"path_id": ["a", "b"], "mode": ["static"] * 2, "e_kra": [1.0, 2.0],
+                        "referenced": [[0, 1.0, 0], [0, 2.0, 0]], "coordinate": [[0, 1, 2]] * 2})
+    model = pd.DataFrame({"path_id": ["a", "b", "c"], "mode": ["static"] * 3, "e_kra": [0.8, 1.5, 3.0],
+                          "referenced": [[0, 0.8, 0], [0, 1.5, 0], [0, 3, 0]], "coordinate": [[0, 1, 2]] * 3})
+    pairs = mig.barrier_pairs({"emt": model}, ref, mode="static")
+    assert sorted(pairs["path_id"]) == ["a", "b"]
+    assert np.allclose(sorted(pairs["diff"]), [-0.5, -0.2])
+    fig = mig.figure_3b_si1({"emt": model}, ref, mode="static")
+    assert len(fig.axes) == 2
+    fig = mig.figure_3a({"emt": model}, "a", mode="static", reference=ref)
+    assert len(fig.axes[0].lines) >= 2  # reference + model profile

@@ -108,3 +108,16 @@ def test_unsupported_element_is_skipped_and_listed(results_dir):
     skipped = predict.skipped_materials("emt", "toy")
     assert list(skipped) == ["cu-fe"]
     assert "Fe" in skipped["cu-fe"]
+
+
+def test_forces_only_cache_is_upgraded_when_stress_is_asked_for(results_dir):
+    frames = _frames("m1")
+    calc = CountingEMT()
+    out = predict.predict_cached(frames, "emt", "toy", calc=calc, cache_tag="s", progress=False, with_stress=False)
+    assert np.isnan(out[0]["stress"]).all()
+    n = calc.n_calls
+    predict.predict_cached(frames, "emt", "toy", calc=calc, cache_tag="s", progress=False, with_stress=False)
+    assert calc.n_calls == n  # cached
+    out = predict.predict_cached(frames, "emt", "toy", calc=calc, cache_tag="s", progress=False)
+    assert calc.n_calls > n  # recomputed with stress
+    assert np.isfinite(out[0]["stress"]).all()

@@ -50,6 +50,7 @@ def test_fix_freezes_atoms():
     assert np.allclose(relaxed2.positions[5], atoms.positions[5])
 
 
+@pytest.mark.slow
 def test_cell_filter_finds_emt_lattice_constant():
     # independent reference: minimise E(a) of the 1-atom fcc cell by a fine scan
     a_grid = np.linspace(3.55, 3.65, 201)

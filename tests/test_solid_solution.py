@@ -136,3 +136,41 @@ def test_rescore_with_scaled_calculator_scales_static_mixing_energies(cuau, tmp_
     s = scaled.set_index("ordering_id")["e_mix"]
     assert np.allclose(s[b.index], 1.3 * b, atol=1e-10)
     assert abs(b).max() > 1e-3  # the mixed ordering has a non-trivial mixing energy
+
+
+def test_gpaw_reference_loader_skips_failed_and_builds_mixing_energies(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(ss, "reference_dir", lambda: tmp_path)
+    base = {"mode": "static", "supercell": "conv112", "n_sites": 8, "multiplicity": 1, "converged": True}
+    for k, e in ((0, -8.0), (8, -16.0), (4, -11.6)):
+        rec = {**base, "status": "ok", "ordering_id": f"o{k}", "n_solute": k, "fraction": k / 8,
+               "energy": 8 * e, "energy_per_site": e}
+        (tmp_path / f"o{k}__static.json").write_text(json.dumps(rec))
+    (tmp_path / "o2__static.json").write_text(json.dumps({"status": "failed", "error": "SCF"}))
+    (tmp_path / "CHECK_TIMING.json").write_text(json.dumps({"seconds": 1.0}))
+    ref = ss.load_reference("static")
+    assert sorted(ref["ordering_id"]) == ["o0", "o4", "o8"]
+    assert ref.set_index("ordering_id").loc["o4", "e_mix"] == pytest.approx(-11.6 - (-12.0))
+
+
+def test_figure_2c_and_fit_table_with_reference():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    def table(model, omega):
+        f = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+        e = omega * f * (1 - f)
+        return pd.DataFrame({"model": model, "mode": "static", "supercell": "conv112", "fraction": f,
+                             "n_sites": 8, "n_solute": (8 * f).astype(int), "multiplicity": 1,
+                             "energy_per_site": e, "e_mix": e, "converged": True})
+
+    ref = table(ss.REFERENCE_LABEL, 0.2)
+    model = table("emt", 0.1)
+    fig = ss.figure_2c({"emt": model}, mode="static", reference=ref, reference_note="test note")
+    assert "test note" in fig.axes[0].get_title()
+    fits = ss.fit_table({"emt": model, ss.REFERENCE_LABEL: ref}).set_index("model")
+    assert fits.loc["emt", "omega_eV"] == pytest.approx(0.1)
+    assert fits.loc[ss.REFERENCE_LABEL, "Tc_K"] == pytest.approx(0.2 / (2 * ss.K_B))

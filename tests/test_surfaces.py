@@ -124,6 +124,7 @@ def test_compare_and_stats():
     assert st["n"] == 2 and st["mae"] == pytest.approx(0.05) and st["frac_under"] == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_reference_queue_records_load(tmp_path):
     """The GPAW queue script's records (EMT dry run) give the same gamma as the library."""
     script = Path(__file__).resolve().parent.parent / "scripts" / "gpaw_surfaces_defects.py"
@@ -209,3 +210,12 @@ def test_unconverged_relaxations_are_listed(cu_cases):
     # and compare() leaves it out of the statistics
     ref = table.assign(converged=True)
     assert len(S.compare(ref, table)) == 0
+
+
+def test_fresh_and_cached_cases_hash_alike(tmp_path, monkeypatch):
+    """Result keys must not depend on whether the slabs were just built or read from the cache."""
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    fresh, _ = S.build_cases(["Al"], max_index=1)
+    cached, _ = S.build_cases(["Al"], max_index=1)
+    assert [S._case_key(c, "static", 0.05, 500) for c in fresh] == \
+        [S._case_key(c, "static", 0.05, 500) for c in cached]

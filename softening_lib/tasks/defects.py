@@ -499,6 +499,25 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
                watermark=watermark)
 
 
+def summary_by_kind(reference: dict, model_tables: dict):
+    """MAE and fraction under-predicted per (model, variant, defect kind)."""
+    import pandas as pd
+
+    from .surfaces import compare, stats
+
+    rows = []
+    for model, by_variant in model_tables.items():
+        for variant, ref in reference.items():
+            table = by_variant.get(variant)
+            if table is None or not len(table) or ref is None or not len(ref):
+                continue
+            for kind in KINDS:
+                r = ref[ref["kind"] == kind] if "kind" in ref else ref.iloc[0:0]
+                rows.append({"model": model, "variant": variant, "kind": kind,
+                             **stats(compare(r, table, col="e_f"))})
+    return pd.DataFrame(rows, columns=["model", "variant", "kind", "n", "mae", "frac_under", "slope"])
+
+
 def case_to_dict(case: DefectCase) -> dict:
     return {"id": case.id, "system": case.system, "kind": case.kind, "label": case.label, "dN": case.dN,
             "repeat": list(case.repeat), "image_distance": case.image_distance, "site": case.site,
@@ -534,4 +553,6 @@ def convergence_cached(model: str, system: str = "Cu", kind: str = "vacancy",
         df = convergence(system, kind, calculator(model), repeats=repeats)
         rec = {"model": model, "model_id": mid, "rows": df.to_dict(orient="records")}
         store.put(mid, key, rec)
-    return pd.DataFrame(rec["rows"])
+    cols = ["system", "label", "repeat", "n_atoms", "image_distance_A", "e_f", "converged"]
+    df = pd.DataFrame(rec["rows"])
+    return df[[c for c in cols if c in df] + [c for c in df if c not in cols]]

@@ -240,7 +240,7 @@ def parity_path(model: str, dataset: str, material_id: str):
 
 def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = None, *,
             progress: bool = True, verify: bool = False, parity: Sequence[str] = (),
-            batch_size: int = 2, frames: Sequence | None = None) -> dict[str, dict[str, str]]:
+            batch_size: int = 1, frames: Sequence | None = None) -> dict[str, dict[str, str]]:
     """Fill the record store for ``models_`` x ``ids`` of ``dataset`` (missing ones only).
 
     Frames are read only for materials with a missing record (all of them when ``verify``,

@@ -175,6 +175,8 @@ def fig6b(table, metrics_: Sequence[str] = ("mae", "cmae", "mae_heldout_raw", "m
     sns.violinplot(data=long, x="model_label", y="value", hue="metric", inner="quart", cut=0,
                    density_norm="width", palette=palette, linewidth=0.8, ax=ax)
     ax.set_xlabel("")
+    ax.set_xticks(ax.get_xticks(), [t.get_text().replace("-PBE-", "-PBE-\n").replace("-MP-", "-MP-\n")
+                                    for t in ax.get_xticklabels()], fontsize=8)
     ax.set_ylabel("log10 force error per material (eV/Å)" if log else "force error per material (eV/Å)")
     summary = reduction_summary(table)
     for i, model in enumerate(long["model"].drop_duplicates()):
@@ -182,9 +184,9 @@ def fig6b(table, metrics_: Sequence[str] = ("mae", "cmae", "mae_heldout_raw", "m
         if row.empty:
             continue
         r = row.iloc[0]
-        text = f"paper: -{100 * r['reduction_paper']:.0f}%"
+        text = f"median change\npaper: {-100 * r['reduction_paper']:+.0f}%"
         if "reduction_heldout" in r and pd.notna(r.get("reduction_heldout")):
-            text += f"\nheld-out: -{100 * r['reduction_heldout']:.0f}%"
+            text += f"\nheld-out: {-100 * r['reduction_heldout']:+.0f}%"
         ax.text(i, ax.get_ylim()[1], text, ha="center", va="bottom", fontsize=7.5)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
     fig.tight_layout()

@@ -60,7 +60,7 @@ from ase.geometry import find_mic
 from .. import cache, config
 
 TASK = "migration"
-VERSION = "2"  # 2: compensating vacancies chosen far from both hop sites
+VERSION = "3"  # 2: compensating vacancies far from both hop sites; 3: in-plane hops
 
 #: nominal oxidation states used to keep vacancy supercells charge neutral
 CHARGES = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Al": 3, "O": -2, "S": -2,
@@ -179,8 +179,12 @@ def build_path(spec: PathSpec | str, host: Host | None = None) -> dict[str, Any]
     if spec.shell > len(shells):
         raise MigrationError(f"{host.name} supercell has only {len(shells)} cation shells")
     r = shells[spec.shell - 1]
-    b_idx = int(others[np.argmin(np.abs(dist[others] - r) + 1e3 * (np.abs(dist[others] - r) > 0.02)
-                                 + 1e-6 * others)])
+    in_shell = [int(i) for i in others if abs(dist[i] - r) <= 0.02]
+    # prefer a hop with no component along the shortest cell vector: the mirror plane
+    # between A and B is then a symmetry of the supercell and the hop can be symmetric
+    short = int(np.argmin(atoms.cell.lengths()))
+    frac = atoms.cell.scaled_positions(atoms.positions[a_idx] + vec) - atoms.get_scaled_positions()[a_idx]
+    b_idx = min(in_shell, key=lambda i: (round(abs(frac[i, short]), 3), i))
     hop = vec[b_idx]
     mid = atoms.positions[a_idx] + 0.5 * hop
     q = CHARGES[host.cation]
@@ -679,6 +683,10 @@ def figure_3a(tables: dict[str, Any], path_id: str, *, mode: str = "relaxed", re
         r = tab[(tab["path_id"] == path_id) & (tab["mode"] == mode)]
         if len(r):
             series[name] = r.iloc[0]
+    if not series:
+        ax.text(0.5, 0.5, f"no {mode} results for {path_id} yet\n(run the 'full' preset or\n"
+                "scripts/make_ch04_05.py precompute)", ha="center", va="center", transform=ax.transAxes,
+                color="0.3", fontsize=9)
     for name, row in series.items():
         y = np.asarray(row["referenced"])
         x = np.asarray(row["coordinate"]) if row.get("coordinate") is not None else np.linspace(0, 1, len(y))
@@ -691,7 +699,8 @@ def figure_3a(tables: dict[str, Any], path_id: str, *, mode: str = "relaxed", re
     ax.set_title(f"{path_id} ({mode})", fontsize=10)
     if reference_note:  # under the title, where it cannot cover data or legend
         ax.set_title(ax.get_title() + "\n" + reference_note, fontsize=9, color="0.2")
-    ax.legend(fontsize=8, loc="upper right")
+    if series:
+        ax.legend(fontsize=8, loc="best")
     return fig
 
 
@@ -743,9 +752,12 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
         ax1.set_ylabel("model E$_{KRA}$ (eV)")
         ax1.legend(fontsize=7)
         ax2.axis("off")
-        ax2.text(0.5, 0.5, "reference barriers pending\n" + reference_note, ha="center", va="center",
-                 fontsize=10, color="0.3", transform=ax2.transAxes)
-    fig.suptitle(f"ApproxNEB barriers ({mode})", fontsize=10)
+        import textwrap
+
+        ax2.text(0.5, 0.5, "reference barriers pending\n" + textwrap.fill(reference_note, 40), ha="center",
+                 va="center", fontsize=10, color="0.3", transform=ax2.transAxes)
+    what = {"relaxed": "ApproxNEB, images relaxed", "static": "unrelaxed straight-line paths"}[mode]
+    fig.suptitle(f"Migration barriers E_KRA ({what})", fontsize=10)
     fig.tight_layout()
     return fig
 

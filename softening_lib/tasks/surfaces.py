@@ -372,10 +372,13 @@ def _system_cases(system: str, max_index: int, min_slab: float, min_vacuum: floa
     bulk, source = bulk_structure(system)
     cases, skipped = make_slabs(bulk, system=system, max_index=max_index, min_slab=min_slab,
                                 min_vacuum=min_vacuum, max_terminations=max_terminations, lattice_source=source)
-    store.put("_cases", key, {"system": system, "cases": [case_to_dict(c) for c in cases], "skipped": skipped,
+    dicts = [case_to_dict(c) for c in cases]
+    store.put("_cases", key, {"system": system, "cases": dicts, "skipped": skipped,
                               "params": {"max_index": max_index, "min_slab": min_slab, "min_vacuum": min_vacuum,
                                          "max_terminations": max_terminations}})
-    return cases, skipped
+    # return exactly what a later cached call returns (positions rounded to 1e-8 A), so that
+    # result keys (geometry hashes) do not depend on whether the cases came from the cache
+    return [case_from_dict(json.loads(json.dumps(d))) for d in dicts], skipped
 
 
 CASES_VERSION = 2  # bump when slab construction changes (invalidates the cached case lists)
@@ -673,17 +676,20 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
     fig, axes = plt.subplots(len(variants) or 1, ncol, figsize=(3.1 * ncol, 3.2 * max(1, len(variants))),
                              squeeze=False)
     rows = []
-    allv = []
     joined_all = {}
-    for i, variant in enumerate(variants):
+    lims = {}
+    for i, variant in enumerate(variants):  # one axis range per row (static and relaxed differ a lot)
+        allv = []
         for j, model in enumerate(models_):
             jt = compare(reference[variant], model_tables[model].get(variant), col=col)
             joined_all[(variant, model)] = jt
             if len(jt):
                 allv += [jt["gamma_ref"].to_numpy(), jt["gamma_model"].to_numpy()]
-    hi = float(np.nanmax(np.concatenate(allv))) * 1.08 if allv else 1.0
-    lo = min(0.0, float(np.nanmin(np.concatenate(allv))) * 1.08) if allv else 0.0
+        hi = float(np.nanmax(np.concatenate(allv))) * 1.08 if allv else 1.0
+        lo = min(0.0, float(np.nanmin(np.concatenate(allv))) * 1.08) if allv else 0.0
+        lims[variant] = (lo, hi if hi > lo else lo + 1.0)
     for i, variant in enumerate(variants):
+        lo, hi = lims[variant]
         for j, model in enumerate(models_):
             ax = axes[i][j]
             jt = joined_all[(variant, model)]
