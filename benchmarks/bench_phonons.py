@@ -7,8 +7,9 @@
 For each material: relax the PhononDB-PBEsol unit cell with CHGNet (once, not timed in the
 comparison), build the DFT reference's displaced supercells on the relaxed cell, then
 evaluate their forces (a) in one batched ``softening_lib.predict.predict`` call (CHGNet
-``predict_structure`` on the list) and (b) one structure at a time through the ASE
-calculator (``atoms.calc = calc; atoms.get_forces()``), as phonopy tutorials do. Both
+``predict_structure`` on the list, energy + forces, as the phonon task does) and (b) one
+structure at a time through the ASE calculator (``atoms.calc = calc; atoms.get_forces()``,
+which in CHGNetCalculator also computes the stress), as phonopy tutorials do. Both
 get a warm-up; the best of ``--repeat`` runs is reported, in wall and CPU (process) time:
 on a shared machine CPU time is the fairer number. The forces of (a) and (b) must agree.
 """
@@ -59,7 +60,7 @@ def main() -> None:
         cells = [phonopy_to_atoms(c) for c in ph.supercells_with_displacements]
 
         def batched():
-            return predict.predict(cells, args.model)["forces"]
+            return predict.predict(cells, args.model, with_stress=False)["forces"]
 
         def loop():
             out = []
