@@ -74,7 +74,8 @@ def validate(mp_id: str, dataset: str = DATASET, settings: dict | None = None, m
             records.append(json.loads(str(data["record"])))
         else:
             log(f"{mp_id} {ref.formula}: frame {k + 1}/{len(frames)} ({len(frame)} atoms) ...")
-            lab, rec = label(frame, **settings)
+            # GPAW's text log, to follow a long frame: tail -f <work>/frame_XX.gpaw.txt
+            lab, rec = label(frame, **{**settings, "txt": str(work / f"frame_{k:02d}.gpaw.txt")})
             f = lab.get_forces()
             buf_path = ck.with_suffix(".tmp.npz")
             np.savez(buf_path, gpaw=f, record=json.dumps(rec, default=str))

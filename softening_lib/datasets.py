@@ -465,6 +465,21 @@ READERS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _lazy_reader(module: str, func: str) -> Callable[..., Any]:
+    """A reader living in a task module, imported on first use (keeps ``import datasets`` light)."""
+
+    def reader(**kw: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module), func)(**kw)
+
+    return reader
+
+
+READERS["mp_surfaces_tran2016"] = _lazy_reader("softening_lib.tasks.surfaces", "read_mp_surfaces")
+READERS["mpcontribs_approxneb"] = _lazy_reader("softening_lib.tasks.migration", "read_mpcontribs_approxneb")
+
+
 def register_reader(key: str, func: Callable[..., Any]) -> None:
     READERS[key] = func
 

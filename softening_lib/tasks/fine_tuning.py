@@ -161,7 +161,8 @@ def run_one(split: Split, model: str, method: str, n: int, seed: int,
 
 
 def test_forces(record: dict, store: cache.ResultStore | None = None) -> np.ndarray | None:
-    store = store or cache.ResultStore(record.get("task", TASK))
+    task = record.get("task")
+    store = store or cache.ResultStore(task if isinstance(task, str) else TASK)
     data = cache.load_arrays(store.path(record["model"], record["record"]).with_suffix(".npz"))
     return None if data is None else data["forces"].astype(float)
 

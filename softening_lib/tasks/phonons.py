@@ -918,3 +918,20 @@ def paper_table(summary):
                      "book: fraction < 1": round(float(s["fraction_below_1"]), 3),
                      "book: median ratio": round(float(s["median"]), 3)})
     return pd.DataFrame(rows)
+
+
+def not_computed_table(models_: Sequence[str], pbesol_ids: Sequence[str], settings: PhononSettings = DEFAULT):
+    """Every cached (model, material) that did not give phonons, with the reason: element not
+    covered by the model (skipped), no DFT forces upstream, or a failure."""
+    import pandas as pd
+
+    parts = []
+    for dataset, ids in ((PBESOL, pbesol_ids), (PBE68, jageo_ids())):
+        t = cached_table(dataset, ids, models_, settings)
+        if not t.empty:
+            parts.append(t[t["status"] != "ok"])
+    if not parts:
+        return pd.DataFrame(columns=["dataset", "model", "material_id", "status", "reason"])
+    t = pd.concat(parts, ignore_index=True)
+    cols = [c for c in ("dataset", "model", "material_id", "status", "reason") if c in t]
+    return t[cols].sort_values(cols[:3]).reset_index(drop=True)
