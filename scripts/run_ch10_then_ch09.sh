@@ -4,7 +4,7 @@
 set -u
 export SOFTENING_DATA_DIR=${SOFTENING_DATA_DIR:-/work/shared/data} OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 PY=.venv/bin/python
-N=${N_ZOO:-12}
+N=${N_ZOO:-8}
 echo "== zoo $(date)"
 $PY -m softening_lib.tasks.model_zoo --n $N --models chgnet-0.3.0 m3gnet-mp-2021.2.8 m3gnet-matpes-pbe tensornet-matpes-pbe mace-mp-0-medium
 if [ -x /tmp/sevenn_venv/bin/python ]; then

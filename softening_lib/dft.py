@@ -240,28 +240,80 @@ def resolve_settings(atoms: Atoms, **settings: Any) -> dict[str, Any]:
 # the labeller
 # --------------------------------------------------------------------------------------
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process
+        return True
+    return True
+
+
+def _high_priority_waiting(lock_dir: Path) -> bool:
+    for marker in lock_dir.glob("gpaw.lock.want-*"):
+        try:
+            pid = int(marker.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and _pid_alive(pid):
+            return True
+        if not _pid_alive(pid):
+            marker.unlink(missing_ok=True)
+    return False
+
+
 @contextlib.contextmanager
-def gpaw_lock():
+def gpaw_lock(priority: str | None = None):
     """One GPAW calculation at a time per machine (per cache dir): an exclusive ``flock``.
 
     Every :func:`label` holds ``$SOFTENING_CACHE_DIR/gpaw.lock`` while GPAW runs, so a
     campaign, a validation script and a notebook share the CPU by taking turns frame by
-    frame instead of oversubscribing it. ``SOFTENING_GPAW_LOCK=0`` switches it off. Yields
-    the seconds spent waiting.
+    frame instead of oversubscribing it. ``SOFTENING_GPAW_LOCK=0`` switches it off.
+
+    ``priority`` (default ``$SOFTENING_GPAW_LOCK_PRIORITY`` or ``"high"``): a ``"low"``
+    process (e.g. the long validation frames) takes the lock only while no ``"high"`` one
+    is waiting for it, so it fills the gaps (the campaign's MD) instead of stalling the
+    campaign. Yields the seconds spent waiting.
     """
     if os.environ.get("SOFTENING_GPAW_LOCK", "1") == "0":
         yield 0.0
         return
     from . import config
 
-    path = config.cache_dir() / "gpaw.lock"
+    priority = priority or os.environ.get("SOFTENING_GPAW_LOCK_PRIORITY", "high")
+    lock_dir = config.cache_dir()
+    path = lock_dir / "gpaw.lock"
+    marker = lock_dir / f"gpaw.lock.want-{os.getpid()}"
     with open(path, "a+") as fh:
         t0 = time.time()
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        if priority == "low":
+            while True:
+                if not _high_priority_waiting(lock_dir):
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        pass
+                time.sleep(5.0)
+        else:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                print(f"[softening_lib.dft] waiting for the GPAW lock {path} held by pid {holder[:160]} "
+                      "(one GPAW calculation at a time on this machine; SOFTENING_GPAW_LOCK=0 bypasses it)",
+                      file=sys.stderr, flush=True)
+                marker.touch()
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                finally:
+                    marker.unlink(missing_ok=True)
         try:
             fh.seek(0)
             fh.truncate()
-            fh.write(f"{os.getpid()} {' '.join(sys.argv)[:200]}\n")
+            fh.write(f"{os.getpid()} {priority} {' '.join(sys.argv)[:200]}\n")
             fh.flush()
             yield time.time() - t0
         finally:

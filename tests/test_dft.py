@@ -130,3 +130,13 @@ def test_gpaw_missing_gives_install_line(monkeypatch):
         dft.label(bulk("Si", "diamond", a=5.43))
     ok, why = dft.gpaw_available()
     assert not ok and "pip install gpaw" in why
+
+
+def test_low_priority_lock_yields_to_waiting_high_priority(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTENING_CACHE_DIR", str(tmp_path))
+    (tmp_path / f"gpaw.lock.want-{os.getppid()}").touch()  # a live process wants the lock
+    assert dft._high_priority_waiting(tmp_path)
+    (tmp_path / f"gpaw.lock.want-{os.getppid()}").unlink()
+    (tmp_path / "gpaw.lock.want-999999999").touch()  # stale marker of a dead pid: ignored, removed
+    assert not dft._high_priority_waiting(tmp_path)
+    assert not (tmp_path / "gpaw.lock.want-999999999").exists()

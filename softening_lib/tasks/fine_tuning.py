@@ -348,6 +348,9 @@ def fig_learning_curve(table, model: str = "chgnet-0.3.0", pretrained_mae: float
         axes[0].axhline(float(pre.test_mae.iloc[0]) * 1000, color=METHOD_COLORS["pretrained"], ls="--",
                         label="pretrained")
         axes[1].axhline(float(pre.test_softening_scale.iloc[0]), color=METHOD_COLORS["pretrained"], ls="--")
+        if "test_mean_abs_dft" in pre:
+            axes[0].axhline(float(pre.test_mean_abs_dft.iloc[0]) * 1000, color="0.2", ls=":", lw=1,
+                            label="zero-force baseline (mean |F_DFT|)")
     axes[1].axhline(1.0, color="0.3", lw=0.8, ls=":")
     for ax in axes:
         ax.set_xscale("log")

@@ -8,7 +8,7 @@ to the model's parameter count (counted from the loaded weights) and training se
 MPtrj, MatPES): the paper's model-size discussion and SI Figs. 6-7, extended to MatPES.
 
 >>> from softening_lib.tasks import model_zoo
->>> frames = model_zoo.phonon_frames("jageo-pbe-68", n=12)
+>>> frames = model_zoo.phonon_frames("jageo-pbe-68", n=8)
 >>> per_mat = model_zoo.zoo_table(frames, ["chgnet-0.3.0", "m3gnet-matpes-pbe"], dataset="jageo-pbe-68")
 >>> model_zoo.summary(per_mat)
 """
@@ -47,6 +47,11 @@ EXTRA_SPECS = {
 def sevennet0(device: str = "cpu", **kw: Any):
     """SevenNet-0 (weights inside the ``sevenn`` wheel) as an ASE calculator."""
     try:
+        import torch
+
+        # sevenn 0.10.4 checkpoints (inside the wheel) pickle a `slice`; torch >= 2.6 loads with
+        # weights_only=True and refuses it unless allow-listed
+        torch.serialization.add_safe_globals([slice])
         from sevenn.calculator import SevenNetCalculator
     except ImportError as exc:
         raise models.ModelUnavailableError(
@@ -184,6 +189,22 @@ BAD_REFERENCES: dict[str, str] = {}
 LAST_SKIPPED: dict[str, str] = {}
 
 
+def cached_frames(frames: Sequence[Atoms], model: str, dataset: str) -> list[Atoms]:
+    """The frames of those materials whose predictions by ``model`` are already cached (same geometry)."""
+    from .. import config
+
+    root = config.results_dir() / "predictions" / cache._safe(dataset) / cache._safe(models.model_id(model))
+    groups: dict[str, list[Atoms]] = {}
+    for i, a in enumerate(frames):
+        groups.setdefault(str(a.info.get("material_id", f"frame{i}")), []).append(a)
+    out: list[Atoms] = []
+    for mid, sub in groups.items():
+        data = cache.load_arrays(root / f"{cache._safe(mid)}.npz")
+        if data is not None and str(data.get("geometry_hash")) == predict.geometry_hash(sub):
+            out.extend(sub)
+    return out
+
+
 def _subtract_residual(frames: Sequence[Atoms], preds: list[dict]) -> list[dict]:
     """Drop each material's undisplaced reference frame and subtract its model forces from the
     material's other frames (chapter 7's convention for phonon displacements; a no-op for
@@ -204,7 +225,7 @@ def _subtract_residual(frames: Sequence[Atoms], preds: list[dict]) -> list[dict]
 
 
 def zoo_table(frames: Sequence[Atoms], model_names: Sequence[str], dataset: str,
-              progress: bool = True) -> "Any":
+              progress: bool = True, batch_size: int = 2, compute: bool = True) -> "Any":
     """Per-(model, material) force metrics (softening scale, MAE, cMAE) from cached predictions.
 
     Models that cannot run are skipped (see :func:`model_card`); materials with an element a
@@ -216,8 +237,14 @@ def zoo_table(frames: Sequence[Atoms], model_names: Sequence[str], dataset: str,
     preds = {}
     for name in ok:
         try:
-            preds[name] = _subtract_residual(frames, predict.predict_cached(frames, name, dataset=dataset,
-                                                                            progress=progress))
+            # small batches: CHGNet's graphs of 500-atom supercells take GBs per batch of 16
+            use = frames if compute else cached_frames(frames, name, dataset)
+            if not use:
+                skipped[name] = "no cached predictions for these frames (run the zoo CLI or the full preset)"
+                continue
+            preds[name] = _subtract_residual(use, predict.predict_cached(use, name, dataset=dataset,
+                                                                            progress=progress,
+                                                                            batch_size=batch_size))
         except Exception as exc:  # e.g. SevenNet without a cached prediction here, EMT on oxides
             skipped[name] = f"{type(exc).__name__}: {exc}"
             log.warning("skipping %s: %s", name, exc)
@@ -237,6 +264,9 @@ def summary(per_material, card=None) -> "Any":
     import pandas as pd
 
     t = per_material.dropna(subset=["softening_scale"]) if "softening_scale" in per_material else per_material
+    if not len(t) or "dataset" not in t:
+        return pd.DataFrame(columns=["model", "dataset", "n_materials", "median_s", "q1_s", "q3_s",
+                                     "frac_softened", "median_mae", "median_cmae", "training_family"])
     rows = []
     for (model, dataset), g in t.groupby(["model", "dataset"], sort=False):
         s = g["softening_scale"].to_numpy(float)
@@ -327,12 +357,12 @@ def scaled_emt(c: float = 0.8):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m softening_lib.tasks.model_zoo --n 12 --models ...``: fill the prediction cache."""
+    """``python -m softening_lib.tasks.model_zoo --n 8 --models ...``: fill the prediction cache."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--dataset", default="jageo-pbe-68")
-    p.add_argument("--n", type=int, default=12, help="number of materials (chapter 7's order, cheapest first)")
+    p.add_argument("--n", type=int, default=8, help="number of materials (chapter 7's order, cheapest first)")
     p.add_argument("--models", nargs="+", default=[m for m in ZOO_MODELS])
     a = p.parse_args(argv)
     import torch
