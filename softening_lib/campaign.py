@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections import Counter
@@ -55,6 +54,7 @@ import numpy as np
 from ase import Atoms
 
 from . import config
+from .cache import atomic_write_bytes
 
 DEFAULT_OUT = config.REPO_ROOT / "data" / "reference" / "wbm_he_gpaw"
 #: the campaign's DFT settings on top of softening_lib.dft.DEFAULTS: a coarser k-point grid
@@ -156,21 +156,6 @@ def select_compounds(n: int, max_atoms: int = 8, max_cost: float = DEFAULT_MAX_C
 # --------------------------------------------------------------------------------------
 # io helpers
 # --------------------------------------------------------------------------------------
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n").encode())
