@@ -329,8 +329,10 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
     from matgl.utils.training import PotentialLightningModule
     from pymatgen.io.ase import AseAtomsAdaptor
 
+    from . import matgl_fix
     from . import models as registry
 
+    matgl_fix.apply()  # train with the same message direction the weights were made with
     settings = copy.deepcopy(settings or FineTuneSettings())
     t0 = time.perf_counter()
     labels = labels_of(frames)

@@ -68,6 +68,9 @@ class ModelSpec:
     def model_id(self) -> str:
         """A stable id for caching: name + version (+ weights hash where known)."""
         suffix = f"@{self.sha256[:12]}" if self.sha256 else ""
+        if self.family == "matgl":
+            # results made before softening_lib.matgl_fix are wrong for compounds: new cache keys
+            suffix += "+mfix1"
         return f"{self.name}{suffix}"
 
 
@@ -139,6 +142,9 @@ def _matgl_factory(spec: ModelSpec) -> Callable[..., Calculator]:
         import matgl
         from matgl.ext.ase import PESCalculator
 
+        from . import matgl_fix
+
+        matgl_fix.apply()  # matgl 4.x message-direction bug (see matgl_fix)
         path = _mirror_model_dir(spec)
         potential = matgl.load_model(path if path is not None else spec.matgl_name)
         kw.setdefault("stress_unit", "eV/A3")  # matgl's default is GPa; ASE wants eV/A^3
