@@ -37,8 +37,10 @@ from softening_lib import config, datasets  # noqa: E402
 from softening_lib.campaign import CAMPAIGN_DFT, atomic_write_bytes, atomic_write_json  # noqa: E402
 
 OUT = ROOT / "data" / "reference" / "gpaw_validation"
-# cheapest first (64-atom supercells except where noted); all non-magnetic, no +U
-DEFAULT_MATERIALS = ["mp-149", "mp-1138", "mp-1315", "mp-463", "mp-2605", "mp-1265", "mp-1784"]
+# cheapest first; all non-magnetic, no +U: the 20-atom chlorate/bromate cells (P2_13, 1x1x1
+# supercells), then the 64-atom rock-salt / diamond cells the first checks used
+DEFAULT_MATERIALS = ["mp-23330", "mp-23339", "mp-149", "mp-1138", "mp-561286", "mp-1265",
+                     "mp-1315", "mp-463", "mp-2605", "mp-1784"]
 DATASET = "phonondb-pbesol"
 
 

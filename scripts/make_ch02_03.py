@@ -19,13 +19,17 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from nbtools import code, md, params, write  # noqa: E402
 
 DEFAULT_MODELS = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe"]
 
 
-def precompute(models, variants, tasks):
+def precompute(models, variants, tasks, relaxed_systems="all"):
     """Model energies for every case; relaxations in two phases: EMT-metal systems first (what
-    the demo figure needs while the GPAW reference is pending), then everything else."""
+    the demo figure needs while the GPAW reference is pending), then everything else
+    (``relaxed_systems="emt"`` stops after the first phase)."""
     from softening_lib import models as registry
     from softening_lib.tasks import defects as D
     from softening_lib.tasks import surfaces as S
@@ -39,6 +43,8 @@ def precompute(models, variants, tasks):
         phases = [(s_cases, d_cases)] if variant == "static" else [
             ([c for c in s_cases if c.system in S.EMT_SYSTEMS], [c for c in d_cases if c.system in D.EMT_SYSTEMS]),
             (s_cases, d_cases)]
+        if relaxed_systems == "emt":
+            phases = phases[:1]
         for sc, dc in phases:  # surfaces (cheap) of every model before the defects
             if "surfaces" in tasks:
                 for model in ok:
@@ -76,9 +82,6 @@ min_distance = 7.0   # A between periodic images of a defect
 
 
 def nb02():
-    import nbformat as nbf
-
-    md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
     cells = [
         md("""# Surface energies (Fig. 2a)
 
@@ -109,7 +112,7 @@ it exists and says how much is missing. The public VASP surface energies of elem
 `datasets.load("mp-surfaces-tran2016")` where the internet is (Dryad file or MP API with `MP_API_KEY`);
 they are relaxed VASP numbers on MP's own slabs, a useful cross-check but not the same slabs as ours.
 M3GNet here is matgl's PyTorch re-training, not the paper's TensorFlow model."""),
-        code(PARAMS_02, metadata={"tags": ["parameters"]}),
+        params(PARAMS_02),
         code('''from softening_lib import book, plots
 from softening_lib.tasks import surfaces
 ctx = book.setup_chapter("02", models=models, preset=preset)
@@ -133,7 +136,6 @@ reference = {v: surfaces.load_reference(v) for v in surfaces.VARIANTS}
 reference = {v: r[r["id"].isin([c.id for c in cases])] for v, r in reference.items()}
 ctx.glue("ref_static_done", len(reference["static"]))
 ctx.glue("ref_relaxed_done", len(reference["relaxed"]))
-n_ref = len(reference["static"]) + len(reference["relaxed"])
 print(f"GPAW-PBE reference: {len(reference['static'])} static and {len(reference['relaxed'])} relaxed "
       f"surface energies of {len(cases)} planned")'''),
         md("""The GPAW reference holds {glue:text}`ref_static_done` static and {glue:text}`ref_relaxed_done`
@@ -145,32 +147,19 @@ EMT is *not* DFT: the demo only shows what the figure will look like, not the so
         code('''# statics are cheap and computed when missing; relaxations are read from the cache in the
 # "default" build (scripts/make_ch02_03.py precompute fills it) and computed only with "full"
 variants = ctx.pick(["static"], surfaces.VARIANTS, surfaces.VARIANTS)
-tables = {}
-for model in ctx.models:
-    tables[model] = {v: surfaces.compute(cases, model, variant=v, progress=True,
-                                         compute_missing=(v == "static" or preset == "full"))
-                     for v in variants}
-    for v in variants:
-        print(f"{model} {v}: {len(tables[model][v])} of {len(cases)} surfaces available")
-demo = n_ref == 0
-if demo:
-    emt_cases = [c for c in cases if c.system in surfaces.EMT_SYSTEMS]
-    # EMT values are cached like any model's (ResultStore "surfaces", model "emt")
-    reference = {v: surfaces.compute(emt_cases, "emt", variant=v, progress=False) for v in variants}
-    ref_label = "EMT (demo stand-in, NOT DFT)"
-else:
-    ref_label = "GPAW-PBE"'''),
+tables = surfaces.model_tables(surfaces.compute, cases, ctx.models, variants,
+                               compute_relaxed=(preset == "full"), what="surfaces")
+# no GPAW surface yet: ASE's EMT on the EMT metals stands in, labelled as a demo (cached as model "emt")
+reference, ref_label, demo = surfaces.reference_or_demo(surfaces.compute, cases, reference, variants,
+                                                         surfaces.EMT_SYSTEMS)'''),
         md("## Fig. 2a: model against reference"),
-        code('''fig, summary = surfaces.parity_figure(reference, tables, ref_label=ref_label,
-                                     watermark="DEMO: EMT, not DFT" if demo else None)
-note = ("DEMO: EMT stands in for the pending GPAW reference; no softening conclusion can be drawn."
-        if demo else f"{len(reference['static'])} static / {len(reference.get('relaxed', []))} relaxed GPAW surfaces.")
+        code('''fig, summary, note, flagged = surfaces.parity_report(surfaces.parity_figure, reference, tables, ref_label, demo,
+                                                    what="surfaces")
 ctx.figure(fig, "fig2a", caption=plots.caption(
     what="Surface energies, model vs reference, static (bulk-terminated, same geometry) and relaxed "
          "(fmax 0.05 eV/Å, fixed cell); MAE and share of under-predicted surfaces in each panel.",
     data=f"{ref_label}; slabs from pymatgen SlabGenerator on MP PBE lattices", models=ctx.models, note=note))
 display(summary)
-flagged = surfaces.unconverged(tables, reference)
 print(f"{len(flagged)} relaxations did not reach fmax 0.05 eV/Å and are left out of the statistics")
 display(flagged)
 for _, row in summary.iterrows():
@@ -210,9 +199,6 @@ paper'''),
 
 
 def nb03():
-    import nbformat as nbf
-
-    md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
     cells = [
         md("""# Point defects (Fig. 2b)
 
@@ -231,7 +217,7 @@ whatever part of the queue is finished. Lattices are fixed (MP PBE for elements,
 the intermetallics, shared by every method), supercells keep periodic images at least `min_distance`
 apart, and NaAg4 is not included (no structure offline). AlNi contains Ni, which the GPAW labeller
 treats spin-paired: B2 NiAl is non-magnetic, so it is labelled with `force=True` and marked so."""),
-        code(PARAMS_03, metadata={"tags": ["parameters"]}),
+        params(PARAMS_03),
         code('''from softening_lib import book, plots
 from softening_lib.tasks import defects, surfaces
 ctx = book.setup_chapter("03", models=models, preset=preset, min_distance=(min_distance, (int, float)))
@@ -265,38 +251,26 @@ ctx.glue("conv_spread", float(conv["e_f"].max() - conv["e_f"].min()))'''),
         md("## Reference and models"),
         code('''reference = {v: defects.load_reference(v) for v in defects.VARIANTS}
 reference = {v: r[r["id"].isin([c.id for c in cases])] for v, r in reference.items()}
-n_ref = sum(len(r) for r in reference.values())
 ctx.glue("dref_static_done", len(reference["static"]))
 ctx.glue("dref_relaxed_done", len(reference["relaxed"]))
 variants = ctx.pick(["static"], defects.VARIANTS, defects.VARIANTS)
 # statics computed when missing; relaxations from the cache unless preset == "full"
-tables = {m: {v: defects.compute(cases, m, variant=v, compute_missing=(v == "static" or preset == "full"))
-              for v in variants} for m in ctx.models}
-for m in ctx.models:
-    for v in variants:
-        print(f"{m} {v}: {len(tables[m][v])} of {len(cases)} defects available")
-demo = n_ref == 0
-if demo:
-    emt_cases = [c for c in cases if c.system in defects.EMT_SYSTEMS]
-    reference = {v: defects.compute(emt_cases, "emt", variant=v, progress=False) for v in variants}
-    ref_label = "EMT (demo stand-in, NOT DFT)"
-else:
-    ref_label = "GPAW-PBE"'''),
+tables = surfaces.model_tables(defects.compute, cases, ctx.models, variants,
+                               compute_relaxed=(preset == "full"), what="defects")
+reference, ref_label, demo = surfaces.reference_or_demo(defects.compute, cases, reference, variants,
+                                                         defects.EMT_SYSTEMS)'''),
         md("""The GPAW reference holds {glue:text}`dref_static_done` static and {glue:text}`dref_relaxed_done`
 relaxed defect energies. If it holds none, ASE's EMT stands in on the EMT metals to show the figure's
 machinery: **EMT is not DFT** and says nothing about softening."""),
         md("## Fig. 2b: model against reference"),
-        code('''fig, summary = defects.parity_figure(reference, tables, ref_label=ref_label,
-                                    watermark="DEMO: EMT, not DFT" if demo else None)
-note = ("DEMO: EMT stands in for the pending GPAW reference; no softening conclusion can be drawn."
-        if demo else f"{len(reference['static'])} static / {len(reference.get('relaxed', []))} relaxed GPAW defects.")
+        code('''fig, summary, note, flagged = surfaces.parity_report(defects.parity_figure, reference, tables, ref_label, demo,
+                                                    what="defects")
 ctx.figure(fig, "fig2b", caption=plots.caption(
     what="Point-defect energies (vacancies, antisites, interstitials), model vs reference, static "
          "(unrelaxed, same geometry) and relaxed (fmax 0.05 eV/Å, fixed cell); MAE and share under-predicted.",
     data=f"{ref_label}; supercells >= {min_distance} Å between images", models=ctx.models, note=note))
 display(summary)
 display(defects.summary_by_kind(reference, tables))  # static interstitials sit far above the rest
-flagged = surfaces.unconverged(tables, reference)
 print(f"{len(flagged)} relaxations did not reach fmax 0.05 eV/Å and are left out of the statistics")
 display(flagged)'''),
         md("## Paper vs this book"),
@@ -326,16 +300,8 @@ display(flagged)'''),
 
 
 def write_notebooks():
-    import nbformat as nbf
-
     for name, cells in (("02_surfaces", nb02()), ("03_defects", nb03())):
-        nb = nbf.v4.new_notebook()
-        nb.cells = cells
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nb.metadata["language_info"] = {"name": "python"}
-        path = REPO / "chapters" / f"{name}.ipynb"
-        nbf.write(nb, path)
-        print("wrote", path)
+        print("wrote", write(REPO / "chapters" / f"{name}.ipynb", cells))
 
 
 def main(argv=None):
@@ -346,11 +312,13 @@ def main(argv=None):
     pc.add_argument("--models", default=",".join(DEFAULT_MODELS))
     pc.add_argument("--variants", default="static,relaxed")
     pc.add_argument("--tasks", default="surfaces,defects")
+    pc.add_argument("--relaxed-systems", choices=("all", "emt"), default="all",
+                    help="relax every system, or only the EMT metals (the demo figure's cases)")
     args = p.parse_args(argv)
     if args.cmd == "notebooks":
         write_notebooks()
     else:
-        precompute(args.models.split(","), args.variants.split(","), args.tasks.split(","))
+        precompute(args.models.split(","), args.variants.split(","), args.tasks.split(","), args.relaxed_systems)
     return 0
 
 

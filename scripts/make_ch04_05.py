@@ -20,6 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from nbtools import code, md, params, write  # noqa: E402
 
 DEFAULT = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe"]
 STAGES = ["ss-static", "mig-static", "ss-relaxed", "mig-relaxed"]
@@ -81,28 +84,9 @@ interpolation = "linear"  # or "idpp"
 constraint = "fixed"  # or "hyperplane\""""
 
 
-def _md(text: str):
-    import nbformat
-
-    return nbformat.v4.new_markdown_cell(text.strip("\n"))
-
-
-def _code(text: str, tags=None):
-    import nbformat
-
-    cell = nbformat.v4.new_code_cell(text.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    return cell
-
-
-def notebook_04():
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        _md("""
+def notebook_04() -> list:
+    return [
+        md("""
 # 4. Solid-solution energetics: Ca$_x$Mg$_{2-x}$O$_2$
 
 MgO and CaO share the rocksalt structure but their lattice constants differ by 13 %, so
@@ -130,8 +114,8 @@ cannot be accommodated locally, so static mixing energies are several times the 
 ones and the "critical temperatures" fitted to them are not physical. The static panel is
 a *PES probe* (same structures for every method); the relaxed panel is the physics.
 """),
-        _code(PARAMS_04, tags=["parameters"]),
-        _code("""
+        params(PARAMS_04),
+        code("""
 from softening_lib import book, plots
 from softening_lib.tasks import solid_solution as ss
 
@@ -139,7 +123,7 @@ ctx = book.setup_chapter("04", models=models, preset=preset,
                          max_per_composition_16=(max_per_composition_16, int), seed=(seed, int))
 ctx.show_models();
 """),
-        _md("""
+        md("""
 ## The orderings
 
 Symmetry-distinct arrangements of Ca on the cation sites: the space-group operations of the
@@ -147,7 +131,7 @@ supercell (spglib) act as permutations of the sites; each ordering keeps the siz
 orbit (*multiplicity*), which sums to the binomial coefficient $\\binom{N}{k}$ at each
 composition.
 """),
-        _code("""
+        code("""
 import pandas as pd
 if ctx.preset == "smoke":
     orderings = [o for o in ss.enumerate_orderings("conv112", seed=seed) if o.n_solute in (0, 2, 4, 8)]
@@ -158,7 +142,7 @@ table = counts.groupby(["supercell", "Ca"]).size().unstack(0).fillna(0).astype(i
 ctx.glue("n_orderings", len(orderings))
 table.T
 """),
-        _md("""
+        md("""
 ## Reference status
 
 The GPAW queue (`scripts/gpaw_solid_solution_migration.py`) writes one JSON per ordering
@@ -166,7 +150,7 @@ under `data/reference/solid_solution_gpaw/`. The figure below shows whatever exi
 the queue has run, the model curves are shown alone with a note saying how many reference
 calculations are done.
 """),
-        _code("""
+        code("""
 reference = ss.load_reference()
 status = ss.reference_status(orderings, mode="static")
 ctx.glue("ref_done", status["done"]); ctx.glue("ref_wanted", status["wanted"])
@@ -174,13 +158,13 @@ ref_note = ("" if status["done"] == status["wanted"] else
             f"GPAW reference pending: {status['done']}/{status['wanted']} orderings done")
 print(ref_note or "GPAW reference complete for these orderings")
 """),
-        _md("""
+        md("""
 ## Fig. 2c, common geometry (static)
 
 Energies of the ideal Vegard-law structures: the comparison with the reference that needs no
 relaxation. The dashed lines are the regular-solution fits $\\Omega f(1-f)$.
 """),
-        _code("""
+        code("""
 static = {m: ss.score(orderings, m, mode="static", compute=True, progress=False) for m in ctx.models}
 fig = ss.figure_2c(static, mode="static", reference=reference, reference_note=ref_note)
 ctx.figure(fig, "fig2c_static", caption=plots.caption(
@@ -189,7 +173,7 @@ ctx.figure(fig, "fig2c_static", caption=plots.caption(
     data="orderings enumerated here; reference GPAW-PBE 800 eV computed by this project "
          f"({status['done']}/{status['wanted']} done)", models=ctx.models))
 """),
-        _md("""
+        md("""
 ## Fig. 2c, relaxed (the paper's protocol)
 
 Cell and positions relaxed with each model (fmax 0.05 eV/Å). In the default preset these
@@ -197,7 +181,7 @@ are read from the result store (`data/results/solid_solution/`); models or order
 computed there are listed and skipped (run the `full` preset, or
 `scripts/make_ch04_05.py precompute`, to fill them).
 """),
-        _code("""
+        code("""
 relaxed_orderings = orderings
 relaxed = {m: ss.score(relaxed_orderings, m, mode="relaxed", compute=(ctx.preset == "full"),
                        progress=False) for m in ctx.models}
@@ -210,8 +194,11 @@ ctx.figure(fig, "fig2c", caption=plots.caption(
     what="Mixing energy per cation of relaxed Ca/Mg orderings (cell + positions, fmax 0.05 eV/Å) vs Ca "
          "fraction, one point per ordering; dashed: regular-solution fits.",
     data=f"orderings enumerated here; relaxed orderings per model: {have}", models=ctx.models))
+flagged = ss.unconverged(relaxed)  # drawn as crosses, left out of the fits below
+print(f"{len(flagged)} relaxations did not reach fmax 0.05 eV/Å")
+flagged
 """),
-        _md("""
+        md("""
 ## Beyond the paper: the miscibility gap
 
 A regular solution has $\\Delta H_\\mathrm{mix} = \\Omega f(1-f)$ per cation site, and its
@@ -221,7 +208,7 @@ every ordering is enumerated). A softened model gives a smaller $\\Omega$ and he
 lower critical temperature: the error in meV per cation becomes an error of hundreds of
 kelvin in a phase diagram.
 """),
-        _code("""
+        code("""
 import numpy as np
 fits = ss.fit_table({**static, **({ss.REFERENCE_LABEL: reference} if len(reference) else {})})
 fits_relaxed = ss.fit_table(relaxed)
@@ -231,7 +218,7 @@ if len(fits_all):
         ctx.glue(f"tc_{r['model']}_{r['mode']}".replace("-", "_").replace(".", "_"), float(r["Tc_K"]))
 fits_all.round({"omega_eV": 4, "Tc_K": 0, "mean_e_mix_meV": 1})
 """),
-        _md("""
+        md("""
 ## Paper vs this book
 
 | quantity | paper (VASP-PBE reference) | this book |
@@ -243,7 +230,7 @@ fits_all.round({"omega_eV": 4, "Tc_K": 0, "mean_e_mix_meV": 1})
 
 We used {glue:text}`n_orderings` orderings in this run.
 """),
-        _md("""
+        md("""
 ## Exercises
 
 1. Why must the end members MgO and CaO be computed in the same supercell and with the same
@@ -277,18 +264,13 @@ to the total. An operation that mapped a cation site onto an anion site would no
 permutation of the mixing sites; `site_permutations` refuses it with an error.
 ```
 """),
-        _code("ctx.finish();"),
+        code("ctx.finish();"),
     ]
-    return nb
 
 
-def notebook_05():
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        _md("""
+def notebook_05() -> list:
+    return [
+        md("""
 # 5. Ion migration barriers (ApproxNEB)
 
 How fast an ion moves through a solid is set, exponentially, by its migration barrier.
@@ -318,8 +300,8 @@ fixed approximate PBE lattice, and a GPAW-PBE reference computed by this project
 as full ApproxNEB when the queue reaches it. These are Mg *and* Li hops in 21-30-atom cells,
 not the paper's 470 Mg paths.
 """),
-        _code(PARAMS_05, tags=["parameters"]),
-        _code("""
+        params(PARAMS_05),
+        code("""
 from softening_lib import book, plots
 from softening_lib.tasks import migration as mig
 
@@ -327,7 +309,7 @@ ctx = book.setup_chapter("05", models=models, preset=preset, profile_path=(profi
                          interpolation=(interpolation, str), constraint=(constraint, str))
 ctx.show_models();
 """),
-        _code("""
+        code("""
 import pandas as pd
 paths = ctx.pick([p for p in mig.PATHS if p.id == profile_path], mig.PATHS, mig.PATHS)
 pd.DataFrame([{"path": p.id, "host": p.host, "moving ion": mig.HOSTS[p.host].cation,
@@ -335,14 +317,14 @@ pd.DataFrame([{"path": p.id, "host": p.host, "moving ion": mig.HOSTS[p.host].cat
                "hop (Å)": round(mig.build_path(p)["hop_distance"], 3), "images": p.n_images}
               for p in paths])
 """),
-        _md("""
+        md("""
 ## Reference status
 
 `scripts/gpaw_solid_solution_migration.py` writes one JSON per GPAW image under
 `data/reference/migration_gpaw/<path>/<mode>/`. Paths with every image done are used; the
 others are counted as pending.
 """),
-        _code("""
+        code("""
 reference = mig.load_reference()
 pending = reference.attrs.get("pending", {})
 n_ref = int(len(reference))
@@ -351,10 +333,10 @@ ref_note = "" if n_ref >= len(paths) else (
     f"GPAW reference pending: {n_ref} path-modes complete, {len(pending)} partial, of {len(paths)} paths x 2 modes")
 print(ref_note or "reference complete", pending)
 """),
-        _md("""
+        md("""
 ## Fig. 3a: the energy profile along one path
 """),
-        _code("""
+        code("""
 static = {m: mig.score(paths, m, mode="static", interpolation=interpolation, constraint=constraint,
                        progress=False) for m in ctx.models}
 relaxed = {m: mig.score(paths, m, mode="relaxed", interpolation=interpolation, constraint=constraint,
@@ -372,13 +354,13 @@ ctx.figure(fig, "fig3a", caption=plots.caption(
          "(images relaxed, ion + one far host atom fixed, lattice fixed), right: unrelaxed straight-line path.",
     data="paths built here; reference GPAW-PBE by this project where computed", models=ctx.models))
 """),
-        _md("""
+        md("""
 ## Fig. 3b and SI Fig. 1: barrier differences and parity
 
 Model minus reference barriers (histogram) and the parity plot, in the mode for which a
 reference exists (static until the GPAW ApproxNEB runs are done).
 """),
-        _code("""
+        code("""
 ref_mode = "relaxed" if len(reference) and (reference["mode"] == "relaxed").any() else "static"
 tables = relaxed if ref_mode == "relaxed" else static
 fig = mig.figure_3b_si1(tables, reference, mode=ref_mode, reference_note=ref_note)
@@ -391,14 +373,17 @@ if len(pairs):
     for m, r in mae.iterrows():
         ctx.glue(f"mae_{m}".replace("-", "_").replace(".", "_"), float(r["abs_diff"]))
     display(mae.rename(columns={"diff": "mean signed error (eV)", "abs_diff": "MAE (eV)"}).round(3))
+# paths whose model or reference relaxation did not reach fmax are left out of the comparison, and listed
+print(f"{len(pairs.attrs.get('unconverged', []))} model-reference pairs left out (relaxation not converged)")
+pd.DataFrame(pairs.attrs.get("unconverged", []))
 """),
-        _md("""
+        md("""
 ## All barriers and flags
 
 End points that are not minima and image relaxations that did not converge are flagged
 (with the final fmax), never silently dropped.
 """),
-        _code("""
+        code("""
 rows = []
 for name, tabs in (("static", static), ("relaxed", relaxed)):
     for m, t in tabs.items():
@@ -408,10 +393,10 @@ for name, tabs in (("static", static), ("relaxed", relaxed)):
 summary = pd.DataFrame(rows)
 summary.pivot_table(index="path", columns=["mode", "model"], values="E_KRA (eV)") if len(summary) else summary
 """),
-        _code("""
+        code("""
 summary[summary["flags"] != ""] if len(summary) else summary
 """),
-        _md("""
+        md("""
 ## The public data (with the internet)
 
 ```python
@@ -432,7 +417,7 @@ table = mig.score_public_paths(hops, "chgnet-0.3.0")  # model energies on the DF
 | sign of error | mostly under-predicted | histogram above |
 | images | 5 intermediate | 5 intermediate |
 """),
-        _md("""
+        md("""
 ## Exercises
 
 1. For a hop with end-image energies $E_0 = 0$ and $E_N = 0.2$ eV and a highest image at
@@ -464,20 +449,13 @@ below the fixed-ion one; for straight hops through a symmetric window the two ag
 IDPP mostly changes the start of the relaxation, not its end point, for such short hops.
 ```
 """),
-        _code("ctx.finish();"),
+        code("ctx.finish();"),
     ]
-    return nb
 
 
 def write_notebooks() -> None:
-    import nbformat
-
-    for name, nb in (("04_solid_solution.ipynb", notebook_04()), ("05_ion_migration.ipynb", notebook_05())):
-        path = ROOT / "chapters" / name
-        path.parent.mkdir(exist_ok=True)
-        nbformat.validate(nb)
-        nbformat.write(nb, str(path))
-        print("wrote", path)
+    for name, cells in (("04_solid_solution.ipynb", notebook_04()), ("05_ion_migration.ipynb", notebook_05())):
+        print("wrote", write(ROOT / "chapters" / name, cells))
 
 
 def main(argv=None) -> None:

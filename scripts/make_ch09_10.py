@@ -297,39 +297,39 @@ CHGNet {cite}`deng2023chgnet` and MACE-MP-0 {cite}`batatia2023foundation`) sampl
 structures. Their SI Figs. 6-7 add two more MP-trained models (a larger CHGNet and an M3GNet
 trained with DIRECT sampling): both soften less. The MatPES data set (2025) was built to fix
 exactly this, by sampling the PES with MD; matgl ships M3GNet and TensorNet trained on it.
+SevenNet-0 (Park *et al.*, J. Chem. Theory Comput. 20, 4857 (2024)), an equivariant
+NequIP-type model trained on MPtrj like CHGNet, adds a second, twice larger MPtrj model.
 
-This chapter puts every model that runs here on the same frames and asks: how does the
+This chapter puts every model that runs here on **chapter 7's frames** and asks: how does the
 **softening scale** $s$ (chapter 7; $s$ = slope through the origin of model vs DFT force
 components, one value per material) depend on the model's **size** (parameters, counted from
-the loaded weights) and its **training set** (MPF vs MPtrj vs MatPES)?
+the loaded weights) and its **training set** (MPF vs MPtrj vs MatPES)? The numbers are chapter
+7's records (the same frames, the same cache): the two chapters cannot disagree.
 
 **Where our data differ from the paper's.**
-* Frames: the VASP-**PBE** displaced supercells of the JaGeo MACE-MP-0b3 phonon benchmark
-  (`jageo-pbe-68`, atomate2 force sets), exactly as chapter 7 reads them: the cheapest
-  materials (atoms x displacements) first, because every model evaluates every frame on two
-  shared CPU cores, and each model's residual force on the undisplaced supercell subtracted
-  (at the DFT geometry a model has its own small residual forces, which would otherwise swamp
-  these 0.01 Å displacement forces). These are near-equilibrium displacements (about 0.01 Å), not the paper's 1000 K
-  frames: $s$ here measures the curvature of the PES at its minimum (as the phonons of
-  chapter 6 do). The GPAW-labelled high-energy frames (`wbm-he-gpaw`) are added automatically
-  when they exist.
+* Frames: chapter 7's sets. The **GPAW-PBE relabelled WBM high-energy states** (`wbm-he-gpaw`;
+  the paper's sampling protocol, as far as this project's labelling campaign has progressed:
+  the number of compounds is printed below and is still small), and the **near-equilibrium
+  contrast** sets: PhononDB VASP-PBEsol and JaGeo VASP-PBE displaced supercells (0.01 Å
+  one-atom displacements, each model's residual force on the undisplaced supercell subtracted,
+  exactly as in chapter 7). On the phonon sets $s$ measures the curvature of the PES at its
+  minimum (chapter 6's question), not the high-energy softening of the paper's Fig. 5.
 * The larger CHGNet and the DIRECT M3GNet of SI Figs. 6-7 are not distributed with matgl and
-  are not on this machine; MACE-MP-0 weights are not either (shown as skipped, with the reason).
-  SevenNet-0 (Park *et al.*, J. Chem. Theory Comput. 20, 4857 (2024); weights inside the `sevenn` wheel) appears when its
-  predictions are in the cache (see the model card).
-* M3GNet is matgl's PyTorch re-training on MPF, not the paper's TensorFlow weights.
+  are not on this machine; the MACE-MP-0 weights are not either (shown as skipped, with the reason).
+* M3GNet is matgl's PyTorch re-training on MPF, not the paper's TensorFlow weights (run with
+  this book's fix of a matgl 4.x message-direction bug, `softening_lib.matgl_fix`).
 """),
     params("""
-models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "mace-mp-0-medium",
-          "softening_lib.tasks.model_zoo:sevennet0"]
-preset = "default"
-n_materials = 8         # jageo-pbe-68 materials in chapter 7's order (cheapest first) for the default preset
+models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "sevennet-0",
+          "mace-mp-0-medium"]
+preset = "default"       # chapter 7's material lists: smoke (a few), default, full
+datasets = ["wbm-he-gpaw", "wbm-he-figshare", "phonondb-pbesol", "jageo-pbe-68"]
 """),
     code("""
-from softening_lib import book, datasets, plots
+from softening_lib import book, plots
 from softening_lib.tasks import model_zoo as zoo
 
-ctx = book.setup_chapter("10", models=models, preset=preset, n_materials=(n_materials, int))
+ctx = book.setup_chapter("10", models=models, preset=preset, datasets=(datasets, list))
 ctx.show_models();
 """),
     md("""
@@ -343,101 +343,94 @@ card = zoo.model_card(models, count=ctx.pick(False, True, True))
 card[["model", "display_name", "available", "parameters_counted", "parameters_reported", "training_set", "reason"]]
 """),
     code("""
-dataset = "jageo-pbe-68"
-frames = zoo.phonon_frames(dataset, n=ctx.pick(1, n_materials, None))
-ctx.use_dataset(dataset)
-run_models = ctx.pick([m for m in ctx.models if m.startswith("chgnet")], ctx.models, ctx.models)
-live = ctx.pick(True, False, True)  # default: cached predictions only (a model may cover fewer materials)
-per = zoo.zoo_table(frames, run_models, dataset=dataset, progress=False, compute=live)
-tables = [per]
-try:
-    gpaw = datasets.load("wbm-he-gpaw")
-    ctx.use_dataset("wbm-he-gpaw")
-    tables.append(zoo.zoo_table(gpaw, run_models, dataset="wbm-he-gpaw", progress=False, compute=live))
-except datasets.DatasetError as exc:
-    print("wbm-he-gpaw not used:", str(exc).split(";")[0])
-import pandas as pd
-per_all = pd.concat(tables, ignore_index=True)
-print(f"{per.material_id.nunique()} materials, {sum(not a.info.get('residual_reference') for a in frames)} "
-      f"displaced supercells of {dataset}")
-print("skipped models:", zoo.LAST_SKIPPED or "none", "| bad references:", zoo.BAD_REFERENCES or "none")
+# smoke: CHGNet and any import-path model of yours; default / full: every runnable model
+run_models = ctx.pick([m for m in ctx.models if m.startswith("chgnet") or ":" in m], ctx.models, ctx.models)
+sets = zoo.available_datasets(datasets)
+for d in sets:
+    ctx.use_dataset(d)
+# smoke / full: compute what is missing; default: chapter 7's cached records only
+per = zoo.record_table(run_models, preset=ctx.preset, datasets_=sets, compute_missing=ctx.pick(True, False, True))
+counts = per.groupby("dataset", sort=False).material_id.nunique()
+print("materials per dataset:", counts.to_dict())
+print("not in the table:", zoo.LAST_SKIPPED or "none")
 """),
     md("""
 ## Softening-scale distributions
 
-One point per material; boxes show the quartiles. $s$ < 1: the model's forces are too small.
+One panel per data set, one point per material; boxes show the quartiles. $s$ < 1: the
+model's forces are too small.
 """),
     code("""
-order = [m for m in models if m in set(per_all.model)]
-fig = zoo.fig_distributions(per_all[per_all.dataset == dataset], order=order)
+order = [m for m in models if m in set(per.model)]
+fig = zoo.fig_distributions(per, order=order, datasets_=sets)
 ctx.figure(fig, "zoo_distributions", caption=plots.caption(
     what="Per-material softening scale s (slope through the origin of model vs DFT force components over all "
-         "displaced supercells of a material); boxes: quartiles; dashed: s = 1.",
-    data=f"{dataset} (JaGeo VASP-PBE phonon force sets, doi:10.5281/zenodo.15462975), "
-         f"{per.material_id.nunique()} materials", models=order))
-summ = zoo.summary(per_all, card)
-summ
+         "frames of a material; phonon sets: model residual forces subtracted); boxes: quartiles; dashed: s = 1.",
+    data="; ".join(f"{d} ({counts.get(d, 0)} materials)" for d in sets), models=order))
+summ = zoo.summary(per, card)
+summ[["model", "dataset", "n_materials", "median_s", "q1_s", "q3_s", "frac_softened", "median_mae",
+      "parameters_counted", "training_family"]]
 """),
     code("""
 import re
-# every model the prose names gets a value, once ("nan" when this run has no result for it)
-values = {}
-for name in ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe"]:
-    key = re.sub(r"\W", "_", name)
-    values[f"median_s_{key}"] = float("nan")
-    values[f"frac_soft_{key}"] = float("nan")
-for _, row in summ[summ.dataset == dataset].iterrows():
-    key = re.sub(r"\W", "_", row.model.split(":")[-1])
-    values[f"median_s_{key}"] = float(row.median_s)
-    values[f"frac_soft_{key}"] = float(100 * row.frac_softened)
-for name, value in values.items():
-    ctx.glue(name, value)
-ctx.glue("n_materials", int(per.material_id.nunique()))
-common = zoo.common_materials(per)
+def _key(model):
+    return re.sub(r"\\W", "_", model.split(":")[-1])
+# every (model, dataset) the prose names gets a value, once ("nan" when this run has none)
+for d in ["wbm-he-gpaw", "phonondb-pbesol", "jageo-pbe-68"]:
+    ctx.glue(f"n_{_key(d)}", int(counts.get(d, 0)))
+    for name in ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "sevennet-0"]:
+        row = summ[(summ.model == name) & (summ.dataset == d)]
+        ctx.glue(f"s_{_key(d)}_{_key(name)}", float(row.median_s.iloc[0]) if len(row) else float("nan"))
+common = zoo.common_materials(per[per.dataset == "phonondb-pbesol"]) if "phonondb-pbesol" in sets else per.iloc[:0]
 ctx.glue("n_common", int(common.material_id.nunique()))
-zoo.summary(common, card)[["model", "n_materials", "median_s", "q1_s", "q3_s", "frac_softened", "median_mae"]]
+zoo.summary(common, card)[["model", "dataset", "n_materials", "median_s", "q1_s", "q3_s", "frac_softened", "median_mae"]]
 """),
     md(r"""
-On {glue:text}`n_materials` JaGeo materials the median softening scale is
-{glue:text}`median_s_chgnet_0_3_0:.3f` for CHGNet ({glue:text}`frac_soft_chgnet_0_3_0:.0f` %
-of materials softened), {glue:text}`median_s_m3gnet_mp_2021_2_8:.3f` for M3GNet-MP
-({glue:text}`frac_soft_m3gnet_mp_2021_2_8:.0f` %), {glue:text}`median_s_m3gnet_matpes_pbe:.3f`
-for M3GNet-MatPES ({glue:text}`frac_soft_m3gnet_matpes_pbe:.0f` %) and
-{glue:text}`median_s_tensornet_matpes_pbe:.3f` for TensorNet-MatPES
-({glue:text}`frac_soft_tensornet_matpes_pbe:.0f` %). The second table restricts every model
-to the {glue:text}`n_common` materials all of them cover.
+**High-energy states** (`wbm-he-gpaw`, {glue:text}`n_wbm_he_gpaw` compounds so far): median $s$ =
+{glue:text}`s_wbm_he_gpaw_chgnet_0_3_0:.3f` for CHGNet, {glue:text}`s_wbm_he_gpaw_m3gnet_mp_2021_2_8:.3f`
+for M3GNet-MP, {glue:text}`s_wbm_he_gpaw_sevennet_0:.3f` for SevenNet-0,
+{glue:text}`s_wbm_he_gpaw_m3gnet_matpes_pbe:.3f` for M3GNet-MatPES and
+{glue:text}`s_wbm_he_gpaw_tensornet_matpes_pbe:.3f` for TensorNet-MatPES. With this few
+compounds a median is an anecdote, not a distribution: the spread between compounds is as
+large as the differences between models. Read it as a direction to check when the labelling
+campaign has filled the set.
+
+**Near-equilibrium phonon displacements** (PhononDB-PBEsol, {glue:text}`n_phonondb_pbesol`
+materials): median $s$ = {glue:text}`s_phonondb_pbesol_chgnet_0_3_0:.3f` (CHGNet),
+{glue:text}`s_phonondb_pbesol_m3gnet_mp_2021_2_8:.3f` (M3GNet-MP),
+{glue:text}`s_phonondb_pbesol_sevennet_0:.3f` (SevenNet-0),
+{glue:text}`s_phonondb_pbesol_m3gnet_matpes_pbe:.3f` (M3GNet-MatPES),
+{glue:text}`s_phonondb_pbesol_tensornet_matpes_pbe:.3f` (TensorNet-MatPES); the second table
+restricts every model to the {glue:text}`n_common` PhononDB materials all of them cover.
+These are PBEsol forces and every model here is trained on PBE: PBEsol binds more tightly, so
+part of any $s$ < 1 on this set is the functional, not the model (chapter 6).
 """),
     md("""
 ## Size and training set (SI Figs. 6-7 and beyond)
 
-Median $s$ (bars: interquartile range) against the parameter count and grouped by training set.
-Marker shape = training set (square MPF, circle MPtrj, diamond MatPES).
+Median $s$ (bars: interquartile range) against the parameter count (left) and grouped by
+training set (right), one row per data set. Marker shape = training set (square MPF, circle
+MPtrj, diamond MatPES).
 """),
     code("""
-fig = zoo.fig_size_and_training(summ[summ.dataset == dataset])
+fig = zoo.fig_size_and_training(summ, datasets_=sets)
 ctx.figure(fig, "zoo_size_training", caption=plots.caption(
     what="Median per-material softening scale (IQR bars) vs parameter count (left, counted from the loaded "
-         "weights) and by training set (right).",
-    data=f"{dataset}, {per.material_id.nunique()} materials", models=order))
+         "weights) and by training set (right); one row per data set.",
+    data="; ".join(f"{d} ({counts.get(d, 0)} materials)" for d in sets), models=order))
 """),
     md(r"""
-```{warning}
-Check the JaGeo numbers before reading anything into them. The cheapest JaGeo materials hold
-two displaced supercells each with forces of order 10$^{-4}$-10$^{-3}$ eV/Å, and in this build
-their per-material $s$ came out far below 1 or even negative for the MP-trained models, which is
-not plausible for a PES that is merely too flat. Until the JaGeo frames are cross-checked
-(geometry / force ordering of the phonopy.yaml force sets, and the residual-force subtraction on
-such tiny forces), trust the GPAW high-energy frames (`wbm-he-gpaw`) in the summary table more.
-```
-
-**Reading it.** Within one training set, a larger model is not automatically stiffer: the
-parameter count is confounded with architecture and training protocol, and with four to six
-models a trend in size cannot be separated from a trend in data. The training set is the
-stronger lever: the MatPES models, trained on MD-sampled, off-equilibrium structures, sit
-closest to $s$ = 1 on these PBE frames, as the paper's argument predicts. Two caveats keep this
-from being a verdict: these frames probe the PES *at its minimum* (chapter 6's question, not
-chapter 7's), and MatPES uses PBE settings that differ slightly from the MP ones of the
-references (no +U here, so the difference is small).
+**Reading it.** A larger model is not automatically stiffer: the parameter count is confounded
+with architecture and training protocol, and with five models a trend in size cannot be
+separated from a trend in data. Compare like with like: CHGNet and SevenNet-0 share their
+training set (MPtrj) and differ in size and architecture; M3GNet-MP and M3GNet-MatPES share
+their architecture and differ in training set. The paper's argument predicts that the
+MatPES models, trained on MD-sampled, off-equilibrium structures, sit closest to $s$ = 1 on
+*high-energy* frames; on near-equilibrium phonon displacements the question is the PES
+curvature at the minimum, where MP relaxation data are not short of samples. Two caveats keep
+this from being a verdict: the high-energy set is still a handful of compounds, and MatPES uses
+PBE settings that differ slightly from the MP ones of the references (no +U here, so the
+difference is small).
 
 ## Paper vs this book
 """),
@@ -445,26 +438,33 @@ references (no +U here, so the difference is small).
 import pandas as pd
 paper = pd.DataFrame([
     {"quantity": "CHGNet s on mp-973966 AIMD (Fig. 5a)", "paper": 0.859, "book": None},
-    {"quantity": "fraction of WBM compounds with s < 1, all three models (Fig. 5b)", "paper": "> 90 %", "book": None},
+    {"quantity": "fraction of WBM compounds with s < 1 (Fig. 5b)", "paper": "> 90 %", "book": None},
     {"quantity": "larger CHGNet / DIRECT M3GNet soften less (SI Figs. 6-7)", "paper": "yes", "book": "not available offline"},
 ])
-chg = summ[(summ.model == "chgnet-0.3.0") & (summ.dataset == dataset)]
+he_rows = summ[summ.dataset == "wbm-he-gpaw"]
+chg = he_rows[he_rows.model == "chgnet-0.3.0"]
 if len(chg):
-    paper.loc[0, "book"] = f"median {float(chg.median_s.iloc[0]):.3f} over {int(chg.n_materials.iloc[0])} JaGeo materials"
-    paper.loc[1, "book"] = "; ".join(f"{zoo.zoo_label(r.model)}: {100 * r.frac_softened:.0f} %"
-                                     for r in summ[summ.dataset == dataset].itertuples())
+    paper.loc[0, "book"] = f"median {float(chg.median_s.iloc[0]):.3f} over {int(chg.n_materials.iloc[0])} GPAW WBM compounds"
+if len(he_rows):
+    paper.loc[1, "book"] = "; ".join(f"{zoo.zoo_label(r.model)}: {100 * r.frac_softened:.0f} % of {r.n_materials}"
+                                     for r in he_rows.itertuples())
 paper
 """),
     md(r"""
 ## Adding a model
 
 Any ASE calculator joins the zoo through an import path: put a factory in a module
-(`def my_model(): return MyCalculator(...)`) and add `"mypkg.mymodule:my_model"` to `models`.
-The table, the parameter count (found on the calculator's `model`, `potential` or `models`
-attribute) and the figures follow. SevenNet-0 is wired this way
-(`softening_lib.tasks.model_zoo:sevennet0`): the current `sevenn` wheel pins `e3nn >= 0.5`,
-which conflicts with mace-torch's `e3nn == 0.4.4`; `sevenn==0.10.4` has no pin and runs with
-`e3nn` 0.4.4 (checked in a side environment that layered it over this one).
+(`def my_model(): return MyCalculator(...)`) and add `"mypkg.mymodule:my_model"` to `models`;
+`python -m softening_lib.tasks.model_zoo --models mypkg.mymodule:my_model` fills chapter 7's
+records for it. The table, the parameter count (found on the calculator's `model`, `potential`
+or `models` attribute) and the figures follow. SevenNet-0 was added this way and then given a
+registry entry (`sevennet-0`, factory `softening_lib.tasks.model_zoo:sevennet0`). Its
+installation is the instructive part: the current `sevenn` wheel pins `e3nn >= 0.5`, which
+conflicts with mace-torch's `e3nn == 0.4.4`; `sevenn==0.10.4` has no e3nn pin and runs with
+e3nn 0.4.4, so it is installed beside mace-torch with `pip install --no-deps sevenn==0.10.4`
+plus its remaining dependencies (braceexpand, scikit-learn, threadpoolctl), all pinned in
+`requirements.txt`. Its checkpoint pickles a Python `slice`, which torch >= 2.6 refuses to
+unpickle unless allow-listed; the factory does that.
 
 ## Exercises
 
@@ -480,7 +480,7 @@ which conflicts with mace-torch's `e3nn == 0.4.4`; `sevenn==0.10.4` has no pin a
 2. Forces have no offset: zero DFT force must map to zero model force for a PES that is merely too
    flat; an intercept would soak up net-force artefacts (e.g. residual forces summed over frames)
    and hide the scale.
-3. EMT covers only a few metals (Al, Cu, Ag, Au, Ni, Pd, Pt and H, C, N, O); the JaGeo materials hold
+3. EMT covers only a few metals (Al, Cu, Ag, Au, Ni, Pd, Pt and H, C, N, O); the frames hold
    other elements. The import-path model has no element list, so EMT raises an error on unknown
    elements and the model is reported as skipped with that reason rather than silently dropped.
 ```

@@ -54,6 +54,13 @@ def check_parameters(chapter: str, models: Any, preset: Any, **extra_types: tupl
             )
 
 
+def page_name(chapter: str) -> str:
+    """The page this execution renders: the runner names it in ``SOFTENING_RUN_PAGE`` (e.g.
+    ``05_ion_migration__mypkg-calc-make`` for a run with another model); records and figures
+    are filed under it so that such a run never overwrites the chapter's default page."""
+    return os.environ.get("SOFTENING_RUN_PAGE") or chapter
+
+
 def run_dir() -> Path:
     """Where the runner collects figures and run records (``_build/run`` by default)."""
     path = Path(os.environ.get("SOFTENING_RUN_DIR", config.REPO_ROOT / "_build" / "run"))
@@ -89,10 +96,10 @@ class ChapterContext:
         self.datasets[name] = f"{fp}{' ' + note if note else ''}"
 
     def figure(self, fig, name: str, caption: str, show: bool = True) -> None:
-        """Save ``fig`` as PNG (``_build/run/figures/<chapter>/<name>.png``), show it and its caption."""
+        """Save ``fig`` as PNG (``_build/run/figures/<page>/<name>.png``), show it and its caption."""
         from IPython.display import Image, Markdown, display
 
-        out = run_dir() / "figures" / self.chapter
+        out = run_dir() / "figures" / page_name(self.chapter)
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{name}.png"
         fig.savefig(path)
@@ -135,15 +142,17 @@ class ChapterContext:
         from . import __version__
 
         record = {
-            "chapter": self.chapter, "preset": self.preset, "requested_models": self.requested,
+            "chapter": self.chapter, "page": page_name(self.chapter), "preset": self.preset,
+            "requested_models": self.requested,
             "models": self.models, "skipped": self.skipped, "datasets": self.datasets,
             "figures": self.figures, "notes": self.notes, "glued": self.glued,
             "wall_seconds": round(time.time() - self.started, 1),
             "versions": software_versions(), "softening_lib": __version__,
+            "matgl_fix": matgl_fix_state(),
             "model_specs": {m: _spec_summary(m) for m in self.requested},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        path = run_dir() / "records" / f"{self.chapter}.json"
+        path = run_dir() / "records" / f"{page_name(self.chapter)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         from .cache import atomic_write_text
 
@@ -159,6 +168,22 @@ def _spec_summary(name: str) -> dict:
     return {"display_name": spec.display_name, "version": spec.version,
             "parameters": spec.n_parameters, "training_set": spec.training_set,
             "weights": spec.weights_source, "sha256": spec.sha256, "citation": spec.citation}
+
+
+def matgl_fix_state() -> str:
+    """The state of matgl in this process, for the run record: ``matgl_fix.describe()`` once a
+    matgl model was built (every such path applies the fix), else what was and was not loaded
+    (importing matgl only to describe it would cost every chapter a torch start-up)."""
+    import sys
+
+    if "matgl" not in sys.modules:
+        return "matgl not loaded"
+    from . import matgl_fix
+
+    if getattr(matgl_fix, "_applied", False) or not matgl_fix.is_affected(sys.modules["matgl"].__version__):
+        return matgl_fix.describe()
+    return (f"matgl {sys.modules['matgl'].__version__} imported, no matgl model built (matgl results "
+            "read from the result store carry the model id of the fixed models, '+mfix1')")
 
 
 def software_versions() -> dict[str, str]:

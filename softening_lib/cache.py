@@ -31,10 +31,25 @@ def key_of(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file (0o666 less the umask; 0o644 under umask 022).
+
+    ``tempfile.mkstemp`` creates 0o600, which would leave results readable by their owner only.
+    """
+    try:  # Linux: read the umask without changing it (os.umask is process-wide, not thread-safe)
+        with open("/proc/self/status") as fh:
+            umask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -109,8 +124,11 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
     try:
+        try:
+            os.fchmod(fd, _file_mode())
+        finally:
+            os.close(fd)
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
     except BaseException:

@@ -308,6 +308,31 @@ def _jageo_yaml_members(path: str) -> dict[str, bytes]:
     return out
 
 
+# Upstream ids whose file is a byte copy of another entry's (kept out of the statistics):
+# Materials Project mp-2201 is PbSe (PhononDB lists it so), but its JaGeo phonopy.yaml is
+# byte-identical to mp-9935's (GeSb, same cell, same forces).
+JAGEO_MISLABELLED = {"mp-2201": "mp-2201 is PbSe in the Materials Project"}
+
+
+def jageo_duplicates() -> dict[str, str]:
+    """``{mp_id: reason}`` of JaGeo-68 entries whose phonopy.yaml is an exact copy of
+    another entry's, so one material is not counted twice (one id of each group is kept,
+    preferring ids not in :data:`JAGEO_MISLABELLED`)."""
+    members = _jageo_yaml_members(str(locate("jageo-pbe-68", "dft_pbe_phonopy_yaml.tar.xz")))
+    groups: dict[str, list[str]] = {}
+    for mp_id, data in members.items():
+        groups.setdefault(hashlib.sha256(data).hexdigest(), []).append(mp_id)
+    out = {}
+    for ids in groups.values():
+        if len(ids) < 2:
+            continue
+        ids = sorted(ids, key=lambda m: (m in JAGEO_MISLABELLED, int(m.split("-")[-1])))
+        for dup in ids[1:]:
+            why = f"; {JAGEO_MISLABELLED[dup]}" if dup in JAGEO_MISLABELLED else ""
+            out[dup] = f"phonopy.yaml is an exact copy of {ids[0]}'s (upstream duplicate{why})"
+    return out
+
+
 def read_jageo_pbe_68(subset: Iterable[str] | None = None, **_: Any) -> list[PhononReference]:
     import phonopy
 

@@ -317,6 +317,16 @@ def finetune_chgnet(frames: Sequence[Atoms], settings: FineTuneSettings | None =
 # matgl (M3GNet / TensorNet)
 # --------------------------------------------------------------------------------------
 
+def _matgl_loss(module, loader) -> float:
+    """Mean weighted training loss (matgl's own ``step``: the loss the trainer minimises) over ``loader``."""
+    total, n = 0.0, 0
+    for batch in loader:
+        results, size = module.step(batch)
+        total += float(results["Total_Loss"].detach()) * size
+        n += size
+    return total / max(n, 1)
+
+
 def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
                    settings: FineTuneSettings | None = None, progress: bool = False):
     """Fine-tune a matgl potential with matgl's Lightning training module; (calculator, record)."""
@@ -402,6 +412,8 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
         loss="mse_loss", include_line_graph=include_line_graph)
     best = {"val": float("inf"), "state": None, "epoch": settings.epochs - 1}
     use_last = n_val == 0 or settings.checkpoint == "last"
+    history: list[dict] = []
+    train_loss_before = _matgl_loss(module, train_loader)
 
     class _Best(L.Callback):
         def on_validation_epoch_end(self, trainer, pl_module):
@@ -409,6 +421,13 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
             if val is not None and not use_last and float(val) < best["val"]:
                 best.update(val=float(val), state=copy.deepcopy(potential.model.state_dict()),
                             epoch=trainer.current_epoch)
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            m = trainer.callback_metrics
+            history.append({"epoch": int(trainer.current_epoch),
+                            "train_loss": float(m["train_Total_Loss"]) if "train_Total_Loss" in m else None,
+                            "val_force_mae": float(m["val_Force_MAE"]) if "val_Force_MAE" in m else None,
+                            "lr": float(optimizer.param_groups[0]["lr"])})
 
     L.seed_everything(settings.seed, verbose=False)
     trainer = L.Trainer(max_epochs=settings.epochs, accelerator="cpu", logger=False,
@@ -418,6 +437,7 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     if best["state"] is not None:
         potential.model.load_state_dict(best["state"])
+    train_loss_after = _matgl_loss(module, train_loader)  # the returned weights, same loss as training
     potential.model.eval()
     calc = PESCalculator(potential, stress_unit="eV/A3")
     calc.softening_model = f"{model}:{'scratch' if settings.from_scratch else 'ft'}{len(frames)}-seed{settings.seed}"
@@ -429,6 +449,7 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
         "checkpoint_epoch": best["epoch"], "best_val_force_mae": None if use_last else best["val"],
         "checkpoint_rule": "last epoch" if use_last else "best validation force MAE",
         "energy_shift_per_atom": shift, "include_line_graph": include_line_graph,
+        "train_loss_before": train_loss_before, "train_loss_after": train_loss_after, "history": history,
         "n_parameters": int(sum(p.numel() for p in potential.model.parameters())),
         "wall_seconds": time.perf_counter() - t0,
     }

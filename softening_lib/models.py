@@ -290,6 +290,18 @@ register(ModelSpec(
     matgl_name="TensorNet-MatPES-PBE-v2025.1-PES", mirror_folder="TensorNet-MatPES-PBE-v2025.1-PES",
     sha256="d2dfa51a65d23a47fd935eb0628177d2a1088584562091ef3350ce3a002fce6a",  # state.pt
 ))
+register(ModelSpec(  # factory and availability live in softening_lib.tasks.model_zoo (chapter 10)
+    name="sevennet-0", display_name="SevenNet-0 (11Jul2024)", family="sevenn",
+    version="sevenn 0.10.4 wheel, SevenNet_0__11Jul2024", n_parameters=842_440,  # Matbench Discovery card
+    training_set="MPtrj (1.58 M structures)",
+    citation="Y. Park et al., Scalable parallel algorithm for graph neural network interatomic "
+             "potentials in molecular dynamics simulations, J. Chem. Theory Comput. 20, 4857 (2024)",
+    weights_source="inside the sevenn wheel (sevenn/pretrained_potentials/SevenNet_0__11Jul2024)",
+    sha256="7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f813c36",  # checkpoint_sevennet_0.pth
+    factory=lambda **kw: importlib.import_module("softening_lib.tasks.model_zoo").sevennet0(**kw),
+    availability=lambda: importlib.import_module("softening_lib.tasks.model_zoo").sevennet0_available(),
+    notes="sevenn==0.10.4: newer sevenn pins e3nn>=0.5, which conflicts with mace-torch's e3nn==0.4.4.",
+))
 register(ModelSpec(
     name="emt", display_name="EMT (ASE, debug)", family="ase", version="ase",
     n_parameters=0, training_set="none (analytic effective-medium potential)",

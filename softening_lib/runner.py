@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +35,7 @@ ROOT = config.REPO_ROOT
 BUILD = ROOT / "_build"
 STAGE = BUILD / "src"
 REPORTS = BUILD / "reports"
+STATIC_DIR = "_book_static"  # served as _static in the HTML (see stage_static)
 STATIC_PAGES = ("intro.md", "pitfalls.md", "laptop.md", "references.bib", "logo.png")
 
 
@@ -49,6 +50,7 @@ class ChapterRun:
     output: Path
     parameters: dict
     key: str
+    inputs: dict = field(default_factory=dict)  # what the key is made of (to say what changed)
     status: str = "pending"  # executed | cached | failed
     seconds: float = 0.0
     error: str = ""
@@ -71,8 +73,9 @@ def find_chapter(spec: str) -> Path:
     raise RunnerError(f"no chapter {spec!r}; chapters: {', '.join(p.stem for p in chapters())}")
 
 
-def _tree_digest(paths: Sequence[Path], pattern: str = "*") -> str:
-    h = hashlib.sha256()
+def _file_digests(paths: Sequence[Path], pattern: str = "*") -> dict[str, str]:
+    """{path relative to the repo: sha256} of files and of the files under folders."""
+    out: dict[str, str] = {}
     for root in paths:
         if not root.exists():
             continue
@@ -80,16 +83,96 @@ def _tree_digest(paths: Sequence[Path], pattern: str = "*") -> str:
         for p in files:
             if "__pycache__" in p.parts:
                 continue
-            h.update(str(p.relative_to(ROOT)).encode())
-            h.update(hashlib.sha256(p.read_bytes()).digest() if p.stat().st_size < 5e7 else
-                     str(p.stat().st_size).encode())
-    return h.hexdigest()
+            out[str(p.relative_to(ROOT))] = (hashlib.sha256(p.read_bytes()).hexdigest()
+                                             if p.stat().st_size < 5e7 else f"size {p.stat().st_size}")
+    return out
 
 
-def _versions_digest() -> str:
+def _tree_digest(paths: Sequence[Path], pattern: str = "*") -> str:
+    return hashlib.sha256(json.dumps(_file_digests(paths, pattern), sort_keys=True).encode()).hexdigest()
+
+
+_MODULE_STRING = re.compile(r"\bsoftening_lib(?:\.[A-Za-z_]\w*)+")
+
+
+def _module_file(name: str) -> Path | None:
+    """``softening_lib.tasks.surfaces`` -> its source file, or None if no such module."""
+    parts = name.split(".")
+    if parts[0] != "softening_lib":
+        return None
+    base = ROOT.joinpath(*parts)
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _imported_modules(source: str, module: str | None = None) -> set[str]:
+    """softening_lib modules a piece of code imports: import statements anywhere in it (also
+    inside functions: lazy imports count), relative ones resolved against ``module``, and
+    module names written as strings (``importlib.import_module("softening_lib.tasks.x")``)."""
+    import ast
+
+    # notebook magics and shell escapes are not Python
+    text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    found: set[str] = set()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        tree = None
+    is_pkg = module is not None and (_module_file(module) or Path()).name == "__init__.py"
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if module is None:
+                    continue
+                pkg = module.split(".")
+                pkg = pkg if is_pkg else pkg[:-1]
+                pkg = pkg[: len(pkg) - (node.level - 1)]
+                base = ".".join(pkg + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    for name in _MODULE_STRING.findall(source):
+        parts = name.split(".")
+        while parts and _module_file(".".join(parts)) is None:
+            parts.pop()  # "softening_lib.tasks.migration.fetch" -> the module
+        if parts:
+            found.add(".".join(parts))
+    return {m for m in found if _module_file(m) is not None}
+
+
+def code_closure(notebook: Path) -> list[Path]:
+    """The library source files a chapter can execute: what its code cells import, and what
+    those modules import in turn (with their packages' ``__init__``). The runner, the command
+    line and the what-ran page are not among them unless a chapter imports them, so changing
+    the build machinery, or a task module of another chapter, re-executes nothing here."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    todo = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            todo |= _imported_modules(cell.source)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo |= {".".join(parts[:i]) for i in range(1, len(parts))} - seen  # parent packages
+        todo |= _imported_modules(_module_file(name).read_text(), name) - seen
+    return sorted({_module_file(m) for m in seen})
+
+
+def _versions() -> dict[str, str]:
     from .book import software_versions
 
-    return hashlib.sha256(json.dumps(software_versions(), sort_keys=True).encode()).hexdigest()
+    return software_versions()
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
@@ -131,11 +214,10 @@ def _slug(text: str) -> str:
 def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | None = None,
          preset: str = "default", extra: dict | None = None) -> list[ChapterRun]:
     paths = [find_chapter(c) for c in chapter_specs] if chapter_specs else chapters()
-    code = _tree_digest([ROOT / "softening_lib"], "*.py")
     # inputs only: results under data/results are what the chapters themselves compute and
     # reuse; after a background computation adds results, rerun with --force.
-    data = _tree_digest([ROOT / "data" / "reference", ROOT / "data" / "datasets.yml"])
-    versions = _versions_digest()
+    data = _file_digests([ROOT / "data" / "reference", ROOT / "data" / "datasets.yml"])
+    versions = _versions()
     runs = []
     for nb in paths:
         params: dict[str, Any] = {"preset": preset}
@@ -144,12 +226,33 @@ def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | Non
         params.update(extra or {})
         check_parameter_types(nb, params)
         name = nb.name
-        if models:
-            name = f"{nb.stem}__{_slug('-'.join(models))}.ipynb"
-        key = hashlib.sha256(json.dumps(
-            [hashlib.sha256(nb.read_bytes()).hexdigest(), params, code, data, versions], sort_keys=True, default=str).encode()).hexdigest()[:20]
-        runs.append(ChapterRun(nb.stem, nb, STAGE / "chapters" / name, params, key))
+        if params.get("models"):  # --model or -p models=[...]: a page of its own
+            name = f"{nb.stem}__{_slug('-'.join(params['models']))}.ipynb"
+        inputs = {"notebook": hashlib.sha256(nb.read_bytes()).hexdigest(), "parameters": params,
+                  "code": _file_digests(code_closure(nb)), "data": data, "versions": versions}
+        key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        runs.append(ChapterRun(nb.stem, nb, STAGE / "chapters" / name, params, key, inputs))
     return runs
+
+
+def what_changed(old: dict | None, new: dict) -> str:
+    """Which inputs of a chapter differ from its last execution, in a few words."""
+    if not old:
+        return "not executed before"
+    out = []
+    for part in ("notebook", "parameters", "versions"):
+        if json.dumps(old.get(part), sort_keys=True, default=str) != json.dumps(new.get(part), sort_keys=True, default=str):
+            out.append(part)
+    for part in ("code", "data"):
+        a, b = old.get(part) or {}, new.get(part) or {}
+        files = sorted(f for f in set(a) | set(b) if a.get(f) != b.get(f))
+        if files:
+            out.append(f"{part}: {', '.join(files[:3])}" + (f" (+{len(files) - 3} more)" if len(files) > 3 else ""))
+    return "; ".join(out) or "output missing"
+
+
+def _inputs_path() -> Path:
+    return BUILD / "run_inputs.json"
 
 
 def _keys_path() -> Path:
@@ -168,6 +271,10 @@ def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "pyth
     import papermill as pm
 
     keys = _load_keys()
+    try:
+        last_inputs = json.loads(_inputs_path().read_text())
+    except (OSError, json.JSONDecodeError):
+        last_inputs = {}
     (STAGE / "chapters").mkdir(parents=True, exist_ok=True)
     REPORTS.mkdir(parents=True, exist_ok=True)
     env_run_dir = str(BUILD / "run")
@@ -178,32 +285,40 @@ def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "pyth
             run.status = "cached"
             log(f"[cached]   {run.chapter} ({rel})")
             continue
-        log(f"[execute]  {run.chapter} -> {rel} with {run.parameters}")
+        why = "forced" if force else what_changed(last_inputs.get(rel), run.inputs)
+        log(f"[execute]  {run.chapter} -> {rel} with {run.parameters} (changed: {why})")
         t0 = time.time()
+        os.environ["SOFTENING_RUN_PAGE"] = run.output.stem  # the kernel files its record under it
         try:
             pm.execute_notebook(str(run.source), str(run.output), parameters=run.parameters,
                                 kernel_name=kernel, cwd=str(ROOT / "chapters"), progress_bar=False,
                                 log_output=False, request_save_on_cell_execute=False)
             run.status = "executed"
-            _tidy(run.output)
+            _tidy(run.output, run.parameters.get("models"))
             keys[rel] = run.key
+            last_inputs[rel] = run.inputs
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell
             run.status = "failed"
             run.error = str(exc)
             report = REPORTS / f"{run.output.stem}.failed.ipynb"
-            if run.output.is_file():
-                shutil.copy(run.output, report)
+            if run.output.is_file():  # out of the book: a page with a traceback is no page
+                shutil.move(run.output, report)
             atomic_write_text(REPORTS / f"{run.output.stem}.error.txt", str(exc))
             keys.pop(rel, None)
             log(f"[FAILED]   {run.chapter}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
                 f"\n           executed notebook kept at {report}")
+        finally:
+            os.environ.pop("SOFTENING_RUN_PAGE", None)
         run.seconds = time.time() - t0
         atomic_write_text(_keys_path(), json.dumps(keys, indent=1))
+        atomic_write_text(_inputs_path(), json.dumps(last_inputs, default=str))
     return list(runs)
 
 
-def _tidy(path: Path) -> None:
-    """Hide papermill's injected-parameters cell in the rendered page."""
+def _tidy(path: Path, models: Sequence[str] | None = None) -> None:
+    """Hide papermill's injected-parameters cell in the rendered page; on a page for other
+    models than the chapter's own, name those models in the title (the table of contents
+    would otherwise list two pages of the same name)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -211,7 +326,77 @@ def _tidy(path: Path) -> None:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell.metadata["tags"] = tags + ["remove-cell"]
+    if models:
+        suffix = " -- with " + ", ".join(f"`{m}`" for m in models)
+        for cell in nb.cells:
+            if cell.cell_type != "markdown":
+                continue
+            lines = cell.source.splitlines()
+            for i, line in enumerate(lines):
+                if line.startswith("# ") and not line.endswith(suffix):
+                    lines[i] = line.rstrip() + suffix
+                    cell.source = "\n".join(lines)
+                    break
+            else:
+                continue
+            break
     nbformat.write(nb, path)
+
+
+def _copy_if_changed(src: Path, dst: Path) -> bool:
+    """Copy ``src`` to ``dst`` unless ``dst`` already has the same bytes (keeps its mtime, so
+    Sphinx does not re-read an unchanged page on a warm rebuild)."""
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.read_bytes() == src.read_bytes():
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dst)
+    return True
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.is_file() and path.read_text() == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
+MATHJAX_ENTRY = "tex-mml-chtml.js"  # the combined component Sphinx loads by default (from a CDN)
+
+
+def mathjax_dir() -> Path:
+    """MathJax 3 as shipped by the ``sphinx-mathjax-offline`` wheel (requirements.txt).
+
+    The wheel's folder name has hyphens, so it is found through its distribution, not imported.
+    """
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        path = Path(distribution("sphinx-mathjax-offline").locate_file("sphinx-mathjax-offline/static/mathjax"))
+    except PackageNotFoundError as exc:
+        raise RunnerError("MathJax is served locally from the sphinx-mathjax-offline package: "
+                          "pip install -r requirements.txt") from exc
+    if not (path / MATHJAX_ENTRY).is_file():
+        raise RunnerError(f"no {MATHJAX_ENTRY} in {path}")
+    return path
+
+
+def stage_mathjax(static: Path) -> str:
+    """Copy MathJax's CHTML build (entry script, TeX extensions it autoloads, fonts, menu,
+    accessibility) into ``static/mathjax``; returns the ``mathjax_path`` relative to the HTML's
+    _static (Sphinx loads only that entry script; it fetches the rest on demand)."""
+    src = mathjax_dir()
+    dst = static / "mathjax"
+    keep_top = {MATHJAX_ENTRY}
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if not path.is_file():
+            continue
+        if len(rel.parts) == 1 and rel.name not in keep_top:
+            continue  # the other combined builds (svg, mml-only, full, speech)
+        if rel.parts[0] == "output" and (rel.parts[1:2] == ("svg",) or rel.name == "svg.js"):
+            continue
+        _copy_if_changed(path, dst / rel)
+    return f"mathjax/{MATHJAX_ENTRY}"
 
 
 def stage_static() -> None:
@@ -219,23 +404,32 @@ def stage_static() -> None:
     for name in STATIC_PAGES:
         src = ROOT / name
         if src.is_file():
-            shutil.copy(src, STAGE / name)
+            _copy_if_changed(src, STAGE / name)
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg.setdefault("execute", {})["execute_notebooks"] = "off"
-    # plotly.js from the installed package, served locally (interactive figures offline)
+    # plotly.js from the installed package, served locally (interactive figures offline).
+    # Not in a folder named _static: Jupyter Book adds every .js under a book's _static (and
+    # under every html_static_path, once _static exists) to every page -- that would load all
+    # of MathJax's components as scripts. Sphinx copies STATIC_DIR's content to html/_static.
     import plotly
 
-    static = STAGE / "_static"
+    if (STAGE / "_static").is_dir():
+        shutil.rmtree(STAGE / "_static")  # left by an older runner
+    static = STAGE / STATIC_DIR
     static.mkdir(exist_ok=True)
-    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
+    _copy_if_changed(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
     sphinx_cfg = cfg.setdefault("sphinx", {}).setdefault("config", {})
-    sphinx_cfg["html_static_path"] = ["_static"]
+    sphinx_cfg["html_static_path"] = [STATIC_DIR]
     sphinx_cfg["html_js_files"] = ["plotly.min.js"]
-    atomic_write_text(STAGE / "_config.yml", yaml.safe_dump(cfg, sort_keys=False))
+    # MathJax from a wheel, served locally: offline, math renders instead of showing raw LaTeX
+    sphinx_cfg["mathjax_path"] = stage_mathjax(static)
+    _write_if_changed(STAGE / "_config.yml", yaml.safe_dump(cfg, sort_keys=False))
     # figures referenced from markdown pages
     fig_src = ROOT / "figures"
     if fig_src.is_dir():
-        shutil.copytree(fig_src, STAGE / "figures", dirs_exist_ok=True)
+        for path in fig_src.rglob("*"):
+            if path.is_file():
+                _copy_if_changed(path, STAGE / "figures" / path.relative_to(fig_src))
 
 
 def write_toc() -> Path:
@@ -269,7 +463,7 @@ def write_toc() -> Path:
     else:
         toc["chapters"] = visit(toc.get("chapters", []))
     path = STAGE / "_toc.yml"
-    atomic_write_text(path, yaml.safe_dump(toc, sort_keys=False))
+    _write_if_changed(path, yaml.safe_dump(toc, sort_keys=False))
     return path
 
 
@@ -278,7 +472,7 @@ def build(strict: bool = True, log=print) -> Path:
     from .what_ran import write_page
 
     stage_static()
-    write_page(STAGE / "what_ran_here.md")
+    write_page(STAGE / "what_ran_here.md", pages={p.stem for p in (STAGE / "chapters").glob("*.ipynb")})
     write_toc()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--path-output", str(BUILD / "book")]
     if strict:

@@ -9,13 +9,17 @@ from . import book, config, datasets, models
 from .cache import atomic_write_text
 
 
-def _records() -> list[dict]:
+def _records(pages: set[str] | None = None) -> list[dict]:
+    """Run records, one per executed page; with ``pages``, only those of these pages (the
+    book's staged notebooks: records of pages no longer in the book are left out)."""
     out = []
     for path in sorted((book.run_dir() / "records").glob("*.json")):
         try:
-            out.append(json.loads(path.read_text()))
+            rec = json.loads(path.read_text())
         except json.JSONDecodeError:
             continue
+        if pages is None or rec.get("page") in pages:
+            out.append(rec)
     return out
 
 
@@ -28,7 +32,7 @@ def _md_table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def render() -> str:
+def render(pages: set[str] | None = None) -> str:
     parts = [
         "# What ran here",
         "",
@@ -43,11 +47,13 @@ def render() -> str:
         "## Chapters",
         "",
     ]
-    records = _records()
+    records = _records(pages)
     if not records:
         parts.append("No chapter has been executed in this build.")
     for rec in records:
-        parts.append(f"### Chapter {rec['chapter']} (preset `{rec['preset']}`, "
+        page = rec.get("page") or rec["chapter"]
+        other = f", page `{page}`" if page != rec["chapter"] and "__" in page else ""
+        parts.append(f"### Chapter {rec['chapter']} (preset `{rec['preset']}`{other}, "
                      f"{rec.get('wall_seconds', '?')} s, finished {rec.get('finished', '?')})")
         parts.append("")
         rows = [{"model": m, "status": "ran", "reason": ""} for m in rec.get("models", [])]
@@ -79,10 +85,70 @@ def render() -> str:
     parts += ["", "## Software", ""]
     versions = records[-1]["versions"] if records else book.software_versions()
     parts.append(_md_table([{"package": k, "version": v} for k, v in versions.items()], ["package", "version"]))
+    parts += ["", "### matgl message-direction fix", "",
+              "matgl 4.x evaluates the published M3GNet and TensorNet weights with the receiving atom "
+              "in the wrong slot of two pair features; `softening_lib.matgl_fix` restores the trained "
+              "convention wherever the package loads a matgl model. State of matgl "
+              "(`softening_lib.matgl_fix.describe()`) in each chapter that loaded it:", ""]
+    parts += matgl_fix_lines(records)
     parts.append("")
     return "\n".join(parts)
 
 
-def write_page(path: Path) -> Path:
-    atomic_write_text(Path(path), render())
-    return Path(path)
+def matgl_fix_lines(records: list[dict]) -> list[str]:
+    """One bullet per matgl state seen by the chapters (from their run records), or, when no
+    chapter loaded matgl, ``matgl_fix.describe()`` in the process that writes this page."""
+    from . import matgl_fix
+
+    states: dict[str, list[str]] = {}
+    for rec in records:
+        state = rec.get("matgl_fix")
+        if state and state != "matgl not loaded":
+            states.setdefault(state, []).append(str(rec.get("page") or rec["chapter"]))
+    if states:
+        return [f"- {state}: {', '.join(pages)}" for state, pages in states.items()]
+    return ["- no chapter of this build loaded matgl; in the process that wrote this page: "
+            + matgl_fix.describe()]
+
+
+def page_key(pages: set[str] | None = None) -> str:
+    """What the page depends on, cheaply: the run records, the software versions, the library
+    source it renders from, the dataset manifest, the data mirror (its model folders) and the
+    online switch. Checking models' availability imports torch, chgnet, matgl and MACE (tens of
+    seconds), so :func:`write_page` renders only when this key changed."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for path in sorted((book.run_dir() / "records").glob("*.json")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    h.update(json.dumps([sorted(pages) if pages is not None else None, book.software_versions(),
+                         str(config.data_dir()), config.online(),
+                         os.environ.get("SOFTENING_ONLINE"), os.environ.get("HOME")]).encode())
+    root = config.data_dir()
+    if root is not None and (root / "models").is_dir():
+        h.update(json.dumps(sorted(str(p.relative_to(root)) for p in (root / "models").glob("*/*"))).encode())
+    for cand in models._mace_weight_candidates():
+        h.update(f"{cand}:{cand.is_file()}".encode())
+    lib = Path(__file__).resolve().parent
+    for name in ("what_ran.py", "book.py", "models.py", "datasets.py", "config.py", "matgl_fix.py"):
+        h.update((lib / name).read_bytes())
+    h.update((config.REPO_ROOT / "data" / "datasets.yml").read_bytes()
+             if (config.REPO_ROOT / "data" / "datasets.yml").is_file() else b"")
+    return h.hexdigest()
+
+
+def write_page(path: Path, pages: set[str] | None = None) -> Path:
+    """Write the page when what it depends on (:func:`page_key`) changed; an unchanged page is
+    left alone, so a warm rebuild neither renders it nor makes Sphinx re-read it."""
+    path = Path(path)
+    key_file = path.with_name(f".{path.stem}.key")
+    key = page_key(pages)
+    if path.is_file() and key_file.is_file() and key_file.read_text() == key:
+        return path
+    text = render(pages)
+    if not (path.is_file() and path.read_text() == text):
+        atomic_write_text(path, text)
+    atomic_write_text(key_file, key)
+    return path

@@ -23,3 +23,37 @@ def mirror_available():
     if config.data_dir() is None:
         pytest.skip("SOFTENING_DATA_DIR does not point at a data mirror")
     return config.data_dir()
+
+
+def _labelled_frames(material_id, c=1.0, n=3, seed=0, second="Au", rattle=0.12):
+    """``n`` rattled Cu7X cells (X = ``second`` on site 2) labelled with the forces and energy
+    of ``EMT / c``, so EMT, taken as the model, has softening scale exactly ``c``.
+    ``c=None``: zero placeholder forces (for elements EMT cannot label)."""
+    import numpy as np
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from softening_lib import datasets
+    from softening_lib.models import ScaledCalculator
+
+    out = []
+    for i in range(n):
+        atoms = bulk("Cu", "fcc", a=3.62, cubic=True).repeat((2, 1, 1))
+        atoms.symbols[2] = second
+        atoms.rattle(rattle, seed=seed + i)
+        if c is None:
+            datasets.labelled(atoms, forces=np.zeros((len(atoms), 3)), material_id=material_id, frame_id=i,
+                              formula=f"Cu7{second}")
+        else:
+            ref = atoms.copy()
+            ref.calc = ScaledCalculator(EMT(), 1.0 / c)
+            datasets.labelled(atoms, energy=ref.get_potential_energy(), forces=ref.get_forces(),
+                              material_id=material_id, frame_id=i, formula=f"Cu7{second}")
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture
+def labelled_frames():
+    """Factory of DFT-labelled toy frames with a known softening scale (see ``_labelled_frames``)."""
+    return _labelled_frames

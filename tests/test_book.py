@@ -46,3 +46,66 @@ def test_figure_is_saved_with_caption(tmp_path, monkeypatch):
     png = tmp_path / "figures" / "98" / "demo.png"
     assert png.is_file() and png.stat().st_size > 1000
     assert ctx.figures[0]["caption"].startswith("a line")
+
+
+def test_record_is_filed_under_the_page_and_names_the_matgl_state(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("SOFTENING_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("SOFTENING_RUN_PAGE", "05_ion_migration__mypkg-calc-make")
+    ctx = book.setup_chapter("05", models=["emt"], preset="smoke")
+    path = ctx.finish()
+    assert path.name == "05_ion_migration__mypkg-calc-make.json"  # never over the chapter's own record
+    record = json.loads(path.read_text())
+    assert record["page"] == "05_ion_migration__mypkg-calc-make" and record["chapter"] == "05"
+    from softening_lib import matgl_fix
+
+    if "matgl" not in sys.modules:
+        assert record["matgl_fix"] == "matgl not loaded"
+    elif matgl_fix._applied:
+        assert record["matgl_fix"] == matgl_fix.describe()
+    else:
+        assert "no matgl model built" in record["matgl_fix"]
+    matgl_fix.apply()  # what building any matgl model does
+    assert book.matgl_fix_state() == matgl_fix.describe()
+    assert "message direction restored" in book.matgl_fix_state()
+
+
+def test_what_ran_page_shows_the_matgl_fix_state(tmp_path, monkeypatch):
+    from softening_lib import matgl_fix, what_ran
+
+    monkeypatch.setenv("SOFTENING_RUN_DIR", str(tmp_path))
+    records = tmp_path / "records"
+    records.mkdir()
+    patched = matgl_fix.describe() if matgl_fix.apply() else "matgl 9.0 (not affected)"
+    for page, state in (("04_solid_solution", patched), ("05_ion_migration", patched),
+                        ("01_softening_primer", "matgl not loaded"), ("99_gone", patched)):
+        (records / f"{page}.json").write_text(json.dumps({
+            "chapter": page[:2], "page": page, "preset": "smoke", "models": ["emt"],
+            "versions": {"ase": "3.29.0"}, "matgl_fix": state}))
+    text = what_ran.render(pages={"04_solid_solution", "05_ion_migration", "01_softening_primer"})
+    software = text[text.index("## Software"):]
+    assert "softening_lib.matgl_fix" in software
+    assert f"- {patched}: 04_solid_solution, 05_ion_migration" in software
+    assert "99_gone" not in text  # records of pages not in the book are left out
+    # no chapter loaded matgl: the state in the process that wrote the page
+    lines = what_ran.matgl_fix_lines([{"chapter": "01", "matgl_fix": "matgl not loaded"}])
+    assert lines == ["- no chapter of this build loaded matgl; in the process that wrote this page: "
+                     + matgl_fix.describe()]
+
+
+def test_what_ran_page_is_rendered_only_when_its_inputs_change(tmp_path, monkeypatch):
+    from softening_lib import what_ran
+
+    monkeypatch.setenv("SOFTENING_RUN_DIR", str(tmp_path / "run"))
+    calls = []
+    monkeypatch.setattr(what_ran, "render", lambda pages=None: calls.append(pages) or f"# page {len(calls)}\n")
+    page = tmp_path / "what_ran_here.md"
+    what_ran.write_page(page, pages={"01_a"})
+    what_ran.write_page(page, pages={"01_a"})
+    assert len(calls) == 1 and page.read_text() == "# page 1\n"
+    (tmp_path / "run" / "records").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run" / "records" / "01_a.json").write_text("{}")  # a chapter ran
+    what_ran.write_page(page, pages={"01_a"})
+    what_ran.write_page(page, pages={"01_a", "02_b"})  # another page in the book
+    assert len(calls) == 3 and page.read_text() == "# page 3\n"

@@ -60,7 +60,9 @@ def test_pages_render_with_figures_in_chromium(built_book):
     opts.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,2000"):
+                 "--window-size=1280,2000",
+                 # no network but the local server: the book must not need a CDN (MathJax, plotly)
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         opts.add_argument(flag)
     browser = webdriver.Chrome(service=Service(driver), options=opts)
     try:
@@ -68,6 +70,22 @@ def test_pages_render_with_figures_in_chromium(built_book):
         browser.get(f"{base}/intro.html")
         assert "softening" in browser.title.lower()
         assert "softening scale" in browser.find_element("tag name", "body").text
+        # math is typeset by the MathJax served from _static (no CDN reachable here)
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        scripts = browser.execute_script("return Array.from(document.scripts).map(s => s.src).filter(Boolean);")
+        assert any(src.startswith(f"{base}/_static/mathjax/") for src in scripts), scripts
+        assert not [src for src in scripts if not src.startswith(base)], scripts
+        WebDriverWait(browser, 60).until(
+            lambda b: b.execute_script("return document.querySelectorAll('mjx-container[display=\"true\"]').length > 0"))
+        math = browser.execute_script(
+            "return Array.from(document.querySelectorAll('mjx-container')).map(e => e.getBoundingClientRect().width);")
+        assert len(math) >= 3 and all(w > 0 for w in math), math
+        body = browser.find_element("tag name", "body").text
+        assert "\\frac" not in body and "F^{\\mathrm{DFT}}" not in body, "raw LaTeX left on the page"
+        fonts = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('woff'));")
+        assert fonts and all(f.startswith(f"{base}/_static/mathjax/output/chtml/fonts/") for f in fonts), fonts
         browser.get(f"{base}/chapters/01_softening_primer.html")
         body = browser.find_element("tag name", "body").text
         assert "Traceback" not in body

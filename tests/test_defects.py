@@ -121,3 +121,28 @@ def test_summary_by_kind_with_known_softening():
         assert row["n"] == len(sub)
         assert row["mae"] == pytest.approx(0.1 * sub["e_f"].abs().mean(), rel=1e-9)
         assert row["slope"] == pytest.approx(0.9, rel=1e-9)
+
+
+def test_unconverged_relaxation_is_flagged_with_fmax_and_left_out(cu_cases):
+    from softening_lib.tasks import surfaces as S
+
+    case = cu_cases["V_Cu"]
+    rows = D.defect_energies([case], EMT(), relax=True, steps=1, model="emt")
+    assert not rows["converged"].iloc[0] and rows["fmax"].iloc[0] > 0.05 and rows["steps"].iloc[0] == 1
+    flagged = S.unconverged({"emt": {"relaxed": rows}})
+    assert list(flagged["id"]) == [case.id] and flagged["fmax"].iloc[0] > 0.05
+    assert len(S.compare(rows.assign(converged=True), rows, col="e_f")) == 0  # not in the statistics
+
+
+def test_cached_compute_records_unsupported_elements_as_skipped(tmp_path, monkeypatch):
+    """A registry model that does not cover an element: the case is stored as skipped, with why."""
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    cases = D.build_cases(["Cu", "CaSn3"], kinds=("vacancy",))  # EMT has no Ca or Sn
+    table = D.compute(cases, "emt", progress=False)
+    skipped = table[table["skipped"] != ""]
+    assert set(skipped["system"]) == {"CaSn3"} and skipped["skipped"].str.contains("Ca|Sn").all()
+    done = table[table["skipped"] == ""]
+    assert set(done["system"]) == {"Cu"} and np.isfinite(done["e_f"]).all()
+    # the second call reads everything (skips included) from the cache
+    again = D.compute(cases, "emt", progress=False, compute_missing=False)
+    assert len(again) == len(cases) == len(table)

@@ -10,27 +10,9 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
-from ase.build import bulk
-from ase.calculators.emt import EMT
 
 from softening_lib import datasets
-from softening_lib.models import ScaledCalculator
 from softening_lib.tasks import high_energy as he
-
-
-def labelled_frames(material_id, c, n=4, seed=0, second="Au"):
-    """Rattled Cu/X cells labelled with forces of EMT / c (so EMT has s = c)."""
-    out = []
-    for i in range(n):
-        atoms = bulk("Cu", "fcc", a=3.62, cubic=True).repeat((2, 1, 1))
-        atoms.symbols[2] = second
-        atoms.rattle(0.12, seed=seed + i)
-        ref = atoms.copy()
-        ref.calc = ScaledCalculator(EMT(), 1.0 / c)
-        datasets.labelled(atoms, energy=ref.get_potential_energy(), forces=ref.get_forces(),
-                          material_id=material_id, frame_id=i, formula=f"Cu7{second}")
-        out.append(atoms)
-    return out
 
 
 @pytest.fixture()
@@ -40,8 +22,8 @@ def results_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture()
-def toy(results_dir):
-    frames = labelled_frames("soft", 0.8) + labelled_frames("stiff", 1.25, seed=20)
+def toy(results_dir, labelled_frames):
+    frames = labelled_frames("soft", 0.8, n=4) + labelled_frames("stiff", 1.25, n=4, seed=20)
     skipped = he.compute("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
     return frames, skipped
 
@@ -79,32 +61,28 @@ def test_pooled_binned_slope_is_exact_in_every_bin(toy):
     assert tab["n"].sum() == 96
 
 
-def test_compute_resumes_from_the_store(toy, results_dir):
+def test_compute_resumes_from_the_store(toy, results_dir, labelled_frames):
     frames, _ = toy
     path = he.store().path("emt", "toy__soft")
     before = path.stat().st_mtime_ns
     he.compute("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
     assert path.stat().st_mtime_ns == before
     # verify=True notices changed labels and recomputes that material only
-    changed = labelled_frames("soft", 0.5) + frames[4:]
+    changed = labelled_frames("soft", 0.5, n=4) + frames[4:]
     he.compute("toy", ["emt"], frames=changed, progress=False, verify=True)
     assert he.cached_record("emt", "toy", "soft")["softening_scale"] == pytest.approx(0.5)
     assert he.cached_record("emt", "toy", "stiff")["softening_scale"] == pytest.approx(1.25)
 
 
-def test_unsupported_element_is_skipped_with_reason(results_dir):
-    frames = labelled_frames("ok", 0.9)
-    for atoms in labelled_frames("bad", 0.9):
-        atoms.symbols[2] = "Fe"  # EMT has no Fe
-        datasets.labelled(atoms, forces=np.ones((len(atoms), 3)), material_id="bad", frame_id=atoms.info["frame_id"])
-        frames.append(atoms)
+def test_unsupported_element_is_skipped_with_reason(results_dir, labelled_frames):
+    frames = labelled_frames("ok", 0.9, n=4) + labelled_frames("bad", None, n=4, second="Fe")  # EMT has no Fe
     skipped = he.compute("toy", ["emt"], frames=frames, progress=False)
     assert list(skipped["emt"]) == ["bad"] and "Fe" in skipped["emt"]["bad"]
     assert he.cached_record("emt", "toy", "bad") is None
     assert he.cached_record("emt", "toy", "ok") is not None
 
 
-def test_split_residual_subtracts_the_undisplaced_frame():
+def test_split_residual_subtracts_the_undisplaced_frame(labelled_frames):
     frames = labelled_frames("ph", 1.0, n=2)
     perfect = frames[0].copy()
     datasets.labelled(perfect, forces=np.zeros((8, 3)), material_id="ph", frame_id="perfect", residual_reference=True)
@@ -153,6 +131,94 @@ def test_figures_from_records(toy):
     np.testing.assert_allclose(tab["slope"], 0.8, rtol=1e-10)
 
 
+def test_interactive_figures_from_records(toy):
+    frames, _ = toy
+    fig = he.fig5a_interactive("toy", "soft", ["emt"])
+    points = fig.data[0]
+    dft = np.concatenate([a.get_forces() for a in frames[:4]]).ravel()
+    np.testing.assert_allclose(np.sort(points.x), np.sort(dft))
+    np.testing.assert_allclose(np.asarray(points.y), 0.8 * np.asarray(points.x), atol=1e-10)  # EMT = 0.8 DFT
+    first = points.customdata[0]  # frame, atom, component, s
+    assert list(first[:3]) == ["0", "0", "x"] and first[3] == "0.800"
+    with pytest.raises(he.NoDataError):
+        he.fig5a_interactive("toy", "stiff", ["emt"])
+    table = he.material_table("toy", ["emt"])
+    fig = he.fig5b_interactive({"toy": table, "empty": table.iloc[:0]})
+    hist, rug = fig.data
+    assert sorted(rug.x) == pytest.approx([0.8, 1.25]) and len(hist.x) == 2  # histogram: outliers clipped into the edge bins
+    assert sorted(rug.text) == ["soft Cu7Au", "stiff Cu7Au"] and rug.legendgroup == hist.legendgroup
+    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].x0 == 1.0
+
+
 def test_fig5a_without_cached_forces_says_what_to_do(toy):
     with pytest.raises(he.NoDataError, match="parity"):
         he.fig5a("toy", "stiff", ["emt"], compute_missing=False)
+
+
+def _frames_force_constants_frequencies(ref, frames, permute_forces=False):
+    """Phonon frequencies (THz, 8x8x8 mesh) rebuilt from the task's frames alone: each
+    frame's displacement is read off its positions, its forces are the attached DFT labels."""
+    ph = ref.phonopy(with_forces=False)
+    perfect = frames[-1]
+    first = []
+    for atoms in frames[:-1]:
+        disp = atoms.positions - perfect.positions
+        k = int(np.argmax(np.linalg.norm(disp, axis=1)))
+        forces = atoms.get_forces()
+        first.append({"number": k, "displacement": disp[k],
+                      "forces": np.roll(forces, 1, axis=0) if permute_forces else forces})
+    ph.dataset = {"natom": len(perfect), "first_atoms": first}
+    ph.produce_force_constants()
+    ph.run_mesh([8, 8, 8])
+    return ph.get_mesh_dict()["frequencies"]
+
+
+def test_jageo_frames_reproduce_the_upstream_dft_phonons(mirror_available):
+    """Positions and DFT forces of every JaGeo frame belong together: force constants built
+    from the frames give the upstream DFT frequency range (max, and the imaginary min of
+    Sb2Te3), while forces shifted by one atom do not (a mismatch would be caught)."""
+    import pandas as pd
+
+    props = pd.read_csv(datasets.locate("jageo-pbe-68", "phonon_properties_mace-mp-0b3_vs_pbe.csv"))
+    props = props.set_index("material")
+    ref = datasets.load("jageo-pbe-68", subset=["mp-1201"])[0]  # Sb2Te3, 15 displacements
+    frames = he.phonon_frames(ref)
+    assert len(frames) == 16 and frames[-1].info["residual_reference"]
+    freqs = _frames_force_constants_frequencies(ref, frames)
+    assert freqs.max() == pytest.approx(props.loc["mp-1201", "benchmark_max_frequency"], rel=0.02)
+    assert freqs.min() == pytest.approx(props.loc["mp-1201", "benchmark_min_frequency"], abs=0.1)
+    shifted = _frames_force_constants_frequencies(ref, frames, permute_forces=True)
+    assert shifted.min() < -3.0  # mismatched forces give a badly unstable crystal
+
+
+def test_jageo_without_forces_or_duplicated_is_skipped_with_reason(mirror_available, results_dir):
+    no_forces = ["mp-2809", "mp-603640", "mp-7436", "mp-938"]
+    skipped = he.compute("jageo-pbe-68", ["emt"], no_forces + ["mp-2201"], progress=False)["emt"]
+    assert set(skipped) == set(no_forces) | {"mp-2201"}
+    assert all("no displaced supercells with DFT forces" in skipped[m] for m in no_forces)
+    assert "exact copy of mp-9935" in skipped["mp-2201"]  # byte-identical upstream file
+    ids = he.jageo_by_cost()
+    assert len(ids) == 63 and not set(ids) & set(skipped) and "mp-9935" in ids
+
+
+def test_displacement_response_of_a_smooth_potential_is_flat_and_scales():
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from softening_lib.models import ScaledCalculator
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    tab = he.displacement_response("emt", atoms, atom_index=0, direction=(1, 1, 0), amplitudes=(1e-3, 3e-3, 1e-2))
+    k = tab["k_eff"].to_numpy()
+    assert np.all(k > 0) and np.ptp(k) / k.mean() < 0.01  # harmonic at small d
+    # the curvature of the energy along the same path
+    n = np.array([1, 1, 0]) / np.sqrt(2)
+    energies = []
+    for d in (-1e-3, 0.0, 1e-3):
+        moved = atoms.copy()
+        moved.positions[0] += d * n
+        moved.calc = EMT()
+        energies.append(moved.get_potential_energy())
+    assert k[0] == pytest.approx((energies[0] - 2 * energies[1] + energies[2]) / 1e-6, rel=0.01)
+    soft = he.displacement_response("emt", atoms, 0, (1, 1, 0), (1e-3, 3e-3, 1e-2), calc=ScaledCalculator(EMT(), 0.7))
+    np.testing.assert_allclose(soft["k_eff"], 0.7 * k, rtol=1e-10)

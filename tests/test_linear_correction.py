@@ -9,25 +9,9 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from softening_lib import correction, datasets, metrics
-from softening_lib.models import ScaledCalculator
+from softening_lib import correction, metrics
 from softening_lib.tasks import high_energy as he
 from softening_lib.tasks import linear_correction as lc
-
-
-def frames_scaled(material_id, c, n=3, seed=0):
-    """Cu7Au frames labelled by EMT / c: EMT is the 'model' with softening scale c."""
-    out = []
-    for i in range(n):
-        atoms = bulk("Cu", "fcc", a=3.62, cubic=True).repeat((2, 1, 1))
-        atoms.symbols[3] = "Au"
-        atoms.rattle(0.12, seed=seed + i)
-        ref = atoms.copy()
-        ref.calc = ScaledCalculator(EMT(), 1 / c)
-        datasets.labelled(atoms, energy=ref.get_potential_energy(), forces=ref.get_forces(),
-                          material_id=material_id, frame_id=i, formula="Cu7Au")
-        out.append(atoms)
-    return out
 
 
 @pytest.fixture()
@@ -36,12 +20,12 @@ def results_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_closed_form_on_one_frame_and_apply():
-    frame = frames_scaled("m", 0.8, n=1)[0]
+def test_closed_form_on_one_frame_and_apply(labelled_frames):
+    frame = labelled_frames("m", 0.8, n=1)[0]
     c = correction.fit_scale_on_frame(frame, "emt")
     assert c == pytest.approx(1 / 0.8, rel=1e-12)
     corrected = correction.apply(EMT(), c)
-    other = frames_scaled("m", 0.8, n=2, seed=50)[1]
+    other = labelled_frames("m", 0.8, n=2, seed=50)[1]
     work = other.copy()
     work.calc = corrected
     np.testing.assert_allclose(work.get_forces(), other.get_forces(), atol=1e-10)
@@ -113,8 +97,8 @@ def test_rescore_surfaces_scales_surface_energies_by_c():
     assert (table["gamma_raw"] > 0).all()
 
 
-def test_tables_and_figures_from_records(results_dir):
-    frames = frames_scaled("soft", 0.8, n=4) + frames_scaled("stiff", 1.1, n=4, seed=10)
+def test_tables_and_figures_from_records(results_dir, labelled_frames):
+    frames = labelled_frames("soft", 0.8, n=4) + labelled_frames("stiff", 1.1, n=4, seed=10)
     he.compute("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
     table = lc.heldout_table("toy", ["emt"], train_frame=1)
     assert len(table) == 2
@@ -137,14 +121,14 @@ def test_tables_and_figures_from_records(results_dir):
 
 
 @pytest.mark.slow
-def test_scalar_layer_lands_on_the_closed_form():
+def test_scalar_layer_lands_on_the_closed_form(labelled_frames):
     """The paper's implementation (a trainable scalar in front of CHGNet's energy, all
     else frozen, force-only loss) converges to the closed-form c of the same frame."""
     torch = pytest.importorskip("torch")
     from chgnet.model import CHGNet
 
     model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
-    frame = frames_scaled("m", 1.0, n=1)[0]  # labels: EMT forces; the model: CHGNet
+    frame = labelled_frames("m", 1.0, n=1)[0]  # labels: EMT forces; the model: CHGNet
     fit = correction.fit_scalar_layer(frame, model, steps=150, lr=0.02)
     assert fit.relative_difference < 0.01, (fit.c, fit.c_closed_form)
     assert fit.c != pytest.approx(1.0, abs=0.02)  # it actually moved

@@ -5,7 +5,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from softening_lib import metrics
+from softening_lib import metrics, predict
 from softening_lib.models import ScaledCalculator
 
 
@@ -21,12 +21,8 @@ def _rattled_frames(n=3, seed=0):
 
 
 def _forces(frames, calc):
-    out = []
-    for atoms in frames:
-        work = atoms.copy()
-        work.calc = calc
-        out.append(work.get_forces())
-    return out
+    """Forces of ``frames`` with any ASE calculator, through the library's prediction path."""
+    return predict.predict(frames, "test", calc=calc, with_stress=False)["forces"]
 
 
 @pytest.fixture(scope="module")

@@ -287,3 +287,30 @@ def test_barrier_pairs_and_figures_with_a_reference():
     assert len(fig.axes) == 2
     fig = mig.figure_3a({"emt": model}, "a", mode="static", reference=ref)
     assert len(fig.axes[0].lines) >= 2  # reference + model profile
+
+
+def test_endpoint_that_leaves_its_site_is_flagged():
+    ini, fin = _analytic_ends()
+    # ends placed near a maximum of the site potential: relaxing them rolls the ion off its site
+    ini.positions[:2, 0] += 1.3
+    fin.positions[:2, 0] += 1.3
+    res = mig.approx_neb(ini, fin, 0, Analytic1D(A=0.7), n_images=3, fmax=0.01, relax=True)
+    moved = [f for f in res["flags"] if f.startswith("endpoint_moved")]
+    assert moved and all(float(f.split(":")[-1].rstrip("A")) > 0.5 for f in moved)
+
+
+def test_barrier_pairs_leave_out_unconverged_paths_and_list_them():
+    import pandas as pd
+
+    ref = pd.DataFrame({"path_id": ["a", "b", "c"], "mode": ["relaxed"] * 3, "e_kra": [1.0, 2.0, 1.5],
+                        "flags": [[], [], ["images_unconverged:2(fmax=0.300)"]]})
+    model = pd.DataFrame({"path_id": ["a", "b", "c"], "mode": ["relaxed"] * 3, "e_kra": [0.8, 1.5, 1.0],
+                          "flags": [[], ["images_unconverged:1(fmax=0.120)"],
+                                    ["endpoint_not_minimum:image 1 is 0.010 eV below the end images"]]})
+    pairs = mig.barrier_pairs({"m": model}, ref, mode="relaxed")
+    assert list(pairs["path_id"]) == ["a"]
+    dropped = {d["path_id"]: d["flags"] for d in pairs.attrs["unconverged"]}
+    assert set(dropped) == {"b", "c"} and "fmax=0.120" in dropped["b"] and "reference:images" in dropped["c"]
+    kept = mig.barrier_pairs({"m": model}, ref, mode="relaxed", keep_unconverged=True)
+    assert sorted(kept["path_id"]) == ["a", "b", "c"]
+    assert "endpoint_not_minimum" in kept.set_index("path_id").loc["c", "flags"]  # reported, not hidden

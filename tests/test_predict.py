@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from softening_lib import datasets, metrics, predict
+from softening_lib import metrics, predict
 from softening_lib.models import ScaledCalculator
 
 
@@ -21,31 +20,14 @@ class CountingEMT(EMT):
         super().calculate(*args, **kw)
 
 
-def _frames(material_id, symbols=("Cu", "Au"), n=3, seed=0, emt_labels=True):
-    out = []
-    for i in range(n):
-        atoms = bulk("Cu", "fcc", a=3.65, cubic=True).repeat((2, 1, 1))
-        atoms.symbols[1] = symbols[1]
-        atoms.rattle(0.1, seed=seed + i)
-        if emt_labels:
-            ref = atoms.copy()
-            ref.calc = EMT()
-            datasets.labelled(atoms, energy=ref.get_potential_energy(), forces=ref.get_forces(),
-                              material_id=material_id, frame_id=i)
-        else:
-            datasets.labelled(atoms, forces=np.zeros((len(atoms), 3)), material_id=material_id, frame_id=i)
-        out.append(atoms)
-    return out
-
-
 @pytest.fixture()
 def results_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
     return tmp_path
 
 
-def test_predict_matches_the_labels_for_the_same_calculator():
-    frames = _frames("m1")
+def test_predict_matches_the_labels_for_the_same_calculator(labelled_frames):
+    frames = labelled_frames("m1")
     out = predict.predict(frames, "emt")
     assert out["energy"].shape == (3,)
     assert out["stress"].shape == (3, 6)
@@ -54,8 +36,8 @@ def test_predict_matches_the_labels_for_the_same_calculator():
         assert e == pytest.approx(atoms.get_potential_energy())
 
 
-def test_predict_with_a_scaled_calculator_scales_everything():
-    frames = _frames("m1")
+def test_predict_with_a_scaled_calculator_scales_everything(labelled_frames):
+    frames = labelled_frames("m1")
     plain = predict.predict(frames, "emt")
     scaled = predict.predict(frames, "emt", calc=ScaledCalculator(EMT(), 0.7))
     np.testing.assert_allclose(scaled["energy"], 0.7 * plain["energy"])
@@ -70,8 +52,8 @@ def test_predict_of_nothing_is_empty():
     assert out["energy"].shape == (0,) and out["forces"] == []
 
 
-def test_predict_cached_resumes_without_recomputing(results_dir):
-    frames = _frames("m1") + _frames("m2", seed=10)
+def test_predict_cached_resumes_without_recomputing(results_dir, labelled_frames):
+    frames = labelled_frames("m1") + labelled_frames("m2", seed=10)
     calc = CountingEMT()
     first = predict.predict_cached(frames, "emt", "toy", calc=calc, cache_tag="counting-emt", progress=False)
     n_first = calc.n_calls
@@ -89,20 +71,20 @@ def test_predict_cached_resumes_without_recomputing(results_dir):
     assert [(p["material_id"], p["frame_id"]) for p in second] == [(a.info["material_id"], a.info["frame_id"]) for a in frames]
 
 
-def test_predict_cached_recomputes_a_changed_material_only(results_dir):
-    frames = _frames("m1") + _frames("m2", seed=10)
+def test_predict_cached_recomputes_a_changed_material_only(results_dir, labelled_frames):
+    frames = labelled_frames("m1") + labelled_frames("m2", seed=10)
     calc = CountingEMT()
     predict.predict_cached(frames, "emt", "toy", calc=calc, cache_tag="c", progress=False)
     n = calc.n_calls
-    changed = _frames("m1") + _frames("m2", seed=99)  # m2 geometries differ
+    changed = labelled_frames("m1") + labelled_frames("m2", seed=99)  # m2 geometries differ
     out = predict.predict_cached(changed, "emt", "toy", calc=calc, cache_tag="c", progress=False)
     assert 0 < calc.n_calls - n <= 3 * 3  # only m2's three frames (a few properties each)
     np.testing.assert_allclose(out[3]["forces"], changed[3].get_forces(), atol=1e-12)
 
 
-def test_unsupported_element_is_skipped_and_listed(results_dir):
+def test_unsupported_element_is_skipped_and_listed(results_dir, labelled_frames):
     # Fe is not an EMT element (labels are placeholders: the frames must never reach EMT)
-    frames = _frames("cu-au") + _frames("cu-fe", symbols=("Cu", "Fe"), emt_labels=False)
+    frames = labelled_frames("cu-au") + labelled_frames("cu-fe", None, second="Fe")
     out = predict.predict_cached(frames, "emt", "toy", progress=False)
     assert {p["material_id"] for p in out} == {"cu-au"}
     skipped = predict.skipped_materials("emt", "toy")
@@ -110,8 +92,8 @@ def test_unsupported_element_is_skipped_and_listed(results_dir):
     assert "Fe" in skipped["cu-fe"]
 
 
-def test_forces_only_cache_is_upgraded_when_stress_is_asked_for(results_dir):
-    frames = _frames("m1")
+def test_forces_only_cache_is_upgraded_when_stress_is_asked_for(results_dir, labelled_frames):
+    frames = labelled_frames("m1")
     calc = CountingEMT()
     out = predict.predict_cached(frames, "emt", "toy", calc=calc, cache_tag="s", progress=False, with_stress=False)
     assert np.isnan(out[0]["stress"]).all()

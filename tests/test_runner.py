@@ -34,7 +34,7 @@ def test_parameter_of_wrong_type_is_refused(tiny_notebook):
 
 @pytest.mark.slow
 def test_execute_skips_unchanged_and_reports_failures(tiny_notebook, monkeypatch):
-    monkeypatch.setattr(runner, "_tree_digest", lambda *a, **k: "fixed")  # code/data unchanged
+    monkeypatch.setattr(runner, "_file_digests", lambda *a, **k: {})  # code/data unchanged
     runs = runner.plan([str(tiny_notebook)], preset="smoke")
     (run,) = runner.execute(runs, log=lambda *_: None)
     assert run.status == "executed" and run.output.is_file()
@@ -51,6 +51,7 @@ def test_execute_skips_unchanged_and_reports_failures(tiny_notebook, monkeypatch
                             log=lambda *_: None)
     assert bad.status == "failed" and "n must be positive" in bad.error
     assert (runner.REPORTS / f"{bad.output.stem}.failed.ipynb").is_file()
+    assert not bad.output.exists()  # the failed page is not left in the staged book
 
 
 def test_cli_models_and_data_tables():
@@ -66,3 +67,90 @@ def test_cli_unknown_chapter_is_a_clear_error():
     proc = subprocess.run([sys.executable, "-m", "softening_lib", "run", "--chapter", "77"],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "no chapter '77'" in proc.stderr
+
+
+def test_code_closure_follows_imports_of_the_chapter(tmp_path):
+    nb = new_notebook(cells=[
+        new_code_cell('models = ["emt"]\npreset = "smoke"', metadata={"tags": ["parameters"]}),
+        new_code_cell("%matplotlib inline\nfrom softening_lib import book\nfrom softening_lib.tasks import phonons as P"),
+    ])
+    path = tmp_path / "43_closure.ipynb"
+    nbformat.write(nb, path)
+    lib = runner.ROOT / "softening_lib"
+    files = set(runner.code_closure(path))
+    # what the cells import, what those import (relative and lazy imports), and the packages
+    assert {lib / "book.py", lib / "tasks" / "phonons.py", lib / "tasks" / "__init__.py",
+            lib / "__init__.py", lib / "models.py", lib / "config.py"} <= files
+    # datasets.py names its lazy readers' modules as strings: they count
+    assert lib / "tasks" / "surfaces.py" in files
+    # the build machinery and unrelated code do not: changing them re-executes nothing
+    assert not {lib / "runner.py", lib / "cli.py", lib / "what_ran.py", lib / "finetune.py"} & files
+    # relative to softening_lib.tasks: no tasks.models / tasks.config exist, only the package
+    assert runner._imported_modules("from .models import get_calculator\nfrom . import config",
+                                    "softening_lib.tasks.phonons") == {"softening_lib.tasks"}
+    assert runner._imported_modules("from ..models import get_calculator",
+                                    "softening_lib.tasks.phonons") >= {"softening_lib.models"}
+    assert runner._imported_modules("from . import surfaces", "softening_lib.tasks") >= {
+        "softening_lib.tasks.surfaces"}
+
+
+def test_changed_parameter_changes_only_that_chapters_key(tiny_notebook, tmp_path):
+    other = tmp_path / "44_other.ipynb"
+    other.write_bytes(tiny_notebook.read_bytes())
+    before = {r.chapter: r.key for r in runner.plan([str(tiny_notebook), str(other)], preset="smoke")}
+    again = {r.chapter: r.key for r in runner.plan([str(tiny_notebook), str(other)], preset="smoke")}
+    assert before == again
+    (changed,) = runner.plan([str(tiny_notebook)], preset="smoke", extra={"n": 4})
+    (same,) = runner.plan([str(other)], preset="smoke")
+    assert changed.key != before["42_tiny"] and same.key == before["44_other"]
+
+
+def test_other_models_get_their_own_page_and_title(tiny_notebook):
+    (default,) = runner.plan([str(tiny_notebook)], preset="smoke")
+    (mine,) = runner.plan([str(tiny_notebook)], models=["mypkg.calc:make"], preset="smoke")
+    (via_p,) = runner.plan([str(tiny_notebook)], preset="smoke", extra={"models": ["mypkg.calc:make"]})
+    assert default.output.name == "42_tiny.ipynb"
+    assert mine.output.name == via_p.output.name == "42_tiny__mypkg-calc-make.ipynb"
+    nb = nbformat.read(tiny_notebook, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# 42. Tiny\n\ntext"))
+    out = runner.STAGE / "chapters" / mine.output.name
+    out.parent.mkdir(parents=True)
+    nbformat.write(nb, out)
+    runner._tidy(out, ["mypkg.calc:make"])
+    runner._tidy(out, ["mypkg.calc:make"])  # idempotent
+    title = nbformat.read(out, as_version=4).cells[0].source.splitlines()[0]
+    assert title == "# 42. Tiny -- with `mypkg.calc:make`"
+
+
+def test_toc_lists_each_extra_model_page_under_its_chapter(tiny_notebook, monkeypatch):
+    chapters = runner.STAGE / "chapters"
+    chapters.mkdir(parents=True)
+    for stem in ("05_ion_migration", "05_ion_migration__a-b-make", "05_ion_migration__c-d-make", "06_phonons"):
+        (chapters / f"{stem}.ipynb").write_text("{}")
+    toc = runner.yaml.safe_load(runner.write_toc().read_text())
+    entries = {c["file"]: c for part in toc["parts"] for c in part["chapters"]}
+    assert [s["file"] for s in entries["chapters/05_ion_migration"]["sections"]] == [
+        "chapters/05_ion_migration__a-b-make", "chapters/05_ion_migration__c-d-make"]
+    assert "sections" not in entries["chapters/06_phonons"]
+    assert "chapters/02_surfaces" not in entries  # not executed in this build
+
+
+def test_stage_static_serves_mathjax_locally(tiny_notebook):
+    runner.stage_static()
+    cfg = runner.yaml.safe_load((runner.STAGE / "_config.yml").read_text())["sphinx"]["config"]
+    static = runner.STAGE / cfg["html_static_path"][0]
+    # Jupyter Book puts every .js under a book's _static on every page: MathJax must not be there
+    assert not (runner.STAGE / "_static").exists()
+    assert cfg["html_js_files"] == ["plotly.min.js"]
+    assert cfg["mathjax_path"] == "mathjax/tex-mml-chtml.js"
+    assert "://" not in cfg["mathjax_path"]  # relative to _static, never a CDN
+    entry = static / cfg["mathjax_path"]
+    assert entry.stat().st_size > 500_000 and b'VERSION="3.' in entry.read_bytes()  # MathJax 3
+    fonts = list((static / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+    assert len(fonts) > 10
+    assert (static / "mathjax" / "input" / "tex" / "extensions" / "boldsymbol.js").is_file()  # autoloaded
+    assert (static / "plotly.min.js").is_file()
+    # a second staging copies nothing (mtimes kept: Sphinx sees no change)
+    mtime = entry.stat().st_mtime_ns
+    runner.stage_static()
+    assert entry.stat().st_mtime_ns == mtime

@@ -174,3 +174,28 @@ def test_figure_2c_and_fit_table_with_reference():
     fits = ss.fit_table({"emt": model, ss.REFERENCE_LABEL: ref}).set_index("model")
     assert fits.loc["emt", "omega_eV"] == pytest.approx(0.1)
     assert fits.loc[ss.REFERENCE_LABEL, "Tc_K"] == pytest.approx(0.2 / (2 * ss.K_B))
+
+
+def test_unconverged_relaxations_are_flagged_with_fmax_and_not_fitted(cuau, tmp_path):
+    sub, orderings = cuau
+    store = ResultStore("solid_solution", root=tmp_path)
+    table = ss.score(orderings, "emt-1step", mode="relaxed", calc=EMT(), sub=sub, store=store, progress=False,
+                     max_steps=1)
+    assert not table["converged"].any() and (table["fmax"] > 0.05).all()
+    flagged = ss.unconverged({"emt-1step": table})
+    assert sorted(flagged["ordering_id"]) == sorted(o.id for o in orderings)
+    assert (flagged["fmax"] > 0.05).all() and (flagged["steps"] == 1).all()
+    # unconverged end members give no mixing energies; nothing unconverged enters the fit
+    assert table["e_mix"].isna().all()
+    assert ss.regular_solution_fit(table)["n_orderings"] == 0
+    fits = ss.fit_table({"emt-1step": table})
+    assert fits["n_unconverged"].iloc[0] == 3
+    # converged end members but an unconverged mixed ordering: shown, flagged, left out of the fit
+    good = ss.score(orderings, "emt", mode="relaxed", calc=EMT(), sub=sub, store=store, progress=False)
+    mixed = good["n_solute"] == 4
+    good.loc[mixed, "converged"] = False
+    assert np.isfinite(good.loc[mixed, "e_mix"]).all()
+    assert ss.regular_solution_fit(good)["n_orderings"] == 0
+    assert list(ss.unconverged({"emt": good})["ordering_id"]) == list(good.loc[mixed, "ordering_id"])
+    fig = ss.figure_2c({"emt": good}, mode="relaxed")
+    assert any("not converged" in t.get_text() for t in fig.axes[0].get_legend().get_texts())

@@ -219,3 +219,29 @@ def test_fresh_and_cached_cases_hash_alike(tmp_path, monkeypatch):
     cached, _ = S.build_cases(["Al"], max_index=1)
     assert [S._case_key(c, "static", 0.05, 500) for c in fresh] == \
         [S._case_key(c, "static", 0.05, 500) for c in cached]
+
+
+def test_model_tables_demo_reference_and_report(tmp_path, monkeypatch, capsys):
+    """The chapter's three calls: cached model tables, the EMT demo stand-in, the parity report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    cases, _ = S.build_cases(["Cu", "MgO"], max_index=1)
+    tables = S.model_tables(S.compute, cases, ["emt"], ["static", "relaxed"], what="surfaces")
+    assert "emt static: %d of %d surfaces available" % (len(cases), len(cases)) in capsys.readouterr().out
+    static = tables["emt"]["static"]
+    assert set(static.loc[static["skipped"] != "", "system"]) == {"MgO"}  # EMT has no Mg: listed, skipped
+    assert len(tables["emt"]["relaxed"]) == 0  # relaxations are only read unless compute_relaxed
+    empty = {v: S.load_reference(v, root=tmp_path / "none") for v in S.VARIANTS}
+    reference, label, demo = S.reference_or_demo(S.compute, cases, empty, ["static"], S.EMT_SYSTEMS)
+    assert demo and "NOT DFT" in label and set(reference["static"]["system"]) == {"Cu"}
+    ref = reference["static"].assign(gamma_eV_A2=reference["static"]["gamma_eV_A2"] / 0.9)  # model 10 % soft
+    fig, summary, note, flagged = S.parity_report(S.parity_figure, {"static": ref}, {"emt": {"static": static}},
+                                                  "test", demo=False)
+    row = summary[summary["variant"] == "static"].iloc[0]
+    n_cu = sum(c.system == "Cu" for c in cases)
+    assert row["n"] == n_cu and row["frac_under"] == 1.0 and row["slope"] == pytest.approx(0.9)
+    assert note == f"{n_cu} static / 0 relaxed GPAW surfaces." and len(flagged) == 0
+    real, label, demo = S.reference_or_demo(S.compute, cases, {"static": ref}, ["static"], S.EMT_SYSTEMS)
+    assert not demo and label == "GPAW-PBE" and real["static"] is ref

@@ -386,55 +386,30 @@ def _case_key(case: DefectCase, variant: str, fmax: float, steps: int) -> str:
 
 def compute(cases: Sequence[DefectCase], model: str, variant: str = "static", fmax: float = 0.05,
             steps: int = 500, progress: bool = True, compute_missing: bool = True):
-    """Model defect energies, cached per (model id, case, geometry, variant) in ResultStore("defects")."""
-    import pandas as pd
+    """Model defect energies, cached per (model id, case, geometry, variant) in ResultStore("defects").
 
-    from .. import models
-    from ..cache import ResultStore
-    from ..predict import calculator
+    mu_i and the host energy are computed once per element / supercell with the model.
+    """
+    from .surfaces import cached_compute
 
     if variant not in VARIANTS:
         raise DefectError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    store = ResultStore(TASK)
-    mid = models.model_id(model)
-    rows, todo = [], []
-    for case in cases:
-        key = _case_key(case, variant, fmax, steps)
-        rec = store.get(mid, key)
-        (rows.append(rec) if rec is not None else todo.append((case, key)))
-    if todo and compute_missing:
-        calc = None
-        mu_cache: dict[str, float] = {}
-        bulk_cache: dict[str, float] = {}
-        it = todo
-        if progress:
-            from tqdm.auto import tqdm
+    mu_cache: dict[str, float] = {}
+    bulk_cache: dict[str, float] = {}
 
-            it = tqdm(todo, desc=f"{model} {variant} defects")
-        for case, key in it:
-            try:
-                models.check_elements(model, case.elements())
-            except models.UnsupportedElementError as exc:
-                rec = {**case.summary(), "variant": variant, "model": model, "skipped": str(exc)}
-                store.put(mid, key, rec)
-                rows.append(rec)
-                continue
-            calc = calc or calculator(model)
-            for el in case.elements():
-                if el not in mu_cache:
-                    mu_cache.update(chemical_potentials([el], calc))
-            bkey = f"{case.system}-{case.repeat}"
-            if bkey not in bulk_cache:
-                bulk_cache[bkey] = _energy(case.bulk, calc)
-            rec = evaluate(case, calc, mu={el: mu_cache[el] for el in case.elements()},
-                           relax=(variant == "relaxed"), fmax=fmax, steps=steps, e_bulk=bulk_cache[bkey])
-            rec.update(model=model, model_id=mid, skipped="")
-            store.put(mid, key, rec)
-            rows.append(rec)
-    df = pd.DataFrame(rows)
-    if len(df) and "skipped" not in df:
-        df["skipped"] = ""
-    return df
+    def one(case: DefectCase, calc) -> dict:
+        for el in case.elements():
+            if el not in mu_cache:
+                mu_cache.update(chemical_potentials([el], calc))
+        bkey = f"{case.system}-{case.repeat}"
+        if bkey not in bulk_cache:
+            bulk_cache[bkey] = _energy(case.bulk, calc)
+        return evaluate(case, calc, mu={el: mu_cache[el] for el in case.elements()},
+                        relax=(variant == "relaxed"), fmax=fmax, steps=steps, e_bulk=bulk_cache[bkey])
+
+    return cached_compute(TASK, cases, model, variant=variant, progress=progress,
+                          compute_missing=compute_missing, key=lambda c: _case_key(c, variant, fmax, steps),
+                          elements=lambda c: set(c.elements()), evaluate=one, desc=f"{model} {variant} defects")
 
 
 # --------------------------------------------------------------------------------------
@@ -448,14 +423,9 @@ def reference_dir() -> Path:
 
 
 def reference_records(root: Path | None = None) -> list[dict]:
-    root = Path(root) if root is not None else reference_dir()
-    out = []
-    for path in sorted(root.glob("*.json")):
-        try:
-            out.append(json.loads(path.read_text()))
-        except json.JSONDecodeError:
-            continue
-    return out
+    from .surfaces import json_records
+
+    return json_records(Path(root) if root is not None else reference_dir())
 
 
 def load_reference(variant: str = "static", root: Path | None = None):

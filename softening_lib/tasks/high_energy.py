@@ -110,6 +110,10 @@ def load_frames(dataset: str, ids: Sequence[str], progress: bool = False) -> tup
         found = {str(a.info["material_id"]) for a in frames}
         skipped.update({m: "not in the dataset" for m in ids if m not in found})
         return frames, skipped
+    if dataset == "jageo-pbe-68":  # one upstream file appears under two ids
+        dups = datasets.jageo_duplicates()
+        skipped.update({m: dups[m] for m in ids if m in dups})
+        ids = [m for m in ids if m not in dups]
     iterator: Iterable = ids
     if progress:
         from tqdm.auto import tqdm
@@ -467,6 +471,78 @@ def fig5b(tables: dict[str, Any], bins: int = 30):
     return fig, pd.DataFrame(rows)
 
 
+def fig5a_interactive(dataset: str, material_id: str, models_: Sequence[str], max_points: int = 6000):
+    """Fig. 5a as an interactive plotly scatter (all models overlaid; hover: frame, atom,
+    Cartesian component, fitted s of the model). Reads the parity arrays :func:`fig5a` uses."""
+    import pandas as pd
+
+    from .. import plots
+
+    parts = []
+    for model in models_:
+        arr = cache.load_arrays(parity_path(model, dataset, material_id))
+        rec = cached_record(model, dataset, material_id)
+        if arr is None or rec is None or "error" in rec:
+            continue
+        dft, mod, frame = np.asarray(arr["dft"]), np.asarray(arr["model"]), np.asarray(arr["frame"])
+        atom = np.concatenate([np.arange(np.sum(frame == f)) for f in np.unique(frame)])
+        parts.append(pd.DataFrame({
+            "F_DFT": dft.ravel(), "F_model": mod.ravel(), "model": model,
+            "frame": np.repeat(frame, 3), "atom": np.repeat(atom, 3),
+            "component": np.tile(["x", "y", "z"], len(dft)), "s": f"{rec['softening_scale']:.3f}"}))
+    if not parts:
+        raise NoDataError(f"no cached forces for {material_id} in {dataset}; run compute(..., parity=[{material_id!r}])")
+    table = pd.concat(parts, ignore_index=True)
+    formula = cached_record(str(table["model"].iloc[0]), dataset, material_id)["formula"]
+    return plots.interactive_scatter(
+        table, "F_DFT", "F_model", hover=["frame", "atom", "component", "s"], max_points=max_points,
+        xlabel="DFT force component (eV/Å)", ylabel="model force component (eV/Å)",
+        title=f"{formula} ({material_id}), {DATASET_LABELS.get(dataset, dataset)}")
+
+
+def fig5b_interactive(tables: dict[str, Any], nbins: int = 40):
+    """Fig. 5b as interactive histograms (one row per data set, one colour per model); a rug
+    under each histogram shows every material, hover gives its id, formula and s."""
+    from plotly.subplots import make_subplots
+
+    from .. import plots
+
+    tables = {d: t.dropna(subset=["softening_scale"]) for d, t in tables.items() if t is not None}
+    tables = {d: t for d, t in tables.items() if len(t)}
+    if not tables:
+        raise NoDataError("no per-material softening scales to plot")
+    allv = np.concatenate([t["softening_scale"].to_numpy(float) for t in tables.values()])
+    lo, hi = min(float(np.quantile(allv, 0.005)), 0.5), max(float(np.quantile(allv, 0.995)), 1.1)
+    size = (hi - lo) / nbins  # one set of bins for every model and data set, as in fig5b
+    fig = make_subplots(rows=len(tables), cols=1, shared_xaxes=True, vertical_spacing=0.12, subplot_titles=[
+        f"{DATASET_LABELS.get(d, d)} ({t['material_id'].nunique()} materials)" for d, t in tables.items()])
+    seen: set[str] = set()
+    for row, (dataset, table) in enumerate(tables.items(), start=1):
+        groups = {m: g for m, g in table.groupby("model", sort=False)}
+        one = plots.interactive_histogram(
+            {m: g["softening_scale"].to_numpy(float) for m, g in groups.items()}, xlabel="softening scale s",
+            nbins=nbins, vline=None,
+            hover_ids={m: [f"{r.material_id} {r.formula}" for r in g.itertuples()] for m, g in groups.items()})
+        group = None
+        for trace in one.data:  # a histogram, then (if any) its rug of materials
+            if trace.type == "histogram":
+                trace.xbins = {"start": lo, "end": hi + size, "size": size}
+                trace.x = np.clip(np.asarray(trace.x, dtype=float), lo, hi)
+                group = trace.name
+            trace.legendgroup = group
+            if trace.showlegend is not False:
+                trace.showlegend = trace.name not in seen
+                seen.add(trace.name)
+            fig.add_trace(trace, row=row, col=1)
+        fig.update_xaxes(title_text="softening scale s" if row == len(tables) else None, showticklabels=True,
+                         row=row, col=1)
+        fig.update_yaxes(title_text="materials", row=row, col=1)
+    fig.update_xaxes(range=[lo - size, hi + size])
+    fig.add_vline(x=1.0, line_dash="dash", line_color="black", line_width=1.5, row="all", col=1)
+    fig.update_layout(barmode="overlay", template="simple_white", height=120 + 300 * len(tables))
+    return fig
+
+
 def fig_binned_slope(recs_by_dataset: dict[str, dict[str, list[dict]]], min_n: int = 30):
     """Beyond the paper: softening scale vs |F_DFT| (pooled within bins), per model and dataset."""
     import matplotlib.pyplot as plt
@@ -496,15 +572,83 @@ def fig_binned_slope(recs_by_dataset: dict[str, dict[str, list[dict]]], min_n: i
 
 
 # --------------------------------------------------------------------------------------
+# beyond the paper: is a model harmonic at phonon-sized displacements?
+# --------------------------------------------------------------------------------------
+
+RESPONSE_AMPLITUDES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def displacement_response(model: str, atoms, atom_index: int = 0, direction=(1.0, 0.0, 0.0),
+                          amplitudes: Sequence[float] = RESPONSE_AMPLITUDES, calc=None):
+    """Effective self force constant ``k(d) = -(F_i(d) - F_i(0)) . n / d`` (eV/Å²) of atom
+    ``i`` moved by ``d`` along ``n``, for several amplitudes ``d``.
+
+    A smooth PES is harmonic near a minimum, so ``k`` is the same at every small ``d``; a
+    ``k`` that changes with ``d`` means the force response at a phonon displacement (0.01 Å)
+    is not the curvature of the PES, and the softening scale of a phonon set then measures
+    that non-harmonicity, not a uniform softening."""
+    import pandas as pd
+
+    n = np.asarray(direction, dtype=float)
+    n /= np.linalg.norm(n)
+    frames = [atoms.copy()]
+    for d in amplitudes:
+        moved = atoms.copy()
+        moved.positions[atom_index] += d * n
+        frames.append(moved)
+    forces = predict.predict(frames, model, with_stress=False, calc=calc)["forces"]
+    f0 = np.asarray(forces[0][atom_index], dtype=float)
+    return pd.DataFrame({"model": model, "amplitude": list(amplitudes), "k_eff": [
+        float(-(np.asarray(f[atom_index], dtype=float) - f0) @ n / d) for f, d in zip(forces[1:], amplitudes)]})
+
+
+def fig_displacement_response(dataset: str, material_id: str, models_: Sequence[str], min_length: float = 10.0,
+                              amplitudes: Sequence[float] = RESPONSE_AMPLITUDES):
+    """``k(d)`` of every model for the first displaced atom of a phonon reference, in the DFT
+    unit cell repeated to ``min_length`` Å, with the DFT value of its 0.01 Å displacement."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    ref = datasets.load(dataset, subset=[material_id])[0]
+    disp = ref.displacement_dataset["first_atoms"][0]
+    dvec = np.asarray(disp["displacement"], dtype=float)
+    k_dft = float(-np.asarray(disp["forces"])[disp["number"]] @ dvec / (dvec @ dvec))
+    # the displaced supercell atom is an image of one unit-cell atom: move that one
+    ph = ref.phonopy(with_forces=False)
+    unit_index = int(ph.supercell.u2u_map[ph.supercell.s2u_map[disp["number"]]])
+    reps = [max(1, int(np.ceil(min_length / length))) for length in ref.unitcell.cell.lengths()]
+    cell = ref.unitcell.repeat(reps)
+    rows = [displacement_response(m, cell, unit_index, dvec, amplitudes) for m in models_]
+    table = pd.concat(rows, ignore_index=True)
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for model, g in table.groupby("model", sort=False):
+        ax.plot(g["amplitude"], g["k_eff"], marker="o", ms=4, color=plots.color(model), label=plots.label(model))
+    ax.axhline(k_dft, color="k", ls="--", lw=1, label="DFT (0.01 Å, phonopy supercell)")
+    ax.set_ylim(min(0.0, 1.1 * float(table["k_eff"].min())), 1.12 * max(k_dft, float(table["k_eff"].max())))
+    ax.set_xscale("log")
+    ax.set_xlabel("displacement d (Å)")
+    ax.set_ylabel("k(d) = -ΔF/d (eV/Å²)")
+    ax.set_title(f"{ref.formula} ({material_id}), atom {unit_index} of the unit cell, {len(cell)}-atom cell", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    table["k_dft_0.01"] = k_dft
+    table["k_ratio"] = table["k_eff"] / k_dft
+    return fig, table
+
+
+# --------------------------------------------------------------------------------------
 # presets: which materials the book computes
 # --------------------------------------------------------------------------------------
 
 def jageo_by_cost(n: int | None = None) -> list[str]:
-    """JaGeo-68 ids with DFT forces, cheapest first (supercell atoms x displacements)."""
+    """JaGeo-68 ids with DFT forces, cheapest first (supercell atoms x displacements);
+    upstream duplicates (:func:`softening_lib.datasets.jageo_duplicates`) left out."""
     import pandas as pd
 
     tab = pd.read_csv(datasets.locate("jageo-pbe-68", "index.csv"))
-    tab = tab[tab["n_displacements"] > 0].copy()
+    tab = tab[(tab["n_displacements"] > 0) & ~tab["mp_id"].isin(list(datasets.jageo_duplicates()))].copy()
     det = [round(abs(np.linalg.det(np.array([[float(v) for v in row.split()] for row in s.split("/")]))))
            for s in tab["supercell_matrix_rows"]]
     tab["cost"] = tab["n_atoms_primitive"].to_numpy() * np.array(det) * tab["n_displacements"].to_numpy()

@@ -58,6 +58,7 @@ from ase import Atoms
 from ase.geometry import find_mic
 
 from .. import cache, config
+from .solid_solution import model_key
 
 TASK = "migration"
 VERSION = "3"  # 2: compensating vacancies far from both hop sites; 3: in-plane hops
@@ -252,23 +253,12 @@ def interpolate(initial: Atoms, final: Atoms, n_images: int, method: str = "line
 
 
 def _relax_fixed_cell(atoms: Atoms, calc, fmax: float, max_steps: int) -> tuple[Atoms, dict]:
-    """BFGS at fixed cell, constraints of ``atoms`` kept; ``softening_lib.relax`` if present."""
-    try:
-        from ..relax import relax as shared
-    except ImportError:
-        shared = None
-    if shared is not None:
-        out, info = shared(atoms, calc, fmax=fmax, steps=max_steps, cell_filter=None, optimizer="BFGS")
-        return out, {"converged": bool(info["converged"]), "fmax": float(info["fmax"]), "steps": int(info["steps"])}
-    from ase.optimize import BFGS
+    """BFGS at fixed cell (``softening_lib.relax``), constraints of ``atoms`` kept; a relaxation
+    that stops at ``max_steps`` comes back with ``converged=False`` and the fmax it reached."""
+    from ..relax import relax as shared
 
-    work = atoms.copy()
-    work.calc = calc
-    opt = BFGS(work, logfile=None)
-    converged = bool(opt.run(fmax=fmax, steps=max_steps))
-    f = work.get_forces()  # constrained components are zero
-    return work, {"converged": converged, "fmax": float(np.linalg.norm(f, axis=1).max()),
-                  "steps": int(opt.get_number_of_steps())}
+    out, info = shared(atoms, calc, fmax=fmax, steps=max_steps, cell_filter=None, optimizer="BFGS")
+    return out, {"converged": bool(info["converged"]), "fmax": float(info["fmax"]), "steps": int(info["steps"])}
 
 
 def anchor_atom(atoms: Atoms, mover: int, hop: np.ndarray) -> int:
@@ -362,17 +352,6 @@ def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int 
 # scoring many paths with one model (cached)
 # --------------------------------------------------------------------------------------
 
-def _model_key(model: str, calc) -> str:
-    if calc is not None:
-        return model
-    from .. import models
-
-    try:
-        return models.model_id(model)
-    except Exception:
-        return model
-
-
 def score(paths: Sequence[PathSpec] | None, model: str, *, mode: str = "relaxed", calc=None,
           interpolation: str = "linear", constraint: str = "fixed", fmax: float = 0.05,
           max_steps: int = 300, store: cache.ResultStore | None = None, progress: bool = True,
@@ -387,7 +366,7 @@ def score(paths: Sequence[PathSpec] | None, model: str, *, mode: str = "relaxed"
         raise ValueError(f"mode must be 'relaxed' or 'static', got {mode!r}")
     paths = list(paths) if paths is not None else list(PATHS)
     store = store or cache.ResultStore(TASK)
-    mkey = _model_key(model, calc)
+    mkey = model_key(model, calc)
     rows, todo = [], []
     for p in paths:
         key = cache.key_of(VERSION, p.id, p.n_images, mode, interpolation, constraint,
@@ -704,22 +683,50 @@ def figure_3a(tables: dict[str, Any], path_id: str, *, mode: str = "relaxed", re
     return fig
 
 
-def barrier_pairs(tables: dict[str, Any], reference, *, mode: str = "relaxed"):
-    """One row per (model, path) with both a model and a reference barrier."""
+UNCONVERGED_FLAGS = ("images_unconverged", "endpoint_unconverged")
+
+
+def _flag_list(flags: Any) -> list[str]:
+    return [str(f) for f in flags] if isinstance(flags, (list, tuple, np.ndarray)) else []
+
+
+def is_unconverged(flags: Any) -> bool:
+    """True when a path record's flags say an image or an end point did not reach fmax."""
+    return any(f.startswith(UNCONVERGED_FLAGS) for f in _flag_list(flags))
+
+
+def barrier_pairs(tables: dict[str, Any], reference, *, mode: str = "relaxed", keep_unconverged: bool = False):
+    """One row per (model, path) with both a model and a reference barrier.
+
+    A path whose model or reference relaxation did not converge (flag ``images_unconverged``
+    or ``endpoint_unconverged``, with the fmax reached) is left out unless
+    ``keep_unconverged``; those left out are listed in ``pairs.attrs["unconverged"]``.
+    Other flags (end points that are not minima) are carried in the ``flags`` column.
+    """
     import pandas as pd
 
+    cols = ["model", "path_id", "e_ref", "e_model", "diff", "flags"]
     if reference is None or not len(reference):
-        return pd.DataFrame(columns=["model", "path_id", "e_ref", "e_model", "diff"])
-    ref = reference[reference["mode"] == mode].set_index("path_id")["e_kra"]
-    rows = []
+        return pd.DataFrame(columns=cols)
+    ref = reference[reference["mode"] == mode].set_index("path_id")
+    rows, dropped = [], []
     for name, tab in tables.items():
         if tab is None or not len(tab):
             continue
         for _, r in tab[tab["mode"] == mode].iterrows():
-            if r["path_id"] in ref.index:
-                rows.append({"model": name, "path_id": r["path_id"], "e_ref": float(ref[r["path_id"]]),
-                             "e_model": float(r["e_kra"]), "diff": float(r["e_kra"] - ref[r["path_id"]])})
-    return pd.DataFrame(rows)
+            if r["path_id"] not in ref.index:
+                continue
+            rr = ref.loc[r["path_id"]]
+            flags = _flag_list(r.get("flags")) + [f"reference:{f}" for f in _flag_list(rr.get("flags"))]
+            if not keep_unconverged and (is_unconverged(r.get("flags", [])) or is_unconverged(rr.get("flags", []))):
+                dropped.append({"model": name, "path_id": r["path_id"], "flags": "; ".join(flags)})
+                continue
+            rows.append({"model": name, "path_id": r["path_id"], "e_ref": float(rr["e_kra"]),
+                         "e_model": float(r["e_kra"]), "diff": float(r["e_kra"] - rr["e_kra"]),
+                         "flags": "; ".join(flags)})
+    out = pd.DataFrame(rows, columns=cols)
+    out.attrs["unconverged"] = dropped
+    return out
 
 
 def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", reference_note: str = ""):

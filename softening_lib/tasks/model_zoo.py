@@ -1,16 +1,20 @@
 """Chapter 10: the model zoo -- softening scale of every runnable model vs size and training set.
 
-For each model and each material of a frame set, the softening scale
-``s = Σ F_DFT·F_model / Σ F_DFT²`` (paper Fig. 5, :func:`softening_lib.metrics.softening_scale`)
-is computed from cached predictions (:func:`softening_lib.predict.predict_cached`, the same
-cache chapter 7 fills), then summarised per model (median, quartiles, fraction softened) next
-to the model's parameter count (counted from the loaded weights) and training set (MPF,
-MPtrj, MatPES): the paper's model-size discussion and SI Figs. 6-7, extended to MatPES.
+For each model and each material, the softening scale ``s = Σ F_DFT·F_model / Σ F_DFT²``
+(paper Fig. 5, :func:`softening_lib.metrics.softening_scale`) on **chapter 7's frames**
+(GPAW-labelled WBM high-energy states, plus the near-equilibrium phonon contrast sets), read
+from chapter 7's record store (:mod:`softening_lib.tasks.high_energy`: the same records, so the
+two chapters agree), summarised per model and dataset (median, quartiles, fraction softened)
+next to the model's parameter count (counted from the loaded weights) and training set (MPF,
+MPtrj, MatPES): the paper's model-size discussion and SI Figs. 6-7, extended to MatPES and
+SevenNet-0.
 
 >>> from softening_lib.tasks import model_zoo
->>> frames = model_zoo.phonon_frames("jageo-pbe-68", n=8)
->>> per_mat = model_zoo.zoo_table(frames, ["chgnet-0.3.0", "m3gnet-matpes-pbe"], dataset="jageo-pbe-68")
->>> model_zoo.summary(per_mat)
+>>> model_zoo.compute(["chgnet-0.3.0", "sevennet-0"], preset="smoke")   # fills chapter 7's records
+>>> per = model_zoo.record_table(["chgnet-0.3.0", "sevennet-0"], preset="smoke")
+>>> model_zoo.summary(per, model_zoo.model_card(["chgnet-0.3.0", "sevennet-0"]))
+
+:func:`zoo_table` does the same for any list of labelled frames (user data, tests).
 """
 
 from __future__ import annotations
@@ -26,44 +30,60 @@ from .. import cache, datasets, metrics, models, predict
 log = logging.getLogger(__name__)
 
 TASK = "model_zoo"
-ZOO_MODELS = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe",
+SEVENNET = "sevennet-0"  # registry entry; its factory is :func:`sevennet0` below
+ZOO_MODELS = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", SEVENNET,
               "mace-mp-0-medium"]
+# chapter 7's frame sets: high-energy states first, then the near-equilibrium phonon contrast
+ZOO_DATASETS = ("wbm-he-gpaw", "wbm-he-figshare", "phonondb-pbesol", "jageo-pbe-68")
 TRAINING_FAMILIES = {"MPF": "MPF (MP relaxation frames, 188 k)", "MPtrj": "MPtrj (MP relaxation trajectories, 1.58 M)",
                      "MatPES": "MatPES (MD-sampled PES, 2025)", "other": "other / user"}
 FAMILY_MARKERS = {"MPF": "s", "MPtrj": "o", "MatPES": "D", "other": "^"}
 
+# SevenNet-0: its wheel ships the weights, but sevenn >= 0.11 pins e3nn >= 0.5 while mace-torch
+# 0.3.16 pins e3nn == 0.4.4; sevenn 0.10.4 (no e3nn pin) runs with e3nn 0.4.4 and is installed
+# beside mace-torch (pip install --no-deps sevenn==0.10.4 braceexpand scikit-learn threadpoolctl).
+SEVENNET_FIX = ("pip install --no-deps 'sevenn==0.10.4' braceexpand scikit-learn threadpoolctl "
+                "(sevenn>=0.11 needs e3nn>=0.5, which conflicts with mace-torch's e3nn==0.4.4)")
 
-# SevenNet-0 through an import path: its wheel ships the weights, but sevenn >= 0.11 pins
-# e3nn >= 0.5 while mace-torch 0.3.16 pins e3nn == 0.4.4; sevenn 0.10.4 (no e3nn pin) runs
-# with e3nn 0.4.4. Predictions may come from a side environment that has it (see chapter 10).
-SEVENNET = "softening_lib.tasks.model_zoo:sevennet0"
-EXTRA_SPECS = {
-    SEVENNET: {"display_name": "SevenNet-0 (11Jul2024)", "training_set": "MPtrj (1.58 M structures)",
-               "version": "sevenn 0.10.4 wheel, SevenNet_0__11Jul2024",
-               "citation": "Y. Park et al., J. Chem. Theory Comput. 20, 4857 (2024)"},
-}
+
+def sevennet0_available() -> tuple[bool, str, str]:
+    """(ok, reason, fix) for SevenNet-0: the sevenn package and the checkpoint inside its wheel."""
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        found = importlib.util.find_spec("sevenn") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return False, "the sevenn package is not installed here", SEVENNET_FIX
+    try:
+        import sevenn._const as const
+
+        path = Path(const.SEVENNET_0_11Jul2024)
+    except Exception as exc:  # an incompatible sevenn version
+        return False, f"sevenn has no SevenNet-0 (11Jul2024) checkpoint ({exc})", SEVENNET_FIX
+    if not path.is_file():
+        return False, f"the sevenn wheel holds no checkpoint at {path}", SEVENNET_FIX
+    return True, "weights ship inside the sevenn wheel", ""
 
 
 def sevennet0(device: str = "cpu", **kw: Any):
-    """SevenNet-0 (weights inside the ``sevenn`` wheel) as an ASE calculator."""
-    try:
-        import torch
+    """SevenNet-0 (11Jul2024; weights inside the ``sevenn`` wheel) as an ASE calculator."""
+    ok, reason, fix = sevennet0_available()
+    if not ok:
+        raise models.ModelUnavailableError(f"SevenNet-0: {reason}. Fix: {fix}")
+    import torch
 
-        # sevenn 0.10.4 checkpoints (inside the wheel) pickle a `slice`; torch >= 2.6 loads with
-        # weights_only=True and refuses it unless allow-listed
-        torch.serialization.add_safe_globals([slice])
-        from sevenn.calculator import SevenNetCalculator
-    except ImportError as exc:
-        raise models.ModelUnavailableError(
-            f"SevenNet-0: the sevenn package is not installed here ({exc}). Fix: pip install "
-            "'sevenn==0.10.4' braceexpand scikit-learn (sevenn>=0.11 needs e3nn>=0.5, which "
-            "conflicts with mace-torch's e3nn==0.4.4)") from exc
+    # sevenn 0.10.4 checkpoints pickle a `slice`; torch >= 2.6 loads with weights_only=True and
+    # refuses it unless allow-listed
+    torch.serialization.add_safe_globals([slice])
+    from sevenn.calculator import SevenNetCalculator
+
     return SevenNetCalculator("7net-0", device=device, **kw)
 
 
 def zoo_label(model: str) -> str:
-    if model in EXTRA_SPECS:
-        return EXTRA_SPECS[model]["display_name"]
     from .. import plots
 
     return plots.label(model)
@@ -72,7 +92,7 @@ def zoo_label(model: str) -> str:
 def training_family(model: str) -> str:
     """MPF | MPtrj | MatPES | other, from the registry's training-set string."""
     try:
-        text = EXTRA_SPECS[model]["training_set"] if model in EXTRA_SPECS else models.get_spec(model).training_set
+        text = models.get_spec(model).training_set
     except Exception:
         return "other"
     for key in ("MatPES", "MPtrj", "MPF"):
@@ -133,12 +153,10 @@ def model_card(names: Sequence[str], count: bool = True) -> "Any":
                     log.warning("could not count parameters of %s: %s", name, exc)
             else:
                 counted = rec["n_parameters"]
-        extra = EXTRA_SPECS.get(name, {})
-        rows.append({"model": name, "display_name": extra.get("display_name", spec.display_name),
-                     "version": extra.get("version", spec.version),
+        rows.append({"model": name, "display_name": spec.display_name, "version": spec.version,
                      "available": ok, "reason": "" if ok else reason,
                      "parameters_counted": counted, "parameters_reported": spec.n_parameters,
-                     "training_set": extra.get("training_set", spec.training_set), "training_family": training_family(name),
+                     "training_set": spec.training_set, "training_family": training_family(name),
                      "paper_model": spec.paper_model})
     return pd.DataFrame(rows)
 
@@ -292,59 +310,191 @@ def common_materials(per_material) -> "Any":
 
 
 # --------------------------------------------------------------------------------------
+# chapter 7's frames and records (the zoo's default data)
+# --------------------------------------------------------------------------------------
+
+def zoo_ids(dataset: str, preset: str = "default") -> list[str]:
+    """Chapter 7's material list of ``dataset`` for ``preset`` (the same frames, the same records)."""
+    from . import high_energy
+
+    return high_energy.preset_ids(dataset, preset)
+
+
+def available_datasets(datasets_: Sequence[str] = ZOO_DATASETS) -> list[str]:
+    """Those of ``datasets_`` that are present here (high-energy sets only when they hold frames)."""
+    from . import high_energy
+
+    return [d for d in datasets_ if high_energy.availability(d)["available"]]
+
+
+def _load(dataset: str, ids: Sequence[str]) -> list[Atoms]:
+    """Chapter 7's frames of ``ids`` (phonon sets: one archive read for all materials)."""
+    from . import high_energy
+
+    if dataset in high_energy.PHONON_SETS:
+        return phonon_frames(dataset, materials=list(ids))
+    frames, _ = high_energy.load_frames(dataset, list(ids))
+    return frames
+
+
+def compute(model_names: Sequence[str], preset: str = "default", datasets_: Sequence[str] = ZOO_DATASETS,
+            progress: bool = True) -> dict:
+    """Fill chapter 7's record store (``high_energy``) for every runnable model on chapter 7's
+    frames: per dataset the frames are read once, then the models run one after the other
+    (resumable: existing records are kept). Returns ``{model: {dataset: skipped}}`` plus the
+    models that cannot run, under ``"_not_runnable"``."""
+    from . import high_energy
+
+    ok, not_runnable = models.runnable(list(model_names))
+    report: dict[str, Any] = {"_not_runnable": not_runnable, **{m: {} for m in ok}}
+    for dataset in available_datasets(datasets_):
+        ids = zoo_ids(dataset, preset)
+        todo = sorted({mid for m in ok for mid in ids if high_energy.cached_record(m, dataset, mid) is None})
+        frames = _load(dataset, todo) if todo else []
+        for model in ok:
+            try:
+                skipped = high_energy.compute(dataset, [model], ids if not todo else None, progress=progress,
+                                              parity=high_energy.parity_choice(dataset, ids),
+                                              frames=frames if todo else None)
+            except Exception as exc:  # e.g. EMT on oxides: reported, the other models go on
+                log.warning("zoo %s %s failed: %s", model, dataset, exc)
+                report[model][dataset] = {"*": f"{type(exc).__name__}: {exc}"}
+                continue
+            for mid in todo:  # materials that have no usable frames here
+                if high_energy.cached_record(model, dataset, mid) is None:
+                    skipped[model].setdefault(mid, BAD_REFERENCES.get(f"{dataset}:{mid}", "no frames / no record"))
+            report[model][dataset] = skipped[model]
+            log.warning("zoo %s %s: %d materials, %d skipped", model, dataset, len(ids), len(skipped[model]))
+    return report
+
+
+def record_table(model_names: Sequence[str], preset: str = "default",
+                 datasets_: Sequence[str] = ZOO_DATASETS, compute_missing: bool = False,
+                 ids: dict[str, Sequence[str]] | None = None) -> "Any":
+    """Per-(model, dataset, material) softening scale, MAE, cMAE from chapter 7's records.
+
+    Only reads the record store unless ``compute_missing`` (then :func:`compute` runs first).
+    ``ids`` (``{dataset: material ids}``) replaces chapter 7's preset lists (any record set,
+    e.g. a user data set computed with ``high_energy.compute(..., frames=...)``).
+    Models without records for a dataset are simply absent; :data:`LAST_SKIPPED` says why.
+    """
+    import pandas as pd
+
+    from . import high_energy
+
+    failed: dict[str, str] = {}
+    if compute_missing and ids is None:
+        report = compute(model_names, preset, datasets_, progress=False)
+        failed = {m: f"{d}: {r['*']}" for m, per_set in report.items() if m != "_not_runnable"
+                  for d, r in per_set.items() if "*" in r}
+    ok, skipped = models.runnable(list(model_names))
+    skipped.update(failed)
+    tables = []
+    wanted = dict(ids) if ids is not None else {d: zoo_ids(d, preset) for d in available_datasets(datasets_)}
+    for dataset, mids in wanted.items():
+        t = high_energy.material_table(dataset, list(model_names), list(mids))
+        if "error" in t:
+            t = t[t["error"].isna()]
+        tables.append(t)
+    per = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["model", "dataset", "material_id",
+                                                                                      "softening_scale"])
+    for name in model_names:
+        if name not in skipped and not (per["model"] == name).any():
+            skipped[name] = "no records in the cache (run `python -m softening_lib.tasks.model_zoo`)"
+    LAST_SKIPPED.clear()
+    LAST_SKIPPED.update(skipped)
+    per["training_family"] = per["model"].map(training_family)
+    return per
+
+
+# --------------------------------------------------------------------------------------
 # figures
 # --------------------------------------------------------------------------------------
 
-def fig_distributions(per_material, order: Sequence[str] | None = None):
-    """Softening-scale distribution per model (strip + box), s = 1 marked."""
+def _datasets_in(table, datasets_: Sequence[str] | None) -> list[str]:
+    present = list(dict.fromkeys(table["dataset"])) if "dataset" in table else []
+    return [d for d in (datasets_ or present) if d in set(present)]
+
+
+def _dataset_title(dataset: str, n: int) -> str:
+    from . import high_energy
+
+    return f"{high_energy.DATASET_LABELS.get(dataset, dataset)}\n({n} materials)"
+
+
+def fig_distributions(per_material, order: Sequence[str] | None = None, datasets_: Sequence[str] | None = None):
+    """Softening-scale distribution per model (strip + box), one panel per dataset, s = 1 marked."""
     import matplotlib.pyplot as plt
 
     from .. import plots
 
     t = per_material.dropna(subset=["softening_scale"])
+    if "dataset" not in t:
+        t = t.assign(dataset="frames")
+    sets = _datasets_in(t, datasets_)
     order = [m for m in (order or list(dict.fromkeys(t.model))) if m in set(t.model)]
-    fig, ax = plt.subplots(figsize=(1.6 * max(len(order), 2) + 2, 3.6))
+    fig, axes = plt.subplots(1, max(len(sets), 1), figsize=(max(1.25 * len(order), 4.0) * max(len(sets), 1), 4.0),
+                             squeeze=False)
     rng = np.random.default_rng(0)
-    for i, model in enumerate(order):
-        s = t.loc[t.model == model, "softening_scale"].to_numpy(float)
-        ax.boxplot([s], positions=[i], widths=0.5, showfliers=False, medianprops={"color": plots.color(model)})
-        ax.scatter(i + rng.uniform(-0.18, 0.18, s.size), s, s=10, alpha=0.6, color=plots.color(model), lw=0)
-    ax.axhline(1.0, color="0.3", ls="--", lw=0.8)
-    ax.set_xticks(range(len(order)))
-    ax.set_xticklabels([plots.label(m).replace(" ", "\n", 1) for m in order], fontsize=8)
-    ax.set_ylabel("softening scale s (per material)")
+    for ax, dataset in zip(axes[0], sets):
+        sub = t[t.dataset == dataset]
+        here = [m for m in order if m in set(sub.model)]
+        for i, model in enumerate(here):
+            s = sub.loc[sub.model == model, "softening_scale"].to_numpy(float)
+            ax.boxplot([s], positions=[i], widths=0.5, showfliers=False, medianprops={"color": plots.color(model)})
+            ax.scatter(i + rng.uniform(-0.18, 0.18, s.size), s, s=10, alpha=0.6, color=plots.color(model), lw=0)
+        ax.axhline(1.0, color="0.3", ls="--", lw=0.8)
+        ax.set_xticks(range(len(here)))
+        ax.set_xticklabels([plots.label(m).replace(" ", "\n", 1) for m in here], fontsize=7, rotation=30, ha="right")
+        ax.set_title(_dataset_title(dataset, sub.material_id.nunique()), fontsize=9)
+    axes[0][0].set_ylabel("softening scale s (per material)")
     fig.tight_layout()
     return fig
 
 
-def fig_size_and_training(summary_table):
-    """Median s (IQR bars) vs parameter count (left) and by training set (right)."""
+def _jitter(model: str) -> float:
+    return ((sum(map(ord, model)) % 7) - 3) * 0.06  # deterministic (str hash() is salted per process)
+
+
+def fig_size_and_training(summary_table, datasets_: Sequence[str] | None = None):
+    """Median s (IQR bars) vs parameter count (left) and by training set (right), one row per dataset."""
     import matplotlib.pyplot as plt
 
     from .. import plots
 
     t = summary_table.copy()
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.3, 1]})
-    for _, row in t.iterrows():
-        n = row.get("parameters_counted") or row.get("parameters_reported")
-        yerr = [[row.median_s - row.q1_s], [row.q3_s - row.median_s]]
-        kw = dict(color=plots.color(row.model), marker=FAMILY_MARKERS.get(row.training_family, "^"), ms=7,
-                  capsize=3, ls="none")
-        if n:
-            axes[0].errorbar([n], [row.median_s], yerr=yerr, label=plots.label(row.model), **kw)
-        fam = list(FAMILY_MARKERS).index(row.training_family) if row.training_family in FAMILY_MARKERS else 3
-        jitter = (hash(row.model) % 7 - 3) * 0.05
-        axes[1].errorbar([fam + jitter], [row.median_s], yerr=yerr, **kw)
-    axes[0].set_xscale("log")
-    axes[0].set_xlabel("parameters (counted from the loaded weights)")
-    axes[0].set_ylabel("median softening scale (IQR)")
-    axes[0].legend(fontsize=7, loc="best")
-    axes[1].set_xticks(range(4))
-    axes[1].set_xticklabels(["MPF", "MPtrj", "MatPES", "other"])
-    axes[1].set_xlim(-0.5, 3.5)
-    axes[1].set_xlabel("training set")
-    for ax in axes:
-        ax.axhline(1.0, color="0.3", ls="--", lw=0.8)
+    if "dataset" not in t:
+        t["dataset"] = "frames"
+    sets = _datasets_in(t, datasets_)
+    fig, axes = plt.subplots(max(len(sets), 1), 2, figsize=(10, 3.3 * max(len(sets), 1)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.3, 1]})
+    for row_axes, dataset in zip(axes, sets):
+        sub = t[t.dataset == dataset]
+        for _, row in sub.iterrows():
+            n = row.get("parameters_counted")
+            if n is None or n != n:
+                n = row.get("parameters_reported")
+            yerr = [[row.median_s - row.q1_s], [row.q3_s - row.median_s]]
+            kw = dict(color=plots.color(row.model), marker=FAMILY_MARKERS.get(row.training_family, "^"), ms=7,
+                      capsize=3, ls="none")
+            if n is not None and n == n and n > 0:
+                row_axes[0].errorbar([n], [row.median_s], yerr=yerr, label=plots.label(row.model), **kw)
+            fam = list(FAMILY_MARKERS).index(row.training_family) if row.training_family in FAMILY_MARKERS else 3
+            row_axes[1].errorbar([fam + _jitter(row.model)], [row.median_s], yerr=yerr, **kw)
+        n_mat = int(sub["n_materials"].max()) if len(sub) else 0
+        row_axes[0].set_xscale("log")
+        row_axes[0].set_ylabel("median s (IQR)")
+        row_axes[0].set_title(_dataset_title(dataset, n_mat).replace("\n", " "), fontsize=9, loc="left")
+        row_axes[1].set_xticks(range(4))
+        row_axes[1].set_xticklabels(["MPF", "MPtrj", "MatPES", "other"])
+        row_axes[1].set_xlim(-0.5, 3.5)
+        for ax in row_axes:
+            ax.axhline(1.0, color="0.3", ls="--", lw=0.8)
+    axes[-1][0].set_xlabel("parameters (counted from the loaded weights)")
+    axes[-1][1].set_xlabel("training set")
+    handles, labels_ = axes[0][0].get_legend_handles_labels()
+    if handles:
+        axes[0][0].legend(handles, labels_, fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
@@ -357,24 +507,34 @@ def scaled_emt(c: float = 0.8):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m softening_lib.tasks.model_zoo --n 8 --models ...``: fill the prediction cache."""
+    """``python -m softening_lib.tasks.model_zoo --models ... --preset default``: fill chapter 7's
+    record store for the zoo models on chapter 7's frames, one model at a time, then print the summary."""
     import argparse
+    import warnings
 
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--dataset", default="jageo-pbe-68")
-    p.add_argument("--n", type=int, default=8, help="number of materials (chapter 7's order, cheapest first)")
-    p.add_argument("--models", nargs="+", default=[m for m in ZOO_MODELS])
+    p.add_argument("--preset", default="default", choices=("smoke", "default", "full"))
+    p.add_argument("--datasets", nargs="+", default=list(ZOO_DATASETS))
+    p.add_argument("--models", nargs="+", default=list(ZOO_MODELS))
+    p.add_argument("--no-count", action="store_true", help="do not load the models to count parameters")
     a = p.parse_args(argv)
+    import pandas as pd
     import torch
 
     torch.set_num_threads(1)
-    frames = phonon_frames(a.dataset, n=a.n)
-    per = zoo_table(frames, a.models, dataset=a.dataset)
-    card = model_card(a.models)
-    print(card.to_string())
-    print(summary(per, card).to_string())
-    print("skipped:", LAST_SKIPPED)
-    print("bad references:", BAD_REFERENCES)
+    report = compute(a.models, a.preset, a.datasets)
+    print("not runnable:", report.pop("_not_runnable"))
+    for model, per_set in report.items():
+        for dataset, skipped in per_set.items():
+            print(model, dataset, f"skipped {len(skipped)}", dict(list(skipped.items())[:3]), flush=True)
+    card = model_card(a.models, count=not a.no_count)
+    per = record_table(a.models, a.preset, a.datasets)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(card[["model", "available", "parameters_counted", "parameters_reported", "training_family"]].to_string())
+        print(summary(per, card)[["model", "dataset", "n_materials", "median_s", "q1_s", "q3_s",
+                                  "frac_softened", "parameters_counted"]].to_string())
 
 
 if __name__ == "__main__":

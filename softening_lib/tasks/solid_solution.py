@@ -337,50 +337,33 @@ def sublattice_of(ordering: Ordering) -> Sublattice:
 # relaxation
 # --------------------------------------------------------------------------------------
 
-def _shared_relax():
-    """``softening_lib.relax.relax`` (the project's one relaxation helper) when present."""
-    try:
-        from ..relax import relax as shared  # written by another engineer
-    except ImportError:
-        return None
-    return shared
-
-
 def relax(atoms: Atoms, calc, *, fmax: float = 0.05, relax_cell: bool = True,
           max_steps: int = 500) -> tuple[Atoms, dict]:
-    """Relax positions (and the cell) with ``calc``; returns (atoms, info) with
-    ``converged``, ``fmax`` (final max force, eV/A, cell-filter forces included) and ``steps``.
+    """Relax positions (and the cell) with ``calc`` through ``softening_lib.relax.relax``;
+    returns (atoms, info) with ``converged``, ``fmax`` (final max force, eV/A, cell-filter
+    forces included) and ``steps``. A relaxation that stops at ``max_steps`` is returned with
+    ``converged=False`` and the ``fmax`` it reached (flagged by :func:`unconverged`).
 
     BFGS with a ``FrechetCellFilter`` for the cell (BFGS took 13 steps where FIRE took 25
-    on a CHGNet test ordering), through ``softening_lib.relax.relax`` when it exists, else
-    ASE directly with the same settings.
+    on a CHGNet test ordering).
     """
-    shared = _shared_relax()
-    if shared is not None:
-        out, info = shared(atoms, calc, fmax=fmax, steps=max_steps,
-                           cell_filter="frechet" if relax_cell else None, optimizer="BFGS")
-        info = dict(info)
-        info["relaxer"] = "softening_lib.relax BFGS" + ("+FrechetCellFilter" if relax_cell else "")
-        return out, info
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS
+    from ..relax import relax as shared
 
-    work = atoms.copy()
-    work.calc = calc
-    target = FrechetCellFilter(work) if relax_cell else work
-    opt = BFGS(target, logfile=None)
-    converged = bool(opt.run(fmax=fmax, steps=max_steps))
-    f = target.get_forces()
-    return work, {"converged": converged, "fmax": float(np.linalg.norm(f, axis=1).max()),
-                  "steps": int(opt.get_number_of_steps()),
-                  "relaxer": "ase.BFGS+FrechetCellFilter" if relax_cell else "ase.BFGS"}
+    out, info = shared(atoms, calc, fmax=fmax, steps=max_steps,
+                       cell_filter="frechet" if relax_cell else None, optimizer="BFGS")
+    info = dict(info)
+    info["relaxer"] = "softening_lib.relax BFGS" + ("+FrechetCellFilter" if relax_cell else "")
+    return out, info
 
 
 # --------------------------------------------------------------------------------------
 # scoring
 # --------------------------------------------------------------------------------------
 
-def _model_key(model: str, calc) -> str:
+def model_key(model: str, calc=None) -> str:
+    """The result-store folder of a model: the registry's model id (name + weights hash),
+    or ``model`` itself, a plain label, when a custom calculator ``calc`` is scored
+    (chapter 8's corrected models) or the name is not in the registry."""
     if calc is not None:
         return model
     from .. import models
@@ -415,7 +398,7 @@ def score(orderings: Sequence[Ordering], model: str, *, mode: str = "relaxed", c
     if mode not in ("relaxed", "static"):
         raise ValueError(f"mode must be 'relaxed' or 'static', got {mode!r}")
     store = store or cache.ResultStore(TASK)
-    mkey = _model_key(model, calc)
+    mkey = model_key(model, calc)
     rows, todo = [], []
     for o in orderings:
         key = cache.key_of(VERSION, o.id, mode, fmax if mode == "relaxed" else None)
@@ -479,6 +462,8 @@ def mixing_energies(table):
         sol = grp[grp["n_solute"] == n]
         if host.empty or sol.empty:
             continue
+        if "converged" in grp and not (host["converged"].astype(bool).all() and sol["converged"].astype(bool).all()):
+            continue  # an end member that did not reach fmax is no reference for mixing energies
         e_h = float(host["energy_per_site"].iloc[0])
         e_s = float(sol["energy_per_site"].iloc[0])
         f = grp["fraction"].to_numpy()
@@ -493,6 +478,8 @@ def regular_solution_fit(table) -> dict[str, float]:
     mean of the orderings is used; Omega is the least-squares slope through the origin of
     those means against f (1 - f)."""
     t = table.dropna(subset=["e_mix"])
+    if "converged" in t:  # relaxations that stopped before fmax are flagged (unconverged), not fitted
+        t = t[t["converged"].fillna(True).astype(bool)]
     t = t[(t["fraction"] > 0) & (t["fraction"] < 1)]
     if t.empty:
         return {"omega_eV": np.nan, "Tc_K": np.nan, "n_compositions": 0, "n_orderings": 0}
@@ -503,6 +490,19 @@ def regular_solution_fit(table) -> dict[str, float]:
     omega = float(np.sum(x * y) / np.sum(x * x))
     return {"omega_eV": omega, "Tc_K": omega / (2 * K_B), "n_compositions": int(len(means)),
             "n_orderings": int(len(t))}
+
+
+def unconverged(tables: dict[str, Any]):
+    """Relaxations that stopped before fmax, one row per (model, ordering) with the fmax they
+    reached: listed, and left out of :func:`regular_solution_fit` (the figure draws them as
+    crosses). An unconverged end member leaves the mixing energies of its supercell NaN."""
+    import pandas as pd
+
+    cols = ["model", "mode", "ordering_id", "fraction", "fmax", "steps"]
+    rows = [t.loc[~t["converged"].astype(bool), [c for c in cols if c in t]].assign(model=name)
+            for name, t in tables.items() if t is not None and len(t) and "converged" in t]
+    rows = [r for r in rows if len(r)]
+    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 
 def fit_table(tables: dict[str, Any]):
@@ -591,8 +591,12 @@ def figure_2c(tables: dict[str, Any], *, mode: str = "relaxed", reference=None,
             continue
         col = "black" if name == REFERENCE_LABEL else plots.color(name)
         lab = "GPAW-PBE (this project)" if name == REFERENCE_LABEL else plots.label(name)
-        ax.scatter(tab["fraction"] + off, 1000 * tab["e_mix"], s=14, color=col, alpha=0.7, lw=0,
+        ok = tab["converged"].astype(bool) if "converged" in tab else np.ones(len(tab), bool)
+        ax.scatter(tab["fraction"][ok] + off, 1000 * tab["e_mix"][ok], s=14, color=col, alpha=0.7, lw=0,
                    label=lab, zorder=3 if name == REFERENCE_LABEL else 2)
+        if (~ok).any():  # relaxations that did not reach fmax: shown, flagged, not fitted
+            ax.scatter(tab["fraction"][~ok] + off, 1000 * tab["e_mix"][~ok], s=30, color=col, marker="x",
+                       lw=1, label=f"{lab}: not converged", zorder=2)
         fit = regular_solution_fit(tab)
         if np.isfinite(fit["omega_eV"]):
             ax.plot(fgrid, 1000 * fit["omega_eV"] * fgrid * (1 - fgrid), color=col, lw=1, ls="--")

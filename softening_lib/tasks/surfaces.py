@@ -41,7 +41,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -487,12 +487,15 @@ def _case_key(case: SurfaceCase, variant: str, fmax: float, steps: int) -> str:
     return f"{case.id}-{variant}-" + key_of(geometry_hash([case.slab, case.bulk]), variant, fmax, steps)
 
 
-def compute(cases: Sequence[SurfaceCase], model: str, variant: str = "static", fmax: float = 0.05,
-            steps: int = 500, progress: bool = True, compute_missing: bool = True):
-    """Model surface energies, cached per (model id, case, geometry, variant) in ResultStore("surfaces").
+def cached_compute(task: str, cases: Sequence, model: str, *, key: Callable[[Any], str],
+                   elements: Callable[[Any], set], evaluate: Callable[[Any, Any], dict],
+                   variant: str, progress: bool = True, compute_missing: bool = True, desc: str = ""):
+    """Rows of ``cases`` for one registry ``model``, cached in ``ResultStore(task)`` (surfaces, defects).
 
-    Structures with elements the model does not cover are recorded as skipped (with reason).
-    ``compute_missing=False`` only reads the cache (for a quick "default" book build).
+    A case whose ``key(case)`` is in the store is read; the rest are computed with
+    ``evaluate(case, calc)`` (the calculator made once, on the first miss) and stored.
+    A case with elements (``elements(case)``) the model does not cover is stored and
+    returned as skipped, with the reason. ``compute_missing=False`` only reads the cache.
     """
     import pandas as pd
 
@@ -500,42 +503,82 @@ def compute(cases: Sequence[SurfaceCase], model: str, variant: str = "static", f
     from ..cache import ResultStore
     from ..predict import calculator
 
-    if variant not in VARIANTS:
-        raise SurfaceError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    store = ResultStore(TASK)
+    store = ResultStore(task)
     mid = models.model_id(model)
     rows, todo = [], []
     for case in cases:
-        key = _case_key(case, variant, fmax, steps)
-        rec = store.get(mid, key)
+        k = key(case)
+        rec = store.get(mid, k)
         if rec is not None:
             rows.append(rec)
         else:
-            todo.append((case, key))
+            todo.append((case, k))
     if todo and compute_missing:
         it = todo
         if progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(todo, desc=f"{model} {variant} surfaces")
+            it = tqdm(todo, desc=desc or f"{model} {variant} {task}")
         calc = None
-        for case, key in it:
+        for case, k in it:
             try:
-                models.check_elements(model, set(case.slab.get_chemical_symbols()))
+                models.check_elements(model, set(elements(case)))
             except models.UnsupportedElementError as exc:
                 rec = {**case.summary(), "variant": variant, "model": model, "skipped": str(exc)}
-                store.put(mid, key, rec)
-                rows.append(rec)
-                continue
-            calc = calc or calculator(model)
-            rec = evaluate(case, calc, relax=(variant == "relaxed"), fmax=fmax, steps=steps)
-            rec.update(model=model, model_id=mid, skipped="")
-            store.put(mid, key, rec)
+            else:
+                calc = calc or calculator(model)
+                rec = evaluate(case, calc)
+                rec.update(model=model, model_id=mid, skipped="")
+            store.put(mid, k, rec)
             rows.append(rec)
     df = pd.DataFrame(rows)
     if len(df) and "skipped" not in df:
         df["skipped"] = ""
     return df
+
+
+def compute(cases: Sequence[SurfaceCase], model: str, variant: str = "static", fmax: float = 0.05,
+            steps: int = 500, progress: bool = True, compute_missing: bool = True):
+    """Model surface energies, cached per (model id, case, geometry, variant) in ResultStore("surfaces").
+
+    Structures with elements the model does not cover are recorded as skipped (with reason).
+    ``compute_missing=False`` only reads the cache (for a quick "default" book build).
+    """
+    if variant not in VARIANTS:
+        raise SurfaceError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return cached_compute(
+        TASK, cases, model, variant=variant, progress=progress, compute_missing=compute_missing,
+        key=lambda case: _case_key(case, variant, fmax, steps),
+        elements=lambda case: set(case.slab.get_chemical_symbols()),
+        evaluate=lambda case, calc: evaluate(case, calc, relax=(variant == "relaxed"), fmax=fmax, steps=steps),
+        desc=f"{model} {variant} surfaces")
+
+
+def model_tables(compute_fn: Callable, cases: Sequence, models: Sequence[str], variants: Sequence[str],
+                 compute_relaxed: bool = False, what: str = "cases") -> dict:
+    """``{model: {variant: table}}`` with ``compute_fn`` (:func:`compute` or ``defects.compute``).
+
+    Statics are computed when missing; relaxations only with ``compute_relaxed`` (the "full"
+    preset), else read from the cache. Prints how many of ``cases`` each table holds.
+    """
+    tables = {m: {v: compute_fn(cases, m, variant=v, compute_missing=(v == "static" or compute_relaxed))
+                  for v in variants} for m in models}
+    for m in models:
+        for v in variants:
+            print(f"{m} {v}: {len(tables[m][v])} of {len(cases)} {what} available")
+    return tables
+
+
+def reference_or_demo(compute_fn: Callable, cases: Sequence, reference: dict, variants: Sequence[str],
+                      emt_systems: Sequence[str]) -> tuple[dict, str, bool]:
+    """``(reference, label, demo)``: the GPAW reference when it holds anything, else ASE's EMT
+    on the EMT metals among ``cases`` as a clearly labelled demonstration stand-in (cached
+    like any model, model ``"emt"``). EMT is not DFT: ``demo=True`` says so."""
+    if sum(len(r) for r in reference.values() if r is not None):
+        return reference, "GPAW-PBE", False
+    emt_cases = [c for c in cases if c.system in emt_systems]
+    demo = {v: compute_fn(emt_cases, "emt", variant=v, progress=False) for v in variants}
+    return demo, "EMT (demo stand-in, NOT DFT)", True
 
 
 # --------------------------------------------------------------------------------------
@@ -550,9 +593,13 @@ def reference_dir() -> Path:
 
 def reference_records(root: Path | None = None) -> list[dict]:
     """Every JSON record (one per GPAW calculation) under data/reference/surfaces_gpaw."""
-    root = Path(root) if root is not None else reference_dir()
+    return json_records(Path(root) if root is not None else reference_dir())
+
+
+def json_records(root: Path) -> list[dict]:
+    """Every readable ``*.json`` record in ``root`` (sorted by name); a half-written file is skipped."""
     out = []
-    for path in sorted(root.glob("*.json")):
+    for path in sorted(Path(root).glob("*.json")):
         try:
             out.append(json.loads(path.read_text()))
         except json.JSONDecodeError:
@@ -645,6 +692,19 @@ def unconverged(model_tables: dict, reference: dict | None = None):
                 rows.append({"who": who, "variant": variant, "id": r["id"], "fmax": r.get("fmax"),
                              "steps": r.get("steps")})
     return pd.DataFrame(rows, columns=["who", "variant", "id", "fmax", "steps"])
+
+
+def parity_report(figure_fn: Callable, reference: dict, model_tables: dict, ref_label: str, demo: bool,
+                  what: str = "surfaces"):
+    """``(fig, summary, note, flagged)`` of a chapter's parity figure (Fig. 2a with
+    :func:`parity_figure`, Fig. 2b with ``defects.parity_figure``): the figure (watermarked
+    when ``demo``), its statistics, a caption note on the reference, and the relaxations that
+    did not reach fmax (:func:`unconverged`; the statistics leave them out)."""
+    fig, summary = figure_fn(reference, model_tables, ref_label=ref_label,
+                             watermark="DEMO: EMT, not DFT" if demo else None)
+    note = ("DEMO: EMT stands in for the pending GPAW reference; no softening conclusion can be drawn."
+            if demo else f"{len(reference['static'])} static / {len(reference.get('relaxed', []))} relaxed GPAW {what}.")
+    return fig, summary, note, unconverged(model_tables, reference)
 
 
 def stats(joined) -> dict:

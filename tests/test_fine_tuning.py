@@ -1,0 +1,83 @@
+"""Chapter 9's campaign logic (softening_lib.tasks.fine_tuning) on EMT frames with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from softening_lib import datasets, models
+from softening_lib.tasks import fine_tuning as ft
+
+
+def scaled_emt_08():
+    return models.ScaledCalculator(EMT(), 0.8)
+
+
+def emt_frames(n: int = 14):
+    rng = np.random.default_rng(3)
+    out = []
+    for i in range(n):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+        atoms.positions += rng.normal(0, 0.08, atoms.positions.shape)
+        atoms.calc = EMT()
+        datasets.labelled(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                          material_id="cu", frame_id=i)
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture()
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_split_is_fixed_disjoint_and_draws_from_the_pool():
+    frames = emt_frames()
+    a = ft.make_split(frames, pool_size=5, dataset="emt", material_id="cu")
+    b = ft.make_split(frames, pool_size=5, dataset="emt", material_id="cu")
+    assert a.pool == b.pool and a.test == b.test  # fixed (seed 0)
+    assert not set(a.pool) & set(a.test) and len(a.pool) + len(a.test) == len(frames)
+    for seed in (0, 1, 2):
+        idx = a.train_indices(2, seed)
+        assert len(idx) == 2 and set(idx) <= set(a.pool)
+        assert idx == a.train_indices(2, seed)
+    assert a.train_indices(5, 1) == a.pool  # N = pool size: the whole pool for every seed
+    assert a.train_indices(2, 0) != a.train_indices(2, 1) or a.train_indices(2, 0) != a.train_indices(2, 2)
+    with pytest.raises(ValueError):
+        a.train_indices(6, 0)
+    with pytest.raises(ValueError):
+        ft.make_split(frames[:5], pool_size=5)
+
+
+def test_plan_puts_headline_runs_first_and_covers_every_seed():
+    jobs = ft.plan(ns=(1, 2, 5), seeds=(0, 1), scratch_seeds=(0,), pool_size=5)
+    assert jobs[0] == ("pretrained", 5, 0)
+    assert jobs.index(("finetune", 5, 0)) < jobs.index(("finetune", 1, 1))
+    assert {("finetune", n, s) for n in (1, 2, 5) for s in (0, 1)} <= set(jobs)
+    assert ("scratch", 2, 1) not in jobs and len(jobs) == len(set(jobs))
+
+
+def test_campaign_linear_correction_undoes_a_known_softening(results):
+    frames = emt_frames()
+    split = ft.make_split(frames, pool_size=5, dataset="emt-ft-test", material_id="cu")
+    model = "test_fine_tuning:scaled_emt_08"
+    table = ft.run_campaign(split, model=model, ns=[1, 2], seeds=[0, 1], scratch_seeds=[0],
+                            compute=["pretrained", "linear"], progress=False)
+    ok = table[~table.missing]
+    pre = ok[ok.method == "pretrained"].iloc[0]
+    assert pre.test_softening_scale == pytest.approx(0.8, abs=1e-12)
+    lin = ok[ok.method == "linear"]
+    assert len(lin) == 4
+    assert np.allclose(lin.c, 1 / 0.8, rtol=1e-10) and np.allclose(lin.test_mae, 0.0, atol=1e-10)
+    # fine-tunes were not allowed to run: reported missing, not silently dropped
+    missing = ft.missing_runs(table)
+    assert "finetune N=1 seed=0" in missing and "scratch N=2 seed=0" in missing
+    summ = ft.summary(table).set_index(["method", "n_train_structures"])
+    assert summ.loc[("linear", 1), "n_seeds"] == 2
+    # cached: a second pass with compute=False reads the same records
+    again = ft.run_campaign(split, model=model, ns=[1, 2], seeds=[0, 1], scratch_seeds=[0], compute=False,
+                            progress=False)
+    assert (~again.missing).sum() == len(ok)
