@@ -404,6 +404,26 @@ materials): median $s$ = {glue:text}`s_phonondb_pbesol_chgnet_0_3_0:.3f` (CHGNet
 restricts every model to the {glue:text}`n_common` PhononDB materials all of them cover.
 These are PBEsol forces and every model here is trained on PBE: PBEsol binds more tightly, so
 part of any $s$ < 1 on this set is the functional, not the model (chapter 6).
+
+**JaGeo VASP-PBE displacements** ({glue:text}`n_jageo_pbe_68` materials, the cheapest first):
+median $s$ = {glue:text}`s_jageo_pbe_68_chgnet_0_3_0:.3f` (CHGNet),
+{glue:text}`s_jageo_pbe_68_m3gnet_mp_2021_2_8:.3f` (M3GNet-MP),
+{glue:text}`s_jageo_pbe_68_sevennet_0:.3f` (SevenNet-0),
+{glue:text}`s_jageo_pbe_68_m3gnet_matpes_pbe:.3f` (M3GNet-MatPES),
+{glue:text}`s_jageo_pbe_68_tensornet_matpes_pbe:.3f` (TensorNet-MatPES).
+"""),
+    md(r"""
+```{warning}
+Treat the JaGeo numbers with care. Every model, MatPES-trained ones included, comes out far
+softer on these heavy chalcogenides than on PhononDB. The frames themselves check out (the
+displaced atom moves by the 0.01 Å recorded in the force set, the DFT forces sum to zero,
+and the model forces are cleanly proportional to the DFT ones, not scrambled), so this is not
+an atom-ordering error; but the forces are tiny (|F| of the displaced atom about 0.03 eV/Å,
+most components below 10$^{-3}$ eV/Å), and force constants too small by a factor of two or
+more for five different models at once would be a striking result. Until these force sets are
+cross-checked against JaGeo's own DFT phonon frequencies, read the PhononDB panel as the
+near-equilibrium contrast.
+```
 """),
     md("""
 ## Size and training set (SI Figs. 6-7 and beyond)

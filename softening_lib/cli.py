@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             runs = runner.execute(runner.plan(args.chapter, args.model, args.preset, extra), force=args.force)
             return 1 if any(r.status == "failed" for r in runs) else 0
-        runner.run_and_build(args.chapter, args.model, args.preset, force=args.force, strict=not args.no_strict)
+        runner.run_and_build(args.chapter, args.model, args.preset, force=args.force, strict=not args.no_strict,
+                             extra=extra)
     except runner.RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

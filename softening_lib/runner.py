@@ -2,10 +2,13 @@
 
 Source notebooks in ``chapters/`` stay output-free. ``run`` executes each chapter (for a
 preset and a list of models) into a staged book under ``_build/src`` and skips a chapter
-whose inputs did not change: the key covers the notebook, its parameters, the library's
-source, the committed reference data and results it reads, and the software versions.
-``build`` then renders the staged book (``execute_notebooks: off``), treating Sphinx
-warnings as errors.
+whose inputs did not change: the key covers the notebook, its parameters, the library
+modules it imports (:func:`code_closure`), the committed reference data (``data/reference``,
+``data/datasets.yml``) and the software versions; an executed chapter's log line says which
+of them changed. ``build`` then renders the staged book (``execute_notebooks: off``), treating
+Sphinx warnings as errors; pages, static files and the what-ran page are rewritten only when
+their content changed, so a warm rebuild is Sphinx's "0 changed". MathJax and plotly.js are
+served from the book's own _static (no CDN).
 
 A run with models other than a chapter's defaults (``--model mypkg.calc:make``) is written
 as a page of its own (``NN_name__<model>.ipynb``) listed under the chapter, never over the
@@ -491,8 +494,8 @@ def build(strict: bool = True, log=print) -> Path:
 
 
 def run_and_build(chapter_specs=None, models=None, preset="default", force=False, strict=True,
-                  log=print) -> Path:
-    runs = execute(plan(chapter_specs, models, preset), force=force, log=log)
+                  log=print, extra: dict | None = None) -> Path:
+    runs = execute(plan(chapter_specs, models, preset, extra), force=force, log=log)
     failed = [r for r in runs if r.status == "failed"]
     html = build(strict=strict, log=log)
     if failed:

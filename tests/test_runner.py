@@ -16,7 +16,8 @@ def tiny_notebook(tmp_path, monkeypatch):
         monkeypatch.setattr(runner, name, value)
     nb = new_notebook(cells=[
         new_code_cell('models = ["emt"]\npreset = "default"\nn = 3', metadata={"tags": ["parameters"]}),
-        new_code_cell("assert n > 0, 'n must be positive'\nprint('ran', models, preset, n)"),
+        new_code_cell("import os\nassert n > 0, 'n must be positive'\n"
+                      "print('ran', models, preset, n, 'page', os.environ.get('SOFTENING_RUN_PAGE'))"),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "42_tiny.ipynb"
@@ -45,7 +46,10 @@ def test_execute_skips_unchanged_and_reports_failures(tiny_notebook, monkeypatch
     # another model -> its own page, executed, default page untouched
     (other,) = runner.execute(runner.plan([str(tiny_notebook)], models=["ase.calculators.emt:EMT"],
                                           preset="smoke"), log=lambda *_: None)
-    assert other.status == "executed" and other.output.name.startswith("42_tiny__")
+    assert other.status == "executed" and other.output.name == "42_tiny__ase-calculators-emt-emt.ipynb"
+    # the kernel knows its page (run records and figures are filed under it)
+    assert "page 42_tiny__ase-calculators-emt-emt" in json.dumps(nbformat.read(other.output, as_version=4).cells[-1].outputs)
+    assert run.output.is_file()  # the default page is still there
     # a failing run keeps the executed notebook as a report
     (bad,) = runner.execute(runner.plan([str(tiny_notebook)], preset="smoke", extra={"n": -1}),
                             log=lambda *_: None)
@@ -154,3 +158,17 @@ def test_stage_static_serves_mathjax_locally(tiny_notebook):
     mtime = entry.stat().st_mtime_ns
     runner.stage_static()
     assert entry.stat().st_mtime_ns == mtime
+
+
+def test_cli_passes_chapter_parameters_to_book_and_run(monkeypatch):
+    from softening_lib import cli
+
+    calls = []
+    monkeypatch.setattr(runner, "run_and_build", lambda *a, **k: calls.append(("book", a, k)))
+    monkeypatch.setattr(runner, "plan", lambda *a, **k: calls.append(("plan", a, k)) or [])
+    monkeypatch.setattr(runner, "execute", lambda runs, **k: [])
+    assert cli.main(["book", "--chapter", "04", "-p", "seed=1", "--preset", "smoke"]) == 0
+    assert cli.main(["run", "-c", "05", "-m", "mypkg.calc:make", "-p", "profile_path='MgO-vac-s1'"]) == 0
+    (_, args, kw), (_, pargs, _) = calls
+    assert args[:3] == (["04"], None, "smoke") and kw["extra"] == {"seed": 1}
+    assert pargs == (["05"], ["mypkg.calc:make"], "default", {"profile_path": "MgO-vac-s1"})
