@@ -34,8 +34,13 @@ reported (minimum frequency), never dropped.
   the maximum frequency of the PhononDB-PBE 103 set (Matbench Discovery; only frequency
   quantiles are public offline, so the model side there is computed on the PhononDB-**PBEsol**
   structure and supercell of the same material, relaxed by the model).
-* M3GNet is matgl's PyTorch M3GNet-MP-2021.2.8, not the paper's TensorFlow weights; MACE-MP-0
-  needs weights that are not on this machine (listed as skipped below).
+* M3GNet is matgl's PyTorch M3GNet-MP-2021.2.8, not the paper's TensorFlow weights (with the
+  message-direction fix of `softening_lib.matgl_fix`); MACE-MP-0 needs weights that are not on
+  this machine (listed as skipped below).
+* **Coverage.** Phonons of hundreds of materials take hours per model; `scripts/run_phonons.py`
+  computes them into the result cache. The default build of this page never computes phonons:
+  it shows what the cache holds and says, in every caption and in the coverage table, how many
+  materials each model has. Models with few materials so far are shown all the same.
 """),
     params("""
 models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "mace-mp-0-medium", "m3gnet-matpes-pbe", "tensornet-matpes-pbe"]
@@ -44,6 +49,9 @@ material = "mp-1784"  # Fig. 4a material (a PhononDB-PBEsol mp id; CsF as in the
 n_pbesol = 240  # size of the deterministic PBEsol list of Fig. 4b (the paper: 229)
 """),
     code("""
+import pandas as pd
+from IPython.display import display
+
 from softening_lib import book, plots
 from softening_lib.tasks import phonons
 
@@ -51,16 +59,18 @@ ctx = book.setup_chapter("06", models=models, preset=preset, material=(material,
 ctx.show_models();
 """),
     code("""
-# which materials, and what may be computed live in this preset
+# which materials, and what may be computed live in this preset:
+# smoke: the first model on 2 materials; default: the cache only (nothing computed, coverage stated); full: everything
 ids = ctx.pick(phonons.smoke_ids(), phonons.pbesol_selection(n_pbesol), phonons.pbesol_selection(n_pbesol))
-live = ctx.pick(ctx.models[:1], False, True)  # smoke: first model live; default: cache only; full: everything
+compute = phonons.compute_plan(ctx.preset, ctx.models)
+if compute is not False:
+    phonons.run(phonons.PBESOL, ids, ctx.models, compute=compute, showcase=[])
 if ctx.preset == "full":
-    phonons.run(phonons.PBESOL, ids, ctx.models)
     phonons.run(phonons.PBE68, phonons.jageo_ids(), ctx.models)
-elif ctx.preset == "smoke":
-    phonons.run(phonons.PBESOL, ids, ctx.models, compute=live, showcase=[])
 for name in (phonons.PBESOL, phonons.PBE68, phonons.PBE103):
     ctx.use_dataset(name)
+coverage_note = phonons.coverage_note(ctx.models, ids)
+print(coverage_note)
 """),
     md("""
 ## Fig. 4a: one dispersion
@@ -69,12 +79,11 @@ DFT solid, each model dashed, on the DFT material's seekpath band path (the mode
 drawn at the same fractional q-points).
 """),
     code("""
-# smoke: the first model live; default: cached results only (scripts/run_phonons.py computes them); full: all
-fig, csf = phonons.fig4a(material, ctx.models, compute=ctx.pick(ctx.models[:1], False, True))
+fig, csf = phonons.fig4a(material, ctx.models, compute=compute)
 ctx.figure(fig, "fig4a", caption=plots.caption(
     what=f"Phonon dispersion and DOS of {material}: DFT solid, models dashed (no NAC).",
     data="PhononDB 2018-04-17 PBEsol force set (A. Togo), phonopy + seekpath",
-    models=ctx.models))
+    models=ctx.models, note=phonons.showcase_note(csf, ctx.models)))
 csf_table = phonons.showcase_table(csf)
 csf_table
 """),
@@ -105,18 +114,37 @@ Models listed as running above but missing from the figure have no cached CsF re
 
 Left: against PhononDB-PBEsol. Middle: against the JaGeo VASP-PBE force sets (same pipeline).
 Right: against the PhononDB-PBE 103 maximum frequency (the model side computed on the
-PhononDB-PBEsol structure and supercell of the same material, relaxed by the model). Counts in each panel are the materials the cache holds for that
-model (the coverage table below says how many of the list each model has).
+PhononDB-PBEsol structure and supercell of the same material, relaxed by the model). Each
+model's histogram is normalised to its own number of materials, so models with different
+coverage can be compared by shape; the numbers in each panel are that model's materials, the
+fraction below 1, the median and how many of them have imaginary modes (kept, not dropped).
 """),
     code("""
+shift = phonons.functional_shift_table()
+shift_jageo = shift.loc[shift["pbe_set"] == "jageo-pbe-68", "pbe_over_pbesol"] if len(shift) else shift
+functional_note = (
+    "PBEsol gives shorter, stiffer bonds than PBE, so DFT-PBEsol frequencies are higher than DFT-PBE ones"
+    + (f" (DFT PBE / PBEsol maximum frequency: median {shift_jageo.median():.3f} over the {len(shift_jageo)} "
+       "JaGeo materials also in PhononDB)" if len(shift_jageo) else "")
+    + "; the models are PBE-trained, so the PBEsol panel mixes this functional difference with the softening, "
+    "the PBE panels show the softening alone.")
 fig, summary, ratios = phonons.fig4b(ctx.models, ids)
 ctx.figure(fig, "fig4b", caption=plots.caption(
-    what="Histogram of the model / DFT maximum phonon frequency (mesh and band path), one colour per model; "
-         "dashed line: ratio 1. Ratios outside 0.4-1.3 are drawn in the edge bins.",
+    what="Histogram of the model / DFT maximum phonon frequency (mesh and band path), one colour per model, "
+         "each normalised to its own number of materials; dashed line: ratio 1. Ratios outside 0.4-1.3 are drawn "
+         "in the edge bins. " + functional_note,
     data=f"PhononDB 2018-04-17 PBEsol ({len(ids)}-material list); JaGeo VASP-PBE 68 force sets "
          "(doi:10.5281/zenodo.15462975); PhononDB-PBE 103 frequency quantiles (Matbench Discovery)",
-    models=ctx.models))
+    models=ctx.models, note=coverage_note))
 summary
+"""),
+    md("""
+While the runs are going on, the models cover different materials, and medians over different
+material sets are not comparable. The same summary on the materials that every model with
+results has (`n_common`):
+"""),
+    code("""
+phonons.common_summary(ratios, ctx.models)
 """),
     code("""
 coverage = phonons.coverage_table(ctx.models, ids)
@@ -141,7 +169,6 @@ for ref in ("pbesol", "pbe-jageo68", "pbe-phonondb103"):
     ctx.glue(f"frac_{key}_chgnet", float(100 * chg["fraction_below_1"].get(ref, float("nan"))))
     ctx.glue(f"median_{key}_chgnet", float(chg["median"].get(ref, float("nan"))))
     ctx.glue(f"n_{key}_chgnet", int(chg["n"].get(ref, 0)))
-shift = phonons.functional_shift_table()
 for pbe_set, key in (("jageo-pbe-68", "jageo"), ("phonondb-pbe-103", "103")):
     sub = shift[shift["pbe_set"] == pbe_set] if len(shift) else shift
     ctx.glue(f"shift_median_{key}", float(sub["pbe_over_pbesol"].median()) if len(sub) else float("nan"))
@@ -180,6 +207,34 @@ ratios against that set are biased low for polar materials. We could not check t
     code("""
 shift
 """),
+    md("""
+## Imaginary modes
+
+A mode with an imaginary frequency (phonopy reports it as a negative number) means the
+structure is not at a minimum of the PES: for the model, after its own relaxation with the
+space group kept. Such materials are kept in every figure above (their maximum frequency is
+still defined); here they are counted and listed. Below -0.1 THz counts as imaginary
+(numerical noise of the acoustic branches near $\\Gamma$ sits above). "DFT only" materials are
+unstable in the DFT reference itself (PhononDB holds many high-symmetry structures that are not
+the ground state), "model only" ones are unstable only with the model.
+"""),
+    code("""
+fig, imag_counts = phonons.fig_imaginary(ctx.models, ids)
+ctx.figure(fig, "fig4d_imaginary", caption=plots.caption(
+    what="Lowest phonon frequency (mesh and band path), model after relaxation vs DFT, every material with "
+         "results; negative values are imaginary modes. Dotted: the -0.1 THz threshold; dashed: y = x.",
+    data="PhononDB 2018-04-17 PBEsol and JaGeo VASP-PBE 68 force sets", models=ctx.models, note=coverage_note))
+imaginary = phonons.imaginary_table(ctx.models, ids)
+phonons.imaginary_summary(imaginary)
+"""),
+    md("""
+Every material with an imaginary mode, per model and reference (minimum frequencies in THz:
+model relaxed, DFT, model at the DFT geometry):
+"""),
+    code("""
+with pd.option_context("display.max_rows", None):
+    display(imaginary)
+""", tags=["hide-output"]),
     md("""
 ## Check: our pipeline on the JaGeo DFT forces vs the set's own numbers
 
@@ -228,10 +283,11 @@ the left panel shows the paper's ratio, where the model has relaxed its own cell
 fig, scale = phonons.fig_scale(ctx.models, ids)
 ctx.figure(fig, "fig4c_scale", caption=plots.caption(
     what="Maximum-frequency ratio vs the square root of the softening scale measured on the DFT displaced "
-         "supercells. Left: model phonons after relaxing the cell; right: the model's force constants at the DFT "
-         "geometry. Dashed: y = x (a uniformly scaled harmonic PES). Circles PBEsol, triangles PBE references.",
+         "supercells, one row per model with cached results. Left: model phonons after relaxing the cell; right: "
+         "the model's force constants at the DFT geometry. Dashed: ratio = sqrt(s), what a uniformly scaled "
+         "harmonic PES gives. Circles PBEsol, triangles PBE references; open symbols: the model has imaginary modes.",
     data="PhononDB 2018-04-17 PBEsol and JaGeo VASP-PBE 68 force sets",
-    models=ctx.models))
+    models=ctx.models, note=coverage_note))
 chs = scale[scale["model"] == "chgnet-0.3.0"].set_index("reference")
 for col in ("median_sqrt_s", "median_ratio_relaxed", "median_ratio_at_dft_geometry", "median_volume_change",
             "pearson_r_relaxed", "pearson_r_at_dft_geometry"):
@@ -257,11 +313,16 @@ the highest branch does not.
     md("""
 ## The material list
 
-The deterministic PBEsol list used above (mp id, formula, atoms in the supercell), in order:
+The deterministic PBEsol list used above (mp id, formula, space group, supercell), in order,
+with the DFT maximum frequency and, per model, the model / DFT ratio ("imag": imaginary modes
+after relaxation), or why there is none ("missing": not in the cache yet; "skipped": an
+element the model does not cover; "failed": the error is in the table of materials a model
+could not do). Click to expand:
 """),
     code("""
-phonons.selection_table(ids)
-"""),
+with pd.option_context("display.max_rows", None):
+    display(phonons.material_table(ids, ctx.models))
+""", tags=["hide-output"]),
     md("""
 ## Exercises
 

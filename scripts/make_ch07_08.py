@@ -201,7 +201,7 @@ of force constants. CHGNet is not: relative to DFT its $k$ is
 at the phonon displacement of 0.01 Å and {glue:text}`kratio_01_chgnet:.3f` at 0.1 Å (the
 force is a float32 autograd gradient, but the trend is far above its round-off). Its response to a one-atom displacement grows faster than
 linearly, and at 0.01 Å it is far below DFT for these highly symmetric cells. The low CHGNet
-$s$ of the JaGeo subset is this property of the model, not a reading error: the force
+$s$ of the JaGeo subset comes mostly from this property of the model, not from a reading error: the force
 constants rebuilt from the frames the book uses reproduce the upstream DFT phonon
 frequencies (a test checks this), and tetrahedral binaries of PhononDB show the same low
 CHGNet $s$ (sort the per-material table below by `softening_scale`).

@@ -80,6 +80,16 @@ def report(models: list[str], pbesol_ids: list[str]) -> None:
     if not r103.empty:
         print("\nPhononDB-PBE 103 (model on the PBEsol structure):")
         print(P.summarise(r103[r103["model"] != "dft"]).round(3).to_string(index=False))
+    ratios = pd.concat([P.ratio_table(P.PBESOL, pbesol_ids, models).assign(reference="pbesol"),
+                        P.ratio_table(P.PBE68, None, models).assign(reference="pbe-jageo68")], ignore_index=True)
+    common = P.common_summary(ratios, models)
+    if not common.empty:
+        print("\nOn the materials every model with results has:")
+        print(common.round(3).to_string(index=False))
+    imag = P.imaginary_table(models, pbesol_ids)
+    if not imag.empty:
+        print("\nImaginary modes (< %.1f THz), materials per model:" % P.IMAGINARY_THZ)
+        print(P.imaginary_summary(imag).to_string(index=False))
     shift = P.functional_shift_table()
     if len(shift):
         print("\nDFT PBE / PBEsol max frequency:", shift.groupby("pbe_set")["pbe_over_pbesol"].describe().round(3).to_string())

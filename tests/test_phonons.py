@@ -19,7 +19,8 @@ FCC_PRIM = np.array([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
 
 
 def _emt_reference(unitcell, supercell=(2, 2, 2), primitive=FCC_PRIM, amplitude=0.01,
-                   material_id="Cu-emt", plusminus="auto", residual=None) -> datasets.PhononReference:
+                   material_id="Cu-emt", plusminus="auto", residual=None,
+                   dataset="emt-test") -> datasets.PhononReference:
     """A force set built like a DFT one, with EMT playing DFT (plus an optional residual force)."""
     from phonopy import Phonopy
 
@@ -33,7 +34,7 @@ def _emt_reference(unitcell, supercell=(2, 2, 2), primitive=FCC_PRIM, amplitude=
         first.append({"number": disp["number"], "displacement": np.asarray(disp["displacement"]),
                       "forces": forces})
     return datasets.PhononReference(
-        material_id=material_id, dataset="emt-test", formula=unitcell.get_chemical_formula(),
+        material_id=material_id, dataset=dataset, formula=unitcell.get_chemical_formula(),
         unitcell=unitcell, supercell_matrix=np.diag(supercell), primitive_matrix=primitive,
         displacement_dataset={"natom": len(ph.supercell), "first_atoms": first}, functional="EMT")
 
@@ -179,3 +180,113 @@ def test_chgnet_end_to_end_small_material(tmp_path, monkeypatch):
     assert arrays is not None and arrays["band_frequencies"].ndim == 3
     ratios = P.ratio_table(P.PBESOL, [mp_id], ["chgnet-0.3.0"], settings=settings)
     assert ratios.iloc[0]["ratio"] == pytest.approx(chg["max_freq_thz"] / dft["max_freq_thz"])
+
+
+# --------------------------------------------------------------------------------------
+# the chapter's cache-only path with several models and partial coverage
+# --------------------------------------------------------------------------------------
+
+SOFT_C = 0.64  # a uniformly softened EMT: frequencies x 0.8
+
+
+def soft_emt(**kw):
+    """An import-path model for the tests ('test_phonons:soft_emt'): EMT with E -> 0.64 E."""
+    return ScaledCalculator(EMT(), SOFT_C)
+
+
+SOFT = "test_phonons:soft_emt"
+
+
+def _put(model, ref, rec, arrays):
+    path = P.store().put(P._store_model(model), P._key(ref.dataset, ref.material_id), rec)
+    if arrays:
+        from softening_lib import cache
+
+        cache.save_arrays(path.with_suffix(".npz"), **arrays)
+
+
+@pytest.fixture()
+def two_model_cache(tmp_path, monkeypatch, cu_emt):
+    """A result store filled by the real pipeline, filed as PhononDB-PBEsol records: Cu (at
+    EMT's minimum) with EMT and soft EMT, and Cu stretched by 12 % (a reference off its
+    minimum, with imaginary modes) with EMT only -- soft EMT is 'not cached yet' there."""
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    cu = _emt_reference(cu_emt.unitcell, material_id="Cu-emt", dataset=P.PBESOL)
+    stretched_cell = cu_emt.unitcell.copy()
+    stretched_cell.set_cell(stretched_cell.cell * 1.12, scale_atoms=True)
+    stretched = _emt_reference(stretched_cell, material_id="Cu-stretched", dataset=P.PBESOL)
+    for ref in (cu, stretched):
+        rec, arrays = P.dft_phonons(ref, FAST, with_arrays=True)
+        _put("dft", ref, rec, arrays)
+        path = P.band_path(ref.phonopy(with_forces=False).primitive, FAST.band_npoints)
+        models_here = ["emt", SOFT] if ref is cu else ["emt"]
+        for m in models_here:
+            rec, arrays = P.model_phonons(ref, m, settings=FAST, with_arrays=True, dft_path=path)
+            _put(m, ref, rec, arrays)
+    return ["Cu-emt", "Cu-stretched"]
+
+
+def test_compute_plan_default_preset_reads_the_cache_only():
+    assert P.compute_plan("default", ["a", "b"]) is False
+    assert P.compute_plan("smoke", ["a", "b"]) == ["a"]
+    assert P.compute_plan("full", ["a"]) is True
+    with pytest.raises(ValueError):
+        P.compute_plan("huge", ["a"])
+
+
+def test_cache_only_figures_with_partial_coverage(two_model_cache, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ids = two_model_cache
+    models_ = ["emt", SOFT]
+
+    def no_compute(*a, **k):
+        raise AssertionError("the default preset must not compute")
+
+    monkeypatch.setattr(P, "model_phonons", no_compute)
+    monkeypatch.setattr(P, "dft_phonons", no_compute)
+    table = P.run(P.PBESOL, ids, models_, settings=FAST, progress=False,
+                  compute=P.compute_plan("default", models_))
+    status = {(r["model"], r["material_id"]): r["status"] for _, r in table.iterrows()}
+    assert status[(SOFT, "Cu-stretched")] == "missing"
+    assert status[("emt", "Cu-stretched")] == status[(SOFT, "Cu-emt")] == "ok"
+
+    # Fig. 4a: DFT + both models drawn for Cu; soft EMT reported missing for the stretched cell
+    fig, t = P.fig4a("Cu-emt", models_, compute=False, settings=FAST)
+    assert len(fig.axes[0].get_legend().get_texts()) == 3
+    note = P.showcase_note(P.run(P.PBESOL, ["Cu-stretched"], models_, settings=FAST, progress=False,
+                                 compute=False, showcase=[]), models_)
+    assert "Not drawn" in note and SOFT in note
+
+    # Fig. 4b: per-model n and medians from the cache; the soft model is sqrt(0.64) = 0.8 on Cu
+    fig, summary, ratios = P.fig4b(models_, ids, settings=FAST)
+    s = summary[summary["reference"] == "pbesol"].set_index("model")
+    assert s.loc["emt", "n"] == 2 and s.loc[SOFT, "n"] == 1
+    assert s.loc[SOFT, "median"] == pytest.approx(np.sqrt(SOFT_C), rel=1e-3)
+    assert s.loc[SOFT, "fraction_below_1"] == 1.0
+    common = P.common_summary(ratios, models_).set_index("model")
+    assert (common["n_common"] == 1).all()
+    assert common.loc["emt", "median"] == pytest.approx(1.0, rel=1e-3)
+
+    cov = P.coverage(models_, P.PBESOL, ids, settings=FAST).set_index("model")
+    assert cov.loc["emt", "ok"] == 2 and cov.loc[SOFT, "ok"] == 1 and cov.loc[SOFT, "missing"] == 1
+
+    # beyond the paper, per model: s and the frequency ratio at the DFT geometry follow sqrt(s)
+    fig, scale = P.fig_scale(models_, ids, settings=FAST)
+    assert len(fig.axes) == 4  # one row per model
+    soft = scale[scale["model"] == SOFT].iloc[0]
+    assert soft["median_sqrt_s"] == pytest.approx(np.sqrt(SOFT_C), rel=1e-4)
+    assert soft["median_ratio_at_dft_geometry"] == pytest.approx(np.sqrt(SOFT_C), rel=1e-3)
+
+    # imaginary modes are listed, not dropped: the stretched reference has them, the relaxed model not
+    dft_min = P.cached("dft", P.PBESOL, "Cu-stretched", FAST)["min_freq_thz"]
+    imag = P.imaginary_table(models_, ids, settings=FAST)
+    listed = imag[(imag["material_id"] == "Cu-stretched") & (imag["model"] == "emt")]
+    assert dft_min < -1.0  # EMT Cu stretched by 12 %: about -2.8 THz
+    assert list(listed["imaginary_in"]) == ["DFT only"]
+    assert listed.iloc[0]["min_freq_thz_dft"] == pytest.approx(dft_min)
+    assert "Cu-stretched" in set(ratios.loc[ratios["model"] == "emt", "material_id"])  # kept in Fig. 4b
+    fig, counts = P.fig_imaginary(models_, ids, settings=FAST)
+    c = counts.set_index("model")
+    assert c.loc["emt", "n"] == 2 and c.loc["emt", "DFT only"] == 1 and c.loc["emt", "model only"] == 0

@@ -600,7 +600,8 @@ def cached_table(dataset: str, ids: Sequence[str] | None = None, models_: Sequen
     """Every cached record of ``dataset`` (optionally restricted), one row per (model, material)."""
     st = store()
     wanted = set(ids) if ids is not None else None
-    model_dirs = None if models_ is None else {_store_model(m) for m in ["dft", *models_]}
+    # directory names as the store writes them (an import-path model 'pkg.mod:f' is filed as 'pkg.mod_f')
+    model_dirs = None if models_ is None else {cache._safe(_store_model(m)) for m in ["dft", *models_]}
     recs = []
     for mdir in st.models():
         if model_dirs is not None and mdir not in model_dirs:
@@ -723,15 +724,36 @@ def fig4a(material_id: str, models_: Sequence[str], dataset: str = PBESOL, compu
     return fig, table
 
 
-def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
-    """Histograms of max-frequency ratio model / DFT: PBEsol panel and PBE panel.
+def _ratio_hist(ax, table, models_: Sequence[str], bins) -> list[str]:
+    """Step histogram per model, each normalised to the fraction of *its* materials (models
+    with very different coverage stay comparable); returns the per-model text lines."""
+    from .. import plots
 
-    Returns (fig, summary table, ratios table).
+    lines = []
+    if table.empty:
+        return lines
+    for m in models_:
+        r = table.loc[table["model"] == m, "ratio"].to_numpy(float)
+        if not r.size:
+            continue
+        ax.hist(np.clip(r, bins[0] + 1e-9, bins[-1] - 1e-9), bins=bins, histtype="step", lw=1.6,
+                color=plots.color(m), label=plots.label(m), weights=np.full(r.size, 1.0 / r.size))
+        n_imag = int(table.loc[table["model"] == m, "has_imaginary"].fillna(False).astype(bool).sum()) \
+            if "has_imaginary" in table else 0
+        lines.append(f"{plots.label(m)}: n={r.size}, {100 * np.mean(r < 1):.0f} % < 1, "
+                     f"median {np.median(r):.3f}" + (f" ({n_imag} imag.)" if n_imag else ""))
+    return lines
+
+
+def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
+    """Histograms of max-frequency ratio model / DFT: PBEsol panel and PBE panels.
+
+    One colour per model; each model's histogram is normalised to its own number of
+    materials (the text in each panel gives n, the fraction below 1 and the median). Materials
+    with imaginary modes are kept (their count is given). Returns (fig, summary, ratios).
     """
     import matplotlib.pyplot as plt
     import pandas as pd
-
-    from .. import plots
 
     r_sol = ratio_table(PBESOL, pbesol_ids, models_, settings)
     r_68 = ratio_table(PBE68, None, models_, settings)
@@ -739,29 +761,32 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
     if pbesol_ids is not None and not r_103.empty:
         r_103 = r_103[r_103["material_id"].isin(set(pbesol_ids))]
     r_103 = r_103[r_103["model"] != "dft"] if not r_103.empty else r_103
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), sharey=False)
-    bins = np.linspace(0.4, 1.3, 46)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), sharey=False)
+    bins = np.linspace(0.4, 1.3, 37)
     summary = []
     for ax, (title, table, tag) in zip(axes, [
         ("DFT: PhononDB PBEsol force sets", r_sol, "pbesol"),
         ("DFT: JaGeo VASP-PBE force sets (68)", r_68, "pbe-jageo68"),
         ("DFT: PhononDB-PBE 103 max. frequency\n(model on the PBEsol structure)", r_103, "pbe-phonondb103"),
     ]):
-        vals = {m: table.loc[table["model"] == m, "ratio"].clip(bins[0] + 1e-9, bins[-1] - 1e-9).to_numpy()
-                for m in models_ if not table.empty and (table["model"] == m).any()}
-        plots.histogram(ax, vals, bins=bins, xlabel=r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
-        lines = []
+        lines = _ratio_hist(ax, table, models_, bins)
+        ax.axvline(1.0, color="0.3", lw=0.8, ls="--")
+        ax.set_xlabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
+        ax.set_ylabel("fraction of the model's materials")
         if not table.empty:
             for _, s in summarise(table[table["model"].isin(list(models_))]).iterrows():
                 summary.append({"reference": tag, **s.to_dict()})
-                lines.append(f"{plots.label(s['model'])}: n={s['n']}, "
-                             f"{100 * s['fraction_below_1']:.0f} % < 1, median {s['median']:.3f}")
         ymax = ax.get_ylim()[1]
-        ax.set_ylim(0, ymax * (1.15 + 0.09 * len(lines)))
+        ax.set_ylim(0, ymax * (1.15 + 0.11 * max(1, len(lines))))
         ax.text(0.02, 0.98, "\n".join(lines) or "nothing cached yet", transform=ax.transAxes, va="top",
-                fontsize=7.5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
+                fontsize=6.8, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
         ax.set_title(title, fontsize=9.5)
-    handles, labels_ = axes[0].get_legend_handles_labels()
+    handles, labels_ = [], []
+    for ax in axes:  # a model may have results in one panel only
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels_:
+                handles.append(h)
+                labels_.append(lab)
     if handles:
         fig.legend(handles, labels_, loc="lower center", ncol=len(handles), fontsize=8.5,
                    bbox_to_anchor=(0.5, -0.06))
@@ -769,6 +794,29 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
     ratios = pd.concat([r_sol.assign(reference="pbesol"), r_68.assign(reference="pbe-jageo68"),
                         r_103.assign(reference="pbe-phonondb103")], ignore_index=True)
     return fig, pd.DataFrame(summary), ratios
+
+
+def common_summary(ratios, models_: Sequence[str] | None = None):
+    """Per reference set: the summary of :func:`summarise` restricted to the materials that
+    *every* model with results there has (coverage differs between models while the runs are
+    going on; medians over different material sets are not comparable)."""
+    import pandas as pd
+
+    rows = []
+    if ratios.empty:
+        return pd.DataFrame()
+    for ref, grp in ratios.groupby("reference", sort=False):
+        if models_ is not None:
+            grp = grp[grp["model"].isin(list(models_))]
+        present = list(grp["model"].unique())
+        if len(present) < 2:
+            continue
+        common = set.intersection(*(set(grp.loc[grp["model"] == m, "material_id"]) for m in present))
+        if not common:
+            continue
+        for _, s in summarise(grp[grp["material_id"].isin(common)]).iterrows():
+            rows.append({"reference": ref, "n_common": len(common), **s.drop("n").to_dict()})
+    return pd.DataFrame(rows)
 
 
 def functional_shift_table(settings: PhononSettings = DEFAULT):
@@ -794,9 +842,10 @@ def functional_shift_table(settings: PhononSettings = DEFAULT):
 def fig_scale(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
     """Beyond the paper: frequency ratio vs sqrt(softening scale on the DFT displacements).
 
-    Left: the model's own phonons (relaxed cell) -- the paper's ratio. Right: the model's
-    force constants at the DFT geometry -- what a uniformly scaled PES predicts exactly.
-    Circles: PhononDB-PBEsol references; triangles: JaGeo PBE. Returns (fig, table).
+    One row per model with cached results. Left: the model's own phonons (relaxed cell) --
+    the paper's ratio. Right: the model's force constants at the DFT geometry -- what a
+    uniformly scaled PES predicts exactly (ratio = sqrt(s), the dashed line). Circles:
+    PhononDB-PBEsol references; triangles: JaGeo PBE. Returns (fig, table).
     """
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -805,40 +854,63 @@ def fig_scale(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, s
 
     tables = {"PBEsol (PhononDB)": (ratio_table(PBESOL, pbesol_ids, models_, settings), "o"),
               "PBE (JaGeo 68)": (ratio_table(PBE68, None, models_, settings), "^")}
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.0))
+
+    def sub_of(t, m):
+        if t.empty:
+            return t
+        return t[t["model"] == m].dropna(subset=["sqrt_s", "ratio"])
+
+    shown = [m for m in models_ if any(not sub_of(t, m).empty for t, _ in tables.values())]
+    nrow = max(1, len(shown))
+    fig, axes = plt.subplots(nrow, 2, figsize=(10.0, 4.6 * nrow), squeeze=False)
     rows = []
     lim = (0.3, 1.25)
-    for ax, (ycol, title) in zip(axes, [("ratio", "model relaxed (the paper's ratio)"),
-                                         ("ratio_at_dft_geometry", "model at the DFT geometry")]):
-        for ref_name, (t, marker) in tables.items():
-            for m in models_:
-                sub = t[t["model"] == m] if not t.empty else t
-                sub = sub.dropna(subset=["sqrt_s", ycol]) if not sub.empty else sub
+    for i, m in enumerate(shown):
+        for ax, (ycol, title) in zip(axes[i], [("ratio", "model relaxed (the paper's ratio)"),
+                                                ("ratio_at_dft_geometry", "model at the DFT geometry")]):
+            text = []
+            for ref_name, (t, marker) in tables.items():
+                sub = sub_of(t, m)
                 if sub.empty:
                     continue
                 x, y = sub["sqrt_s"].to_numpy(float), sub[ycol].to_numpy(float)
-                ax.scatter(np.clip(x, *lim), np.clip(y, *lim), s=14, alpha=0.6, color=plots.color(m), marker=marker,
-                           lw=0, label=f"{plots.label(m)}, {ref_name}")
+                imag = sub["has_imaginary"].fillna(False).astype(bool).to_numpy() if "has_imaginary" in sub \
+                    else np.zeros(len(sub), bool)
+                ax.scatter(np.clip(x[~imag], *lim), np.clip(y[~imag], *lim), s=16, alpha=0.65, color=plots.color(m),
+                           marker=marker, lw=0, label=f"{ref_name}")
+                if imag.any():
+                    ax.scatter(np.clip(x[imag], *lim), np.clip(y[imag], *lim), s=22, facecolor="none",
+                               edgecolor=plots.color(m), marker=marker, lw=0.9,
+                               label=f"{ref_name}, model has imaginary modes")
+                ok = np.isfinite(x) & np.isfinite(y)
+                r = float(np.corrcoef(x[ok], y[ok])[0, 1]) if ok.sum() > 2 else np.nan
+                text.append(f"{ref_name}: n={len(x)}, median " + r"$\sqrt{s}$" +
+                            f" {np.median(x):.3f}, median ratio {np.nanmedian(y):.3f}"
+                            + (f", r={r:.2f}" if np.isfinite(r) else ""))
                 if ycol == "ratio":
-                    r = np.corrcoef(x, y)[0, 1] if len(x) > 2 else np.nan
                     yf = sub["ratio_at_dft_geometry"].to_numpy(float)
+                    okf = np.isfinite(x) & np.isfinite(yf)
                     rows.append({"reference": ref_name, "model": m, "n": len(x), "median_sqrt_s": float(np.median(x)),
                                  "median_ratio_relaxed": float(np.median(y)),
                                  "median_ratio_at_dft_geometry": float(np.nanmedian(yf)),
                                  "median_volume_change": float(np.median(sub["volume_change"])),
-                                 "pearson_r_relaxed": float(r),
-                                 "pearson_r_at_dft_geometry": float(np.corrcoef(x, yf)[0, 1]) if len(x) > 2 else np.nan})
-        ax.plot(lim, lim, color="0.4", ls="--", lw=0.8)
-        ax.set_xlim(lim)
-        ax.set_ylim(lim)
-        ax.set_aspect("equal")
-        ax.set_xlabel(r"$\sqrt{s}$, s from the force constants on the DFT displacements")
-        ax.set_ylabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
-        ax.set_title(title, fontsize=10)
-    handles, labels_ = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels_, loc="lower center", ncol=min(4, len(handles)), fontsize=8,
-                   bbox_to_anchor=(0.5, -0.08))
+                                 "pearson_r_relaxed": r,
+                                 "pearson_r_at_dft_geometry": float(np.corrcoef(x[okf], yf[okf])[0, 1])
+                                 if okf.sum() > 2 else np.nan,
+                                 "n_model_imaginary": int(imag.sum())})
+            ax.plot(lim, lim, color="0.4", ls="--", lw=0.8, label=r"ratio $=\sqrt{s}$ (scaled PES)")
+            ax.set_xlim(lim)
+            ax.set_ylim(lim)
+            ax.set_aspect("equal")
+            ax.set_xlabel(r"$\sqrt{s}$, s from the force constants on the DFT displacements")
+            ax.set_ylabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
+            ax.set_title(f"{plots.label(m)}: {title}", fontsize=9.5)
+            ax.text(0.02, 0.98, "\n".join(text), transform=ax.transAxes, va="top", fontsize=7,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
+            ax.legend(loc="lower right", fontsize=7)
+    if not shown:
+        for ax in axes[0]:
+            ax.text(0.5, 0.5, "nothing cached yet", transform=ax.transAxes, ha="center")
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
 
@@ -935,3 +1007,164 @@ def not_computed_table(models_: Sequence[str], pbesol_ids: Sequence[str], settin
     t = pd.concat(parts, ignore_index=True)
     cols = [c for c in ("dataset", "model", "material_id", "status", "reason") if c in t]
     return t[cols].sort_values(cols[:3]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------
+# what a chapter build computes, coverage, imaginary modes, the material list
+# --------------------------------------------------------------------------------------
+
+def compute_plan(preset: str, models_: Sequence[str]) -> Any:
+    """The ``compute`` argument of :func:`run` for a chapter preset.
+
+    ``smoke``: the first model (plus DFT) live, on the smoke materials; ``default``: ``False``,
+    the cache only -- a book build never computes phonons, materials not cached yet are
+    reported missing and the coverage is stated (``scripts/run_phonons.py`` fills the cache);
+    ``full``: everything that is missing.
+    """
+    plans = {"smoke": list(models_[:1]), "default": False, "full": True}
+    if preset not in plans:
+        raise ValueError(f"unknown preset {preset!r}; one of {sorted(plans)}")
+    return plans[preset]
+
+
+def coverage_note(models_: Sequence[str], pbesol_ids: Sequence[str], settings: PhononSettings = DEFAULT) -> str:
+    """One caption sentence: per model, the materials with phonons in the cache out of each list."""
+    from .. import plots
+
+    cov = coverage_table(models_, pbesol_ids, settings)
+    parts = []
+    for dataset, name, n_list in ((PBESOL, "PBEsol list", len(pbesol_ids)), (PBE68, "JaGeo PBE", len(jageo_ids()))):
+        sub = cov[cov["dataset"] == dataset].set_index("model")
+        items = [f"{'DFT' if m == 'dft' else plots.label(m)} {int(sub.loc[m, 'ok'])}" for m in ["dft", *models_]]
+        parts.append(f"{name} ({n_list} materials): " + ", ".join(items))
+    return "Coverage, materials with phonons in the cache: " + "; ".join(parts) + "."
+
+
+def showcase_note(table, models_: Sequence[str]) -> str:
+    """Which models the Fig. 4a material is drawn for, and which have no cached result (why)."""
+    from .. import plots
+
+    by = {r["model"]: r for _, r in table.iterrows()} if not table.empty else {}
+    drawn = [plots.label(m) for m in models_ if m in by and by[m]["status"] == "ok"]
+    not_drawn = [f"{plots.label(m)} ({by[m]['status'] if m in by else 'missing'})"
+                 for m in models_ if not (m in by and by[m]["status"] == "ok")]
+    return (f"Drawn: {', '.join(drawn) or 'no model'}."
+            + (f" Not drawn (no cached result): {', '.join(not_drawn)}." if not_drawn else ""))
+
+
+def imaginary_table(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None,
+                    settings: PhononSettings = DEFAULT):
+    """Every (reference, model, material) where the model's phonons after relaxation or the DFT
+    ones have an imaginary mode (minimum frequency below :data:`IMAGINARY_THZ`; phonopy reports
+    imaginary frequencies as negative numbers). Kept in all figures, listed here."""
+    import pandas as pd
+
+    parts = []
+    for ref_name, t in (("PBEsol (PhononDB)", ratio_table(PBESOL, pbesol_ids, models_, settings)),
+                        ("PBE (JaGeo 68)", ratio_table(PBE68, None, models_, settings))):
+        if t.empty:
+            continue
+        t = t.copy()
+        mod = t["min_freq_thz"].astype(float) < IMAGINARY_THZ
+        dft = t["min_freq_thz_dft"].astype(float) < IMAGINARY_THZ
+        t["imaginary_in"] = np.select([mod & dft, mod, dft], ["both", "model only", "DFT only"], "")
+        t = t[mod | dft]
+        t.insert(0, "reference", ref_name)
+        parts.append(t)
+    cols = ["reference", "model", "material_id", "formula", "imaginary_in", "min_freq_thz", "min_freq_thz_dft",
+            "min_freq_at_dft_geometry_thz", "ratio", "volume_change"]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(parts, ignore_index=True)
+    return out[[c for c in cols if c in out]].sort_values(["reference", "model", "min_freq_thz"]).reset_index(drop=True)
+
+
+def imaginary_summary(table):
+    """Counts per (reference, model): imaginary modes in the model only, DFT only, both."""
+    import pandas as pd
+
+    if table.empty:
+        return pd.DataFrame(columns=["reference", "model", "model only", "DFT only", "both"])
+    c = table.groupby(["reference", "model"])["imaginary_in"].value_counts().unstack(fill_value=0)
+    for col in ("model only", "DFT only", "both"):
+        if col not in c:
+            c[col] = 0
+    return c[["model only", "DFT only", "both"]].reset_index()
+
+
+def fig_imaginary(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None,
+                  settings: PhononSettings = DEFAULT):
+    """Minimum frequency, model (relaxed) against DFT, every material with results; negative =
+    imaginary. Left PBEsol, right JaGeo PBE. Returns (fig, counts table)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .. import plots
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8))
+    rows = []
+    for ax, (ref_name, t) in zip(axes, (("PBEsol (PhononDB)", ratio_table(PBESOL, pbesol_ids, models_, settings)),
+                                        ("PBE (JaGeo 68)", ratio_table(PBE68, None, models_, settings)))):
+        lines = []
+        lo = -1.0
+        for m in models_:
+            sub = t[t["model"] == m] if not t.empty else t
+            if sub.empty:
+                continue
+            x, y = sub["min_freq_thz_dft"].to_numpy(float), sub["min_freq_thz"].to_numpy(float)
+            lo = min(lo, np.nanmin(x), np.nanmin(y))
+            ax.scatter(x, y, s=16, alpha=0.65, lw=0, color=plots.color(m), label=plots.label(m))
+            mi, di = y < IMAGINARY_THZ, x < IMAGINARY_THZ
+            counts = {"model only": int((mi & ~di).sum()), "DFT only": int((~mi & di).sum()),
+                      "both": int((mi & di).sum()), "n": len(sub)}
+            rows.append({"reference": ref_name, "model": m, **counts})
+            lines.append(f"{plots.label(m)} (n={counts['n']}): model only {counts['model only']}, "
+                         f"DFT only {counts['DFT only']}, both {counts['both']}")
+        lo = 1.08 * lo
+        ax.axhline(IMAGINARY_THZ, color="0.5", lw=0.7, ls=":")
+        ax.axvline(IMAGINARY_THZ, color="0.5", lw=0.7, ls=":")
+        ax.plot([lo, 0.5], [lo, 0.5], color="0.4", lw=0.8, ls="--")
+        ax.set_xlim(lo, 0.5)
+        ax.set_ylim(lo, 0.5)
+        ax.set_xlabel("DFT minimum frequency (THz; < 0: imaginary)")
+        ax.set_ylabel("model minimum frequency after relaxation (THz)")
+        ax.set_title(f"DFT: {ref_name}", fontsize=9.5)
+        ax.text(0.02, 0.98, "imaginary (< %.1f THz) in\n" % IMAGINARY_THZ + "\n".join(lines) if lines
+                else "nothing cached yet", transform=ax.transAxes, va="top", fontsize=7,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
+        if lines:
+            ax.legend(loc="lower right", fontsize=7.5)
+    fig.tight_layout()
+    return fig, pd.DataFrame(rows)
+
+
+def material_table(ids: Sequence[str], models_: Sequence[str], settings: PhononSettings = DEFAULT):
+    """The PBEsol material list with, per model, the max-frequency ratio to DFT (``imag`` where
+    the model has imaginary modes) or why there is none (missing = not cached yet, skipped,
+    failed, no_dft_forces)."""
+    from .. import plots
+
+    t = selection_table(ids)
+    cached_ = cached_table(PBESOL, ids, models_, settings)
+    ratios = ratio_table(PBESOL, ids, models_, settings)
+    status = {(r["model"], r["material_id"]): r["status"] for _, r in cached_.iterrows()} if not cached_.empty else {}
+    dft_max = {r["material_id"]: r for _, r in cached_[cached_["model"] == "dft"].iterrows()} \
+        if not cached_.empty else {}
+
+    def dft_cell(mp_id):
+        r = dft_max.get(mp_id)
+        if r is None or r["status"] != "ok":
+            return status.get(("dft", mp_id), "missing")
+        return f"{r['max_freq_thz']:.2f}" + (" imag" if r.get("has_imaginary") else "")
+
+    t["DFT max (THz)"] = [dft_cell(m) for m in t["mp_id"]]
+    for m in models_:
+        rr = {r["material_id"]: r for _, r in ratios[ratios["model"] == m].iterrows()} if not ratios.empty else {}
+        col = []
+        for mp_id in t["mp_id"]:
+            if mp_id in rr:
+                col.append(f"{rr[mp_id]['ratio']:.3f}" + (" imag" if rr[mp_id].get("has_imaginary") else ""))
+            else:
+                col.append(status.get((m, mp_id), "missing"))
+        t[plots.label(m)] = col
+    return t
