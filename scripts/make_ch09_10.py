@@ -413,16 +413,16 @@ median $s$ = {glue:text}`s_jageo_pbe_68_chgnet_0_3_0:.3f` (CHGNet),
 {glue:text}`s_jageo_pbe_68_tensornet_matpes_pbe:.3f` (TensorNet-MatPES).
 """),
     md(r"""
-```{warning}
-Treat the JaGeo numbers with care. Every model, MatPES-trained ones included, comes out far
-softer on these heavy chalcogenides than on PhononDB. The frames themselves check out (the
-displaced atom moves by the 0.01 Å recorded in the force set, the DFT forces sum to zero,
-and the model forces are cleanly proportional to the DFT ones, not scrambled), so this is not
-an atom-ordering error; but the forces are tiny (|F| of the displaced atom about 0.03 eV/Å,
-most components below 10$^{-3}$ eV/Å), and force constants too small by a factor of two or
-more for five different models at once would be a striking result. Until these force sets are
-cross-checked against JaGeo's own DFT phonon frequencies, read the PhononDB panel as the
-near-equilibrium contrast.
+```{note}
+The JaGeo subset is chapter 7's: the cheapest materials, all cubic rocksalt / zincblende
+binaries with two displacements each and forces of order 10$^{-3}$-10$^{-2}$ eV/Å. Chapter 7
+checks that these frames are read correctly (force constants rebuilt from them reproduce the
+upstream DFT phonon frequencies) and shows why CHGNet's $s$ is so low here: its force response
+to a one-atom displacement is not linear at 0.01 Å (its effective force constant there is far
+below DFT's and grows with the displacement), so on this set CHGNet's $s$ depends on the
+displacement amplitude, not only on the PES curvature. The matgl models respond harmonically;
+their $s$ here is a ratio of force constants. A model missing from this panel has no JaGeo
+records yet (`python -m softening_lib.tasks.model_zoo --datasets jageo-pbe-68`).
 ```
 """),
     md("""
