@@ -27,9 +27,13 @@ import warnings
 import numpy as np
 
 
-def load_frames(n: int, max_atoms: int = 64):
+def load_frames(n: int, max_atoms: int = 64, dataset: str = "phonondb-pbesol"):
     from softening_lib.tasks import high_energy as he
 
+    if dataset != "phonondb-pbesol":  # e.g. wbm-he-gpaw: the paper's kind of frames (small cells)
+        from softening_lib import datasets
+
+        return [a for a in datasets.load(dataset) if len(a) <= max_atoms][:n]
     frames: list = []
     for mp_id in he.phonondb_subset(60):
         fr, _ = he.load_frames("phonondb-pbesol", [mp_id])
@@ -79,13 +83,16 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-atoms", type=int, default=64, help="use frames up to this size")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--dataset", default="phonondb-pbesol",
+                        help="phonondb-pbesol (displaced supercells, <= max-atoms) or a labelled set such as "
+                             "wbm-he-gpaw (small high-energy cells, the paper's use case)")
     args = parser.parse_args(argv)
 
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from softening_lib import predict
 
-    frames = load_frames(args.frames, args.max_atoms)
+    frames = load_frames(args.frames, args.max_atoms, args.dataset)
     n_atoms = sum(len(a) for a in frames)
     calc = predict.calculator(args.model)
     chgnet = getattr(calc, "model", None) if args.model.startswith("chgnet") else None
