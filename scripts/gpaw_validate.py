@@ -88,11 +88,34 @@ def validate(mp_id: str, dataset: str = DATASET, settings: dict | None = None, m
                 f"{rec['scf_iterations']} SCF it., kpts {rec['kpts']}, {rec['ecut_eV']:.0f} eV")
         vasp.append(frame.get_forces())
     vasp_a, gpaw_a = np.array(vasp), np.array(gpaw)
+    # GPAW on the undisplaced supercell: where the structure has free internal coordinates
+    # (e.g. ClO3 units), the PBEsol equilibrium of GPAW's setups differs slightly from VASP's
+    # and the residual forces swamp the 0.01 A displacement response. PhononDB's forces are
+    # taken at VASP's own equilibrium (residual ~ 0), so the like-for-like comparison is
+    # VASP forces vs GPAW forces minus GPAW's residual (what phonopy's force constants see).
+    from softening_lib.phonopy_io import phonopy_to_atoms
+
+    ck0 = work / "perfect.npz"
+    if ck0.is_file():
+        resid = np.load(ck0, allow_pickle=False)["gpaw"]
+    else:
+        perfect = phonopy_to_atoms(ref.phonopy(with_forces=False).supercell)
+        log(f"{mp_id}: undisplaced supercell ({len(perfect)} atoms) for the residual forces ...")
+        lab, rec0 = label(perfect, **{**settings, "txt": str(work / "perfect.gpaw.txt")})
+        resid = lab.get_forces()
+        tmp = ck0.with_suffix(".tmp.npz")
+        np.savez(tmp, gpaw=resid, record=json.dumps(rec0, default=str))
+        tmp.replace(ck0)
+        records.append(rec0)
+    m_raw = metrics(vasp_a, gpaw_a)
+    gpaw_a = gpaw_a - resid[None]
     m = metrics(vasp_a, gpaw_a)
     result = {
         "material_id": mp_id, "formula": ref.formula, "dataset": dataset, "functional": ref.functional,
         "n_atoms_supercell": len(frames[0]), "n_frames": len(frames),
         "n_frames_total": len(ref.frames()), **m,
+        "raw": m_raw, "max_abs_gpaw_residual": float(np.abs(resid).max()),
+        "residual_subtracted": True,
         "within_target": bool(abs(m["slope"] - 1) <= 0.03),
         "wall_time_s": round(sum(r["wall_time_s"] for r in records), 1),
         "cpu_time_s": round(sum(r.get("cpu_time_s", 0) for r in records), 1),
@@ -100,7 +123,7 @@ def validate(mp_id: str, dataset: str = DATASET, settings: dict | None = None, m
                                                                        "scf_iterations", "energy_zero_width",
                                                                        "lock_wait_s", "host")},
         "scf_iterations": [r["scf_iterations"] for r in records],
-        "x_is": "VASP force components (eV/A)", "y_is": "GPAW force components (eV/A)",
+        "x_is": "VASP force components (eV/A)", "y_is": "GPAW force components minus GPAW's forces on the undisplaced supercell (eV/A)",
         "slope_definition": "sum(x*y)/sum(x*x), least squares through the origin",
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -108,7 +131,7 @@ def validate(mp_id: str, dataset: str = DATASET, settings: dict | None = None, m
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, vasp_forces=vasp_a, gpaw_forces=gpaw_a)
+    np.savez_compressed(buf, vasp_forces=vasp_a, gpaw_forces=gpaw_a, gpaw_residual_forces=resid)
     atomic_write_bytes(OUT / f"{mp_id}.npz", buf.getvalue())
     atomic_write_json(OUT / f"{mp_id}.json", result)
     log(f"{mp_id} {ref.formula}: slope {m['slope']:.3f}, MAE {m['mae'] * 1000:.1f} meV/A over "
