@@ -7,11 +7,19 @@
 Per model, in order: the PBEsol selection (CsF first, then the PBE-103 overlap, then the
 smallest PhononDB supercells; ``--n-pbesol``), then the 68 JaGeo PBE force sets. Rerunning
 the same command skips everything already cached (``data/results/phonons/<model>/``).
+
+On a many-core machine, ``--workers N`` runs the same plan as N one-thread processes
+(one material per task, largest supercells first within each tier so the pool drains
+evenly); ``--stop-after-min M`` starts no new task after M minutes (finished ones stay
+cached, the next run resumes). Tiers, in order: the PBEsol selection of every model,
+then the JaGeo PBE sets. Each result is one cache file written atomically, so workers
+never share a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from softening_lib.tasks import phonons as P
@@ -28,7 +36,14 @@ def main() -> None:
                          "with the set's own benchmark_max_frequency column (1 %% check)")
     ap.add_argument("--report", action="store_true",
                     help="only print coverage, ratio summaries and timings (per material, projected totals)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes (one thread each); >1 runs the plan as a task pool")
+    ap.add_argument("--stop-after-min", type=float, default=None,
+                    help="with --workers: start no new task after this many minutes")
     args = ap.parse_args()
+    if args.workers > 1:
+        parallel(args.models, args.sets, args.n_pbesol, args.workers, args.stop_after_min)
+        return
     if args.report:
         report(args.models, P.pbesol_selection(args.n_pbesol))
         return
@@ -55,6 +70,61 @@ def main() -> None:
             ok = P.ratio_table(dataset, ids, [model])
             if not ok.empty:
                 print(P.summarise(ok).to_string(index=False), flush=True)
+
+
+def _task_cost(dataset: str, mp_id: str) -> float:
+    """Relative cost of one model run: supercell atoms x structures, from the cached DFT record."""
+    rec = P.cached("dft", dataset, mp_id)
+    if rec is None or rec.get("status") != "ok":
+        return 0.0
+    return float(rec["n_atoms_supercell"] * (2 * rec["n_displacements"] + 1))
+
+
+def _one(task: tuple[str, str, str], stop_at: float | None) -> tuple[str, str, str, str, float]:
+    dataset, mp_id, model = task
+    if stop_at is not None and time.time() > stop_at:
+        return dataset, mp_id, model, "not started (time)", 0.0
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.time()
+    table = P.run(dataset, [mp_id], [model], progress=False)
+    status = table.loc[table["model"] == model, "status"]
+    return dataset, mp_id, model, str(status.iloc[0]) if len(status) else "?", time.time() - t0
+
+
+def parallel(models: list[str], sets: list[str], n_pbesol: int, workers: int, stop_after_min: float | None) -> None:
+    """The plan of :func:`main` as a pool of one-thread worker processes (see the module doc)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    t_start = time.time()
+    stop_at = t_start + 60 * stop_after_min if stop_after_min else None
+    ids = {"pbesol": (P.PBESOL, P.pbesol_selection(n_pbesol)), "pbe68": (P.PBE68, P.jageo_ids())}
+    tasks: list[tuple[str, str, str]] = []
+    for name in [s for s in ("pbesol", "pbe68") if s in sets]:
+        dataset, mids = ids[name]
+        P.run(dataset, mids, [], progress=False)  # DFT records (cached) give the cost order
+        tier = [(dataset, m, model) for model in models for m in mids
+                if (rec := P.cached(model, dataset, m)) is None or rec.get("status") == "failed"]
+        tasks += sorted(tier, key=lambda t: -_task_cost(t[0], t[1]))
+    print(f"[{time.strftime('%H:%M:%S')}] {len(tasks)} tasks on {workers} workers "
+          f"({', '.join(models)}; {', '.join(sets)})", flush=True)
+    done: dict[str, int] = {}
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_one, t, stop_at) for t in tasks]
+        for k, fut in enumerate(as_completed(futures), 1):
+            try:
+                dataset, mp_id, model, status, wall = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a dead worker must not stop the others
+                print(f"  task failed outside the cache layer: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            done[status] = done.get(status, 0) + 1
+            if status != "not started (time)":
+                print(f"[{time.strftime('%H:%M:%S')}] {k}/{len(tasks)} {model} {dataset} {mp_id}: {status} "
+                      f"({wall:.0f} s)", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] done in {time.time() - t_start:.0f} s: {done}", flush=True)
 
 
 def report(models: list[str], pbesol_ids: list[str]) -> None:
