@@ -25,10 +25,12 @@ def mirror_available():
     return config.data_dir()
 
 
-def _labelled_frames(material_id, c=1.0, n=3, seed=0, second="Au", rattle=0.12):
-    """``n`` rattled Cu7X cells (X = ``second`` on site 2) labelled with the forces and energy
-    of ``EMT / c``, so EMT, taken as the model, has softening scale exactly ``c``.
-    ``c=None``: zero placeholder forces (for elements EMT cannot label)."""
+def _labelled_frames(material_id, c=1.0, n=3, seed=0, second="Au", rattle=0.12, element="Cu", a=3.62,
+                     repeat=(2, 1, 1)):
+    """``n`` rattled fcc cells of ``element`` (cubic cell x ``repeat``; ``second``, if not None,
+    on site 2) labelled with the forces and energy of ``EMT / c``, so EMT, taken as the model,
+    has softening scale exactly ``c``. ``c=None``: zero placeholder forces (for elements EMT
+    cannot label)."""
     import numpy as np
     from ase.build import bulk
     from ase.calculators.emt import EMT
@@ -38,17 +40,19 @@ def _labelled_frames(material_id, c=1.0, n=3, seed=0, second="Au", rattle=0.12):
 
     out = []
     for i in range(n):
-        atoms = bulk("Cu", "fcc", a=3.62, cubic=True).repeat((2, 1, 1))
-        atoms.symbols[2] = second
+        atoms = bulk(element, "fcc", a=a, cubic=True).repeat(repeat)
+        if second is not None:
+            atoms.symbols[2] = second
+        formula = f"{element}{len(atoms) - 1}{second}" if second is not None else atoms.get_chemical_formula()
         atoms.rattle(rattle, seed=seed + i)
         if c is None:
             datasets.labelled(atoms, forces=np.zeros((len(atoms), 3)), material_id=material_id, frame_id=i,
-                              formula=f"Cu7{second}")
+                              formula=formula)
         else:
             ref = atoms.copy()
-            ref.calc = ScaledCalculator(EMT(), 1.0 / c)
+            ref.calc = EMT() if c == 1.0 else ScaledCalculator(EMT(), 1.0 / c)  # c = 1: bit-exact EMT
             datasets.labelled(atoms, energy=ref.get_potential_energy(), forces=ref.get_forces(),
-                              material_id=material_id, frame_id=i, formula=f"Cu7{second}")
+                              material_id=material_id, frame_id=i, formula=formula)
         out.append(atoms)
     return out
 
@@ -57,3 +61,10 @@ def _labelled_frames(material_id, c=1.0, n=3, seed=0, second="Au", rattle=0.12):
 def labelled_frames():
     """Factory of DFT-labelled toy frames with a known softening scale (see ``_labelled_frames``)."""
     return _labelled_frames
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    """A throw-away results store for one test (``SOFTENING_RESULTS_DIR``)."""
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
+    return tmp_path

@@ -1,10 +1,9 @@
-import gzip
 import json
 
 import numpy as np
 import pytest
 
-from softening_lib import config, datasets
+from softening_lib import datasets
 
 
 def test_manifest_entries_have_provenance():

@@ -134,9 +134,8 @@ def test_unconverged_relaxation_is_flagged_with_fmax_and_left_out(cu_cases):
     assert len(S.compare(rows.assign(converged=True), rows, col="e_f")) == 0  # not in the statistics
 
 
-def test_cached_compute_records_unsupported_elements_as_skipped(tmp_path, monkeypatch):
+def test_cached_compute_records_unsupported_elements_as_skipped(results_dir):
     """A registry model that does not cover an element: the case is stored as skipped, with why."""
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
     cases = D.build_cases(["Cu", "CaSn3"], kinds=("vacancy",))  # EMT has no Ca or Sn
     table = D.compute(cases, "emt", progress=False)
     skipped = table[table["skipped"] != ""]

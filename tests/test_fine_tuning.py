@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from softening_lib import datasets, models
+from softening_lib import models
 from softening_lib.tasks import fine_tuning as ft
 
 
@@ -15,27 +14,12 @@ def scaled_emt_08():
     return models.ScaledCalculator(EMT(), 0.8)
 
 
-def emt_frames(n: int = 14):
-    rng = np.random.default_rng(3)
-    out = []
-    for i in range(n):
-        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
-        atoms.positions += rng.normal(0, 0.08, atoms.positions.shape)
-        atoms.calc = EMT()
-        datasets.labelled(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
-                          material_id="cu", frame_id=i)
-        out.append(atoms)
-    return out
 
 
-@pytest.fixture()
-def results(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
-    return tmp_path
 
 
-def test_split_is_fixed_disjoint_and_draws_from_the_pool():
-    frames = emt_frames()
+def test_split_is_fixed_disjoint_and_draws_from_the_pool(labelled_frames):
+    frames = labelled_frames("cu", 1.0, n=14, seed=3, second=None, rattle=0.08, a=3.61, repeat=(1, 1, 1))
     a = ft.make_split(frames, pool_size=5, dataset="emt", material_id="cu")
     b = ft.make_split(frames, pool_size=5, dataset="emt", material_id="cu")
     assert a.pool == b.pool and a.test == b.test  # fixed (seed 0)
@@ -60,8 +44,8 @@ def test_plan_puts_headline_runs_first_and_covers_every_seed():
     assert ("scratch", 2, 1) not in jobs and len(jobs) == len(set(jobs))
 
 
-def test_campaign_linear_correction_undoes_a_known_softening(results):
-    frames = emt_frames()
+def test_campaign_linear_correction_undoes_a_known_softening(results_dir, labelled_frames):
+    frames = labelled_frames("cu", 1.0, n=14, seed=3, second=None, rattle=0.08, a=3.61, repeat=(1, 1, 1))
     split = ft.make_split(frames, pool_size=5, dataset="emt-ft-test", material_id="cu")
     model = "test_fine_tuning:scaled_emt_08"
     table = ft.run_campaign(split, model=model, ns=[1, 2], seeds=[0, 1], scratch_seeds=[0],

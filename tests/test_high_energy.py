@@ -15,11 +15,6 @@ from softening_lib import datasets
 from softening_lib.tasks import high_energy as he
 
 
-@pytest.fixture()
-def results_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
-    return tmp_path
-
 
 @pytest.fixture()
 def toy(results_dir, labelled_frames):

@@ -14,11 +14,6 @@ from softening_lib.tasks import high_energy as he
 from softening_lib.tasks import linear_correction as lc
 
 
-@pytest.fixture()
-def results_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
-    return tmp_path
-
 
 def test_closed_form_on_one_frame_and_apply(labelled_frames):
     frame = labelled_frames("m", 0.8, n=1)[0]

@@ -7,36 +7,27 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from softening_lib import datasets, models
+from softening_lib import models
 from softening_lib.tasks import model_zoo
+
+
+def emt_frames(labelled_frames):
+    """Three rattled Cu and three rattled Al cells labelled with EMT itself (scale 1)."""
+    kw = dict(n=3, second=None, rattle=0.1, repeat=(1, 1, 1))
+    return (labelled_frames("cu", 1.0, element="Cu", a=3.61, **kw)
+            + labelled_frames("al", 1.0, seed=10, element="Al", a=4.05, **kw))
 
 
 def scaled_emt_07():
     return models.ScaledCalculator(EMT(), 0.7)
 
 
-def emt_frames():
-    rng = np.random.default_rng(0)
-    frames = []
-    for material, (sym, a) in {"cu": ("Cu", 3.61), "al": ("Al", 4.05)}.items():
-        for i in range(3):
-            atoms = bulk(sym, "fcc", a=a, cubic=True)
-            atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
-            atoms.calc = EMT()
-            datasets.labelled(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
-                              material_id=material, frame_id=i)
-            frames.append(atoms)
-    return frames
 
 
-@pytest.fixture()
-def results(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
-    return tmp_path
 
 
-def test_zoo_table_gives_the_scale_of_a_scaled_model_exactly(results):
-    frames = emt_frames()
+def test_zoo_table_gives_the_scale_of_a_scaled_model_exactly(results_dir, labelled_frames):
+    frames = emt_frames(labelled_frames)
     names = ["emt", "test_model_zoo:scaled_emt_07", "mace-mp-0-medium"]
     per = model_zoo.zoo_table(frames, names, dataset="emt-test", progress=False)
     scaled = per[per.model == "test_model_zoo:scaled_emt_07"].set_index("material_id")
@@ -56,14 +47,14 @@ def test_zoo_table_gives_the_scale_of_a_scaled_model_exactly(results):
     assert np.allclose(np.sort(again.softening_scale), np.sort(per[per.model != "mace-mp-0-medium"].softening_scale))
 
 
-def test_common_materials_keeps_only_shared(results):
+def test_common_materials_keeps_only_shared(results_dir):
     import pandas as pd
 
     per = pd.DataFrame({"model": ["a", "a", "b"], "material_id": ["x", "y", "x"], "softening_scale": [1, 2, 3]})
     assert set(model_zoo.common_materials(per).material_id) == {"x"}
 
 
-def test_training_family_and_model_card(results):
+def test_training_family_and_model_card(results_dir):
     assert model_zoo.training_family("chgnet-0.3.0") == "MPtrj"
     assert model_zoo.training_family("m3gnet-mp-2021.2.8") == "MPF"
     assert model_zoo.training_family("m3gnet-matpes-pbe") == "MatPES"
@@ -94,13 +85,13 @@ def test_parameter_count_of_chgnet_matches_the_paper():
     assert model_zoo.parameter_count("chgnet-0.3.0", calc=calc) == 412_525  # paper Table 1: 412.5 k
 
 
-def test_record_table_reads_chapter7_records_and_figures_render(results):
+def test_record_table_reads_chapter7_records_and_figures_render(results_dir, labelled_frames):
     import matplotlib
 
     matplotlib.use("Agg")
     from softening_lib.tasks import high_energy
 
-    frames = emt_frames()
+    frames = emt_frames(labelled_frames)
     names = ["emt", "test_model_zoo:scaled_emt_07"]
     high_energy.compute("emt-test", names, frames=frames, progress=False)
     per = model_zoo.record_table(names + ["mace-mp-0-medium"], ids={"emt-test": ["cu", "al"]})

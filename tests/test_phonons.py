@@ -122,9 +122,8 @@ def test_imaginary_modes_are_reported_not_dropped():
     assert rec["has_imaginary"] == (rec["min_freq_thz"] < P.IMAGINARY_THZ)
 
 
-def test_unsupported_element_is_skipped_and_listed(tmp_path, monkeypatch):
+def test_unsupported_element_is_skipped_and_listed(results_dir):
     """EMT covers no Cs/F: CsF is recorded as skipped with the reason, DFT still computed."""
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
     table = P.run(P.PBESOL, ["mp-1784"], ["emt"], settings=FAST, progress=False, showcase=[])
     emt = table[table["model"] == "emt"].iloc[0]
     assert emt["status"] == "skipped"
@@ -155,9 +154,8 @@ def test_jageo_max_frequency_matches_its_own_table(mp_id):
 
 
 @pytest.mark.slow
-def test_chgnet_end_to_end_small_material(tmp_path, monkeypatch):
+def test_chgnet_end_to_end_small_material(results_dir):
     """CHGNet on CsF (64-atom supercell, 2 displacements): relax, batched forces, phonons, cache."""
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
     index = P.pbesol_index().set_index("mp_id")
     mp_id = "mp-1784"
     settings = P.PhononSettings(mesh=10.0, band_npoints=11, fmax=0.01)
@@ -206,11 +204,10 @@ def _put(model, ref, rec, arrays):
 
 
 @pytest.fixture()
-def two_model_cache(tmp_path, monkeypatch, cu_emt):
+def two_model_cache(results_dir, cu_emt):
     """A result store filled by the real pipeline, filed as PhononDB-PBEsol records: Cu (at
     EMT's minimum) with EMT and soft EMT, and Cu stretched by 12 % (a reference off its
     minimum, with imaginary modes) with EMT only -- soft EMT is 'not cached yet' there."""
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
     cu = _emt_reference(cu_emt.unitcell, material_id="Cu-emt", dataset=P.PBESOL)
     stretched_cell = cu_emt.unitcell.copy()
     stretched_cell.set_cell(stretched_cell.cell * 1.12, scale_atoms=True)

@@ -20,11 +20,6 @@ class CountingEMT(EMT):
         super().calculate(*args, **kw)
 
 
-@pytest.fixture()
-def results_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
-    return tmp_path
-
 
 def test_predict_matches_the_labels_for_the_same_calculator(labelled_frames):
     frames = labelled_frames("m1")

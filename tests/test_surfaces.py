@@ -212,28 +212,26 @@ def test_unconverged_relaxations_are_listed(cu_cases):
     assert len(S.compare(ref, table)) == 0
 
 
-def test_fresh_and_cached_cases_hash_alike(tmp_path, monkeypatch):
+def test_fresh_and_cached_cases_hash_alike(results_dir):
     """Result keys must not depend on whether the slabs were just built or read from the cache."""
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
     fresh, _ = S.build_cases(["Al"], max_index=1)
     cached, _ = S.build_cases(["Al"], max_index=1)
     assert [S._case_key(c, "static", 0.05, 500) for c in fresh] == \
         [S._case_key(c, "static", 0.05, 500) for c in cached]
 
 
-def test_model_tables_demo_reference_and_report(tmp_path, monkeypatch, capsys):
+def test_model_tables_demo_reference_and_report(results_dir, capsys):
     """The chapter's three calls: cached model tables, the EMT demo stand-in, the parity report."""
     import matplotlib
 
     matplotlib.use("Agg")
-    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
     cases, _ = S.build_cases(["Cu", "MgO"], max_index=1)
     tables = S.model_tables(S.compute, cases, ["emt"], ["static", "relaxed"], what="surfaces")
     assert "emt static: %d of %d surfaces available" % (len(cases), len(cases)) in capsys.readouterr().out
     static = tables["emt"]["static"]
     assert set(static.loc[static["skipped"] != "", "system"]) == {"MgO"}  # EMT has no Mg: listed, skipped
     assert len(tables["emt"]["relaxed"]) == 0  # relaxations are only read unless compute_relaxed
-    empty = {v: S.load_reference(v, root=tmp_path / "none") for v in S.VARIANTS}
+    empty = {v: S.load_reference(v, root=results_dir / "none") for v in S.VARIANTS}
     reference, label, demo = S.reference_or_demo(S.compute, cases, empty, ["static"], S.EMT_SYSTEMS)
     assert demo and "NOT DFT" in label and set(reference["static"]["system"]) == {"Cu"}
     ref = reference["static"].assign(gamma_eV_A2=reference["static"]["gamma_eV_A2"] / 0.9)  # model 10 % soft
