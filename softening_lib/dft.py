@@ -208,6 +208,35 @@ def check_chemistry(atoms: Atoms, force: bool = False) -> None:
         )
 
 
+def forces_vanish_by_symmetry(atoms: Atoms, symprec: float = 1e-5) -> bool:
+    """True when every atom sits on a site whose point group leaves no vector invariant
+    (e.g. diamond or rock-salt sites), so its force is zero by symmetry alone.
+
+    For each atom, the site-symmetry rotations ``R`` (Cartesian) map the force onto itself;
+    the invariant part is ``P F`` with ``P = mean(R)``. When ``P`` vanishes for all atoms no
+    DFT code can give a residual force there, whatever its setups or cutoff, and a reference
+    calculation on the undisplaced cell can be skipped.
+    """
+    import spglib
+
+    cell = (np.asarray(atoms.cell), atoms.get_scaled_positions(), atoms.numbers)
+    ops = spglib.get_symmetry(cell, symprec=symprec)
+    if ops is None:
+        return False
+    lat = np.asarray(atoms.cell).T  # columns a, b, c: r = lat @ x
+    inv = np.linalg.inv(lat)
+    frac = atoms.get_scaled_positions()
+    for i, x in enumerate(frac):
+        site = []
+        for rot, tr in zip(ops["rotations"], ops["translations"]):
+            d = rot @ x + tr - x
+            if np.allclose(d - np.round(d), 0.0, atol=symprec * 10):
+                site.append(lat @ rot @ inv)
+        if np.abs(np.mean(site, axis=0)).max() > 1e-8:
+            return False
+    return True
+
+
 def kpts_from_density(atoms: Atoms, density: float) -> tuple[int, int, int]:
     """Gamma-centred grid ``n_i = ceil(density * 2*pi*|b_i|)`` (non-periodic axes: 1)."""
     recip = atoms.cell.reciprocal()  # without 2*pi

@@ -287,3 +287,19 @@ def test_cache_only_figures_with_partial_coverage(two_model_cache, monkeypatch):
     fig, counts = P.fig_imaginary(models_, ids, settings=FAST)
     c = counts.set_index("model")
     assert c.loc["emt", "n"] == 2 and c.loc["emt", "DFT only"] == 1 and c.loc["emt", "model only"] == 0
+
+
+def test_model_sentences_cover_every_model_and_reference():
+    import pandas as pd
+
+    ratios = pd.DataFrame({"model": ["emt"] * 4 + ["chgnet-0.3.0"] * 2,
+                           "ratio": [0.8, 0.9, 1.1, 0.95, 0.7, 0.75]})
+    summary = pd.concat([P.summarise(ratios).assign(reference="pbesol"),
+                         P.summarise(ratios[ratios.model == "emt"]).assign(reference="pbe-jageo68")])
+    text = P.model_sentences(summary)
+    first, second = text.split("\n\n")
+    assert first.startswith("Against PhononDB-PBEsol") and "75 % of 4 (median 0.925)" in first
+    assert "100 % of 2 (median 0.725)" in first and second.startswith("Against the JaGeo VASP-PBE")
+    from softening_lib.plots import label
+
+    assert label("chgnet-0.3.0") in first and label("chgnet-0.3.0") not in second

@@ -992,6 +992,23 @@ def paper_table(summary):
     return pd.DataFrame(rows)
 
 
+REFERENCE_WORDS = {"pbesol": "PhononDB-PBEsol", "pbe-jageo68": "the JaGeo VASP-PBE force sets",
+                   "pbe-phonondb103": "PhononDB-PBE 103"}
+
+
+def model_sentences(summary) -> str:
+    """One markdown sentence per reference: every model's fraction of ratios below 1, its
+    number of materials and median (from :func:`fig4b`'s summary), so the text covers all models."""
+    from ..plots import label
+
+    out = []
+    for ref, grp in summary.groupby("reference", sort=False):
+        parts = [f"{label(r['model'])} {100 * r['fraction_below_1']:.0f} % of {int(r['n'])} "
+                 f"(median {r['median']:.3f})" for _, r in grp.iterrows()]
+        out.append(f"Against {REFERENCE_WORDS.get(ref, ref)}, ratios below 1: " + "; ".join(parts) + ".")
+    return "\n\n".join(out)
+
+
 def not_computed_table(models_: Sequence[str], pbesol_ids: Sequence[str], settings: PhononSettings = DEFAULT):
     """Every cached (model, material) that did not give phonons, with the reason: element not
     covered by the model (skipped), no DFT forces upstream, or a failure."""
