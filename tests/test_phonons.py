@@ -303,3 +303,169 @@ def test_model_sentences_cover_every_model_and_reference():
     from softening_lib.plots import label
 
     assert label("chgnet-0.3.0") in first and label("chgnet-0.3.0") not in second
+
+
+# --------------------------------------------------------------------------------------
+# beyond the paper: the finite-displacement amplitude scan
+# --------------------------------------------------------------------------------------
+
+from ase.calculators.calculator import Calculator, all_changes  # noqa: E402
+
+NONLIN_U0 = 0.02  # Å
+
+
+def _nonlinear_factor(u):
+    """Force factor of :class:`NonlinearEMT` at displacement ``u``: reversed (< 0) below
+    u0 ln 2 ~ 0.014 Å, harmonic EMT (-> 1) at large ``u``."""
+    return 1.0 - 2.0 * np.exp(-u / NONLIN_U0)
+
+
+class NonlinearEMT(Calculator):
+    """EMT forces times a factor that depends on the largest displacement from ``reference``
+    (same atom order): a force response that is not linear in the displacement."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, reference, **kw):
+        super().__init__(**kw)
+        self.reference = reference.copy()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        work = self.atoms.copy()
+        work.calc = EMT()
+        frac = work.get_scaled_positions(wrap=False) - self.reference.get_scaled_positions(wrap=False)
+        frac -= np.round(frac)
+        u = float(np.linalg.norm(frac @ self.reference.cell.array, axis=1).max())
+        self.results = {"energy": work.get_potential_energy(), "forces": work.get_forces() * _nonlinear_factor(u)}
+
+
+def nonlinear_emt(**kw):
+    """The import-path model name of :class:`NonlinearEMT` (the tests pass ``calc=``; it needs
+    the reference supercell)."""
+    raise RuntimeError("NonlinearEMT needs its reference supercell: pass calc=NonlinearEMT(...)")
+
+
+NONLIN = "test_phonons:nonlinear_emt"
+AMPS = (0.003, 0.01, 0.03, 0.1)
+
+
+def _supercell(ref):
+    from phonopy import Phonopy
+
+    ph = Phonopy(atoms_to_phonopy(ref.unitcell), supercell_matrix=ref.supercell_matrix,
+                 primitive_matrix=ref.primitive_matrix)
+    return phonopy_to_atoms(ph.supercell)
+
+
+def test_amplitude_scan_emt_is_amplitude_independent_and_cached(results_dir, cu_emt, monkeypatch):
+    table = P.amplitude_scan([cu_emt], ["emt"], amplitudes=AMPS, settings=FAST)
+    assert list(table.columns[:7]) == ["material_id", "formula", "model", "amplitude_A", "min_freq_thz",
+                                       "max_freq_thz", "imaginary"]
+    assert len(table) == 4 and (table["status"] == "ok").all()
+    assert list(table["amplitude_A"]) == list(AMPS)
+    mx = table["max_freq_thz"].to_numpy(float)
+    assert mx.min() > 5  # Cu, EMT: ~7 THz
+    assert mx.max() / mx.min() - 1 < 0.01  # harmonic within 1 % from 0.003 to 0.1 Å
+    assert not table["imaginary"].astype(bool).any()
+    assert (table["min_freq_thz"] > P.IMAGINARY_THZ).all()
+    # the DFT side (EMT made the force set at 0.01 Å) is reported alongside and agrees
+    assert table["dft_max_freq_thz"].iloc[0] == pytest.approx(mx[1], rel=1e-3)
+    assert table["dft_amplitude_A"].iloc[0] == pytest.approx(0.01)
+    assert table["formula"].iloc[0] == "Cu"
+    # the scan record is filed apart from the phonon records: the chapter's tables never see it
+    assert set(P.cached_table(cu_emt.dataset, None, ["emt"], FAST)["model"]) == {"dft"}
+    rec = P.store().get(P._store_model("emt"), f"amplitude_scan__{cu_emt.dataset}__{cu_emt.material_id}")
+    assert rec["amplitudes"] == list(AMPS) and rec["phonon_settings_key"] == FAST.key()
+
+    # cache round trip: nothing is computed the second time, the table is the same
+    def no_compute(*a, **k):
+        raise AssertionError("compute=False must not compute")
+
+    monkeypatch.setattr(P, "scan_phonons", no_compute)
+    monkeypatch.setattr(P, "dft_phonons", no_compute)
+    again = P.amplitude_scan([cu_emt], ["emt"], amplitudes=AMPS, settings=FAST, compute=False)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(again, table)
+    # other amplitudes (or settings) are a different record: missing, not the old numbers
+    other = P.amplitude_scan([cu_emt], ["emt"], amplitudes=(0.01, 0.05), settings=FAST, compute=False)
+    assert list(other["status"]) == ["missing"] and other["min_freq_thz"].isna().all()
+    other = P.amplitude_scan([cu_emt], ["emt"], amplitudes=AMPS, settings=P.PhononSettings(mesh=13.0),
+                             compute=False)
+    assert list(other["status"]) == ["missing"]
+
+
+def test_amplitude_scan_compute_false_on_empty_cache_computes_nothing(results_dir, cu_emt, monkeypatch):
+    def no_compute(*a, **k):
+        raise AssertionError("compute=False must not compute")
+
+    for name in ("scan_phonons", "dft_phonons", "run"):
+        monkeypatch.setattr(P, name, no_compute)
+    table = P.amplitude_scan([cu_emt, "mp-1784"], ["emt", NONLIN], settings=FAST, compute=False)
+    assert len(table) == 4 and (table["status"] == "missing").all()
+    assert table[["amplitude_A", "min_freq_thz", "max_freq_thz", "dft_max_freq_thz"]].isna().all().all()
+    assert not any(P.store().root.glob("*/amplitude_scan__*"))
+    assert "not in the cache" in P.amplitude_note(table).lower()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    P.fig_amplitude_scan(table)  # draws "nothing cached yet", does not fail
+
+
+def test_amplitude_scan_shows_a_nonlinear_force_response(results_dir, cu_emt):
+    """Forces = EMT x (1 - 2 exp(-u/u0)): reversed at small displacements (all modes imaginary,
+    by sqrt|factor|), EMT-like at large ones -- the pattern CHGNet shows for MgS and BeSe."""
+    calc = NonlinearEMT(_supercell(cu_emt))
+    base = P.amplitude_scan([cu_emt], ["emt"], amplitudes=AMPS, settings=FAST).set_index("amplitude_A")
+    table = P.amplitude_scan([cu_emt], [NONLIN], amplitudes=AMPS, settings=FAST, calc=calc)
+    nl = table.set_index("amplitude_A")
+    for d in AMPS:
+        s = _nonlinear_factor(d)
+        emt_max = base.loc[d, "max_freq_thz"]
+        if s > 0:  # force constants x s: frequencies x sqrt(s)
+            assert nl.loc[d, "max_freq_thz"] / emt_max == pytest.approx(np.sqrt(s), rel=1e-3)
+            assert not nl.loc[d, "imaginary"]
+        else:  # force constants reversed: every mode imaginary, the lowest at -sqrt|s| x EMT's highest
+            assert nl.loc[d, "min_freq_thz"] / emt_max == pytest.approx(-np.sqrt(-s), rel=1e-3)
+            assert nl.loc[d, "imaginary"]
+    assert list(nl["imaginary"]) == [True, True, False, False]
+    assert nl.loc[0.1, "max_freq_thz"] == pytest.approx(base.loc[0.1, "max_freq_thz"], rel=0.02)
+
+    both = P.amplitude_scan([cu_emt], ["emt", NONLIN], amplitudes=AMPS, settings=FAST, compute=False)
+    assert (both["status"] == "ok").all() and len(both) == 8
+    note = P.amplitude_note(both)
+    emt_part, nl_part = note.split("\n\n")
+    assert "No imaginary mode at any amplitude: Cu (Cu-emt)" in emt_part
+    assert "disappear" not in emt_part
+    assert "disappear at larger ones: Cu (Cu-emt)" in nl_part and "none from 0.03 Å on" in nl_part
+    assert "every amplitude" not in nl_part
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = P.fig_amplitude_scan(both)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    curves = [line for line in ax.get_lines() if len(line.get_xdata()) == len(AMPS)]
+    assert len(curves) == 2  # one per (material, model)
+    assert min(np.min(c.get_ydata()) for c in curves) == pytest.approx(nl["min_freq_thz"].min())
+
+
+def test_amplitude_note_keeps_and_loses():
+    """The note sorts materials by the pattern of their numbers, not by name."""
+    import pandas as pd
+
+    rows = []
+    for mp, f, mins in (("mp-a", "AB", [-6.0, -4.0, -0.0, -0.0]), ("mp-b", "CD", [-11.0, -10.0, -9.0, -8.0]),
+                        ("mp-c", "EF", [0.0, 0.0, 0.0, 0.0]), ("mp-d", "GH", [0.0, -2.0, 0.0, 0.0])):
+        for d, m in zip(AMPS, mins):
+            rows.append({"material_id": mp, "formula": f, "model": "emt", "amplitude_A": d, "min_freq_thz": m,
+                         "max_freq_thz": 10.0 + d, "imaginary": m < P.IMAGINARY_THZ, "dft_min_freq_thz": 0.0,
+                         "dft_max_freq_thz": 10.0, "dft_amplitude_A": 0.01, "status": "ok"})
+    note = P.amplitude_note(pd.DataFrame(rows, columns=P.SCAN_COLUMNS))
+    assert "disappear at larger ones: AB (mp-a): -6.00 / -4.00 / -0.00 / -0.00 THz, none from 0.03 Å on" in note
+    assert "Imaginary at every amplitude: CD (mp-b)" in note
+    assert "No imaginary mode at any amplitude: EF (mp-c)" in note
+    assert "Other patterns: GH (mp-d): imaginary at 0.01 Å" in note
+    assert "at most 1.0 %" in note

@@ -116,10 +116,12 @@ def parity_data(material_id: str, dir: str | Path | None = None) -> tuple[np.nda
     return np.asarray(d["vasp_forces"], float).ravel(), np.asarray(d["gpaw_forces"], float).ravel()
 
 
-def panel_title(row, record: dict | None) -> str:
+def panel_title(row, record: dict | None, dir: str | Path | None = None) -> str:
     how = residual_how(record)
-    if how == "computed" and record and "max_abs_gpaw_residual" in record:
-        resid = f"residual computed (max {record['max_abs_gpaw_residual']:.2f} eV/Å)"
+    npz = validation_dir(dir) / f"{row.material_id}.npz"
+    if how == "computed" and npz.is_file():
+        res = np.asarray(np.load(npz)["gpaw_residual_forces"], float)
+        resid = f"residual computed (max |F| {np.linalg.norm(res, axis=1).max():.2f} eV/Å)"
     elif how == ZERO_BY_SYMMETRY:
         resid = "residual zero by symmetry"
     else:
@@ -150,7 +152,7 @@ def fig_parity(dir: str | Path | None = None, max_cols: int = MAX_COLS):
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
-        ax.set_title(panel_title(r, material_record(r.material_id, dir)), fontsize=9)
+        ax.set_title(panel_title(r, material_record(r.material_id, dir), dir), fontsize=9)
         ax.set_xlabel("VASP-PBEsol (eV/Å)")
         ax.set_ylabel("GPAW-PBEsol (eV/Å)")
     for ax in flat[n:]:

@@ -609,6 +609,8 @@ def cached_table(dataset: str, ids: Sequence[str] | None = None, models_: Sequen
         for r in st.records(mdir):
             if r.get("dataset") != dataset or r.get("settings_key") != settings.key():
                 continue
+            if r.get("kind") == SCAN_KIND:
+                continue  # an amplitude scan (own key and settings), not a phonon record
             if mdir != "dft" and r.get("status") == "ok" and r.get("record_version", 1) < RECORD_VERSION:
                 continue  # superseded format, recomputed by the next run
             if wanted is not None and r.get("material_id") not in wanted:
@@ -1185,3 +1187,284 @@ def material_table(ids: Sequence[str], models_: Sequence[str], settings: PhononS
                 col.append(status.get((m, mp_id), "missing"))
         t[plots.label(m)] = col
     return t
+
+
+# --------------------------------------------------------------------------------------
+# beyond the paper: imaginary modes that depend on the finite-displacement amplitude
+# --------------------------------------------------------------------------------------
+
+SCAN_AMPLITUDES = (0.003, 0.01, 0.03, 0.1)  # Å; PhononDB's own displacements are 0.01 Å
+SCAN_IDS = ("mp-1315", "mp-1541", "mp-24084", "mp-23259", "mp-1342", "mp-1784")  # MgS BeSe KH LiBr BaO CsF
+SCAN_MODELS = ("chgnet-0.3.0", "m3gnet-mp-2021.2.8")
+SCAN_KIND = "amplitude_scan"
+SCAN_VERSION = 1
+SCAN_COLUMNS = ["material_id", "formula", "model", "amplitude_A", "min_freq_thz", "max_freq_thz", "imaginary",
+                "dft_min_freq_thz", "dft_max_freq_thz", "dft_amplitude_A", "status"]
+
+
+def _scan_key(dataset: str, material_id: str) -> str:
+    return f"{SCAN_KIND}__{dataset}__{material_id}"
+
+
+def scan_settings_key(amplitudes: Sequence[float], settings: PhononSettings = DEFAULT) -> str:
+    """The ``settings_key`` of an amplitude-scan record: the amplitudes, the phonon settings and
+    the scan version (a change in any of them recomputes)."""
+    return cache.key_of({"kind": SCAN_KIND, "version": SCAN_VERSION,
+                         "amplitudes": [round(float(a), 9) for a in amplitudes], "settings": settings.key()})
+
+
+def cached_scan(model: str, dataset: str, material_id: str, amplitudes: Sequence[float] = SCAN_AMPLITUDES,
+                settings: PhononSettings = DEFAULT) -> dict | None:
+    rec = store().get(_store_model(model), _scan_key(dataset, material_id))
+    if rec is None or rec.get("settings_key") != scan_settings_key(amplitudes, settings):
+        return None
+    return rec
+
+
+def scan_phonons(ref: datasets.PhononReference, model: str, amplitudes: Sequence[float] = SCAN_AMPLITUDES,
+                 calc=None, settings: PhononSettings = DEFAULT) -> dict:
+    """The model's phonons at the DFT unit cell (no relaxation) for several finite-displacement
+    amplitudes: phonopy's own displacements of each amplitude, always as +/- pairs (so a residual
+    force and the cubic anharmonicity cancel), all displaced supercells in one batched call.
+
+    For a harmonic (or smoothly anharmonic) PES the frequencies do not depend on the amplitude;
+    a force response that is not linear in the displacement shows up as amplitude-dependent
+    frequencies and, where the response is too weak or reversed at small ``d``, imaginary modes.
+    """
+    from phonopy import Phonopy
+
+    if calc is None:
+        models.check_elements(model, set(ref.unitcell.get_chemical_symbols()))
+    t0, c0 = time.time(), time.process_time()
+    ase_calc = _resolve_calc(model, calc)
+    path = band_path(ref.phonopy(with_forces=False).primitive, settings.band_npoints)
+    phs, frames, counts = [], [], []
+    for d in amplitudes:
+        ph = Phonopy(atoms_to_phonopy(ref.unitcell), supercell_matrix=ref.supercell_matrix,
+                     primitive_matrix=ref.primitive_matrix)
+        ph.generate_displacements(distance=float(d), is_plusminus=True)
+        fr = [phonopy_to_atoms(c) for c in ph.supercells_with_displacements]
+        phs.append(ph)
+        frames += fr
+        counts.append(len(fr))
+    t1 = time.time()
+    forces = predict.predict(frames, model, batch_size=_batch_size(frames, ase_calc, settings), calc=ase_calc,
+                             with_stress=False)["forces"]
+    predict_wall = time.time() - t1
+    scan, k = [], 0
+    for d, ph, n in zip(amplitudes, phs, counts):
+        ph.forces = np.array(forces[k:k + n])
+        k += n
+        _finish_fc(ph, settings)
+        res = analyse(ph, path, settings)
+        res.pop("_arrays")
+        scan.append({"amplitude_A": float(d), "n_displacements": n,
+                     **{key: res[key] for key in ("min_freq_thz", "max_freq_thz", "min_freq_mesh_thz",
+                                                  "max_freq_mesh_thz", "min_freq_band_thz", "max_freq_band_thz")}})
+    return {
+        "kind": SCAN_KIND, "material_id": ref.material_id, "dataset": ref.dataset, "model": model,
+        "model_id": getattr(ase_calc, "softening_model", model) if calc is not None else models.model_id(model),
+        "formula": ref.formula, "status": "ok", "geometry": "DFT unit cell (no relaxation)",
+        "amplitudes": [float(a) for a in amplitudes], "scan": scan,
+        "n_atoms_supercell": len(frames[0]) if frames else 0, "n_structures_predicted": len(frames),
+        "predict_wall_s": round(predict_wall, 3), "wall_s": round(time.time() - t0, 3),
+        "cpu_s": round(time.process_time() - c0, 3),
+        "phonon_settings_key": settings.key(), "settings_key": scan_settings_key(amplitudes, settings),
+    }
+
+
+def _scan_dft(ref, dataset: str, material_id: str, settings: PhononSettings, compute: bool) -> dict | None:
+    """The cached DFT record (computed and stored like :func:`run` does when ``compute``)."""
+    rec = cached("dft", dataset, material_id, settings)
+    if rec is not None or not compute:
+        return rec
+    if ref is None:
+        run(dataset, [material_id], [], settings, progress=False, compute=True)
+        return cached("dft", dataset, material_id, settings)
+    if _missing_forces(ref):
+        return None
+    rec, _ = dft_phonons(ref, settings)
+    store().put("dft", _key(dataset, material_id), rec)
+    return rec
+
+
+def _reduced(formula: str | None) -> str | None:
+    if not formula:
+        return formula
+    from ase.formula import Formula
+
+    return str(Formula(formula).reduce()[0])
+
+
+def amplitude_scan(material_ids: Sequence[Any], models_: Sequence[str], amplitudes: Sequence[float] = SCAN_AMPLITUDES,
+                   dataset: str = PBESOL, compute: bool = True, calc=None, settings: PhononSettings = DEFAULT):
+    """Minimum and maximum phonon frequency of each model at the DFT geometry, for each
+    finite-displacement amplitude (:func:`scan_phonons`), with the DFT reference's own values.
+
+    ``material_ids``: mp ids of ``dataset`` (or :class:`~softening_lib.datasets.PhononReference`
+    objects, filed under their own dataset). Cached per (model, material) in the phonon store
+    under ``amplitude_scan__<dataset>__<mp_id>``; the record holds the amplitudes and the settings,
+    so a change of either recomputes. ``compute=False`` only reads the cache: materials not cached
+    get one row with status ``missing`` (no numbers). ``calc`` overrides the registry calculator
+    (for every model in ``models_``). Returns a tidy table, one row per (material, model, amplitude).
+    """
+    import pandas as pd
+
+    amplitudes = [float(a) for a in amplitudes]
+    st = store()
+    rows: list[dict] = []
+    for item in material_ids:
+        ref = item if isinstance(item, datasets.PhononReference) else None
+        mp_id = ref.material_id if ref is not None else str(item)
+        ds = ref.dataset if ref is not None else dataset
+        dft = _scan_dft(ref, ds, mp_id, settings, compute) or {}
+        for model in models_:
+            rec = cached_scan(model, ds, mp_id, amplitudes, settings)
+            if rec is not None and compute and rec.get("status") == "failed":
+                rec = None
+            if rec is None and compute:
+                try:
+                    if ref is None:
+                        ref = datasets.load(ds, subset=[mp_id])[0]
+                    rec = scan_phonons(ref, model, amplitudes, calc=calc, settings=settings)
+                except models.UnsupportedElementError as exc:
+                    rec = {"status": "skipped", "reason": str(exc)}
+                except Exception as exc:  # noqa: BLE001 - recorded, the scan goes on
+                    log.warning("amplitude scan %s %s failed: %s", model, mp_id, exc)
+                    rec = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                if rec["status"] != "ok":
+                    rec.update({"kind": SCAN_KIND, "material_id": mp_id, "dataset": ds, "model": model,
+                                "amplitudes": amplitudes, "phonon_settings_key": settings.key(),
+                                "settings_key": scan_settings_key(amplitudes, settings)})
+                st.put(_store_model(model), _scan_key(ds, mp_id), rec)
+            base = {"material_id": mp_id, "formula": _reduced((rec or {}).get("formula") or dft.get("formula")),
+                    "model": model, "dft_min_freq_thz": dft.get("min_freq_thz", np.nan),
+                    "dft_max_freq_thz": dft.get("max_freq_thz", np.nan),
+                    "dft_amplitude_A": dft.get("displacement_amplitude", np.nan)}
+            if rec is None or rec.get("status") != "ok":
+                rows.append({**base, "amplitude_A": np.nan, "min_freq_thz": np.nan, "max_freq_thz": np.nan,
+                             "imaginary": np.nan, "status": (rec or {}).get("status", "missing")})
+                continue
+            for s in rec["scan"]:
+                rows.append({**base, "amplitude_A": s["amplitude_A"], "min_freq_thz": s["min_freq_thz"],
+                             "max_freq_thz": s["max_freq_thz"], "imaginary": bool(s["min_freq_thz"] < IMAGINARY_THZ),
+                             "status": "ok"})
+    return pd.DataFrame(rows, columns=SCAN_COLUMNS)
+
+
+def fig_amplitude_scan(table):
+    """Left: the lowest phonon frequency (THz; < 0 = imaginary) against the finite-displacement
+    amplitude (log axis), one line per (material, model): colour = material, line style and
+    marker = model. Right: the maximum frequency over the DFT one. Dotted vertical line: the DFT
+    reference's own amplitude."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from .. import plots
+
+    fig, (ax, axr) = plt.subplots(1, 2, figsize=(11.0, 4.6), gridspec_kw={"width_ratios": [1.35, 1]})
+    ok = table[table["status"] == "ok"] if not table.empty else table
+    if ok.empty:
+        for a in (ax, axr):
+            a.text(0.5, 0.5, "nothing cached yet", transform=a.transAxes, ha="center")
+        return fig
+    mats = list(dict.fromkeys(ok["material_id"]))
+    mods = list(dict.fromkeys(ok["model"]))
+    cmap = plt.get_cmap("tab10")
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    for i, mp in enumerate(mats):
+        for j, m in enumerate(mods):
+            sub = ok[(ok["material_id"] == mp) & (ok["model"] == m)].sort_values("amplitude_A")
+            if sub.empty:
+                continue
+            ls, mk = styles[j % len(styles)]
+            kw = {"color": cmap(i % 10), "ls": ls, "marker": mk, "ms": 5, "lw": 1.4,
+                  "mfc": "white" if j else cmap(i % 10)}
+            ax.plot(sub["amplitude_A"], sub["min_freq_thz"], **kw)
+            axr.plot(sub["amplitude_A"], sub["max_freq_thz"] / sub["dft_max_freq_thz"], **kw)
+    for a in (ax, axr):
+        a.set_xscale("log")
+        a.set_xlabel("finite-displacement amplitude d (Å)")
+        for d in sorted(set(ok["dft_amplitude_A"].dropna().round(6))):
+            a.axvline(d, color="0.55", lw=0.8, ls=":", zorder=0)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.axhline(IMAGINARY_THZ, color="0.6", lw=0.6, ls="--")
+    ax.set_ylabel("lowest phonon frequency (THz; < 0: imaginary)")
+    ax.set_title("lowest frequency at the DFT geometry", fontsize=9.5)
+    axr.axhline(1, color="0.3", lw=0.8)
+    axr.set_ylabel(r"$\omega_\max^{\rm model}(d) / \omega_\max^{\rm DFT}$")
+    axr.set_title("highest frequency, relative to DFT", fontsize=9.5)
+    first = ok.drop_duplicates("material_id").set_index("material_id")
+    mat_handles = [Line2D([], [], color=cmap(i % 10), lw=2, label=f"{first.loc[mp, 'formula']} ({mp})")
+                   for i, mp in enumerate(mats)]
+    mod_handles = [Line2D([], [], color="0.2", ls=styles[j % len(styles)][0], marker=styles[j % len(styles)][1],
+                          mfc="white" if j else "0.2", label=plots.label(m)) for j, m in enumerate(mods)]
+    ymin = min(float(ok["min_freq_thz"].min()), -1.0)
+    ax.set_ylim(1.1 * ymin, max(0.5, 0.08 * abs(ymin)))
+    leg = ax.legend(handles=mat_handles, loc="lower right", fontsize=7.5, title="material", title_fontsize=8)
+    ax.add_artist(leg)
+    ax.legend(handles=mod_handles + [Line2D([], [], color="0.55", ls=":", label="DFT reference's d")],
+              loc="lower center", fontsize=7.5, title="model", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def amplitude_note(table) -> str:
+    """In words, from the numbers: per model, which materials have imaginary modes at the
+    smallest amplitude that are gone at the largest, which keep them, which are stable at every
+    amplitude, and how much the maximum frequency moves with the amplitude."""
+    from .. import plots
+
+    if table.empty:
+        return "No amplitude scan in the cache yet (`scripts/run_phonons.py --amplitude-scan` computes it)."
+    out = []
+    for model, grp in table.groupby("model", sort=False):
+        ok = grp[grp["status"] == "ok"]
+        parts = []
+        if ok.empty:
+            out.append(f"**{plots.label(model)}**: no scan in the cache. Not in the cache: "
+                       + ", ".join(f"{r['material_id']} ({r['status']})" for _, r in grp.iterrows()) + ".")
+            continue
+        lose, keep, stable, mixed = [], [], [], []
+        spreads = []
+        for mp, sub in ok.groupby("material_id", sort=False):
+            sub = sub.sort_values("amplitude_A")
+            amps = sub["amplitude_A"].to_numpy(float)
+            mins = sub["min_freq_thz"].to_numpy(float)
+            maxs = sub["max_freq_thz"].to_numpy(float)
+            imag = mins < IMAGINARY_THZ
+            name = f"{sub['formula'].iloc[0]} ({mp})"
+            dmin = float(sub["dft_min_freq_thz"].iloc[0])
+            dft_txt = "" if not np.isfinite(dmin) else (
+                f"; DFT {'also has' if dmin < IMAGINARY_THZ else 'has no'} imaginary mode"
+                + (f", {dmin:.2f} THz" if dmin < IMAGINARY_THZ else ""))
+            path = " / ".join(f"{x:.2f}" for x in mins)
+            spreads.append((name, float(maxs.max() / maxs.min() - 1)))
+            if imag.all():
+                keep.append(f"{name}: {path} THz{dft_txt}")
+            elif not imag.any():
+                stable.append(name)
+            elif imag[0] and not imag[-1]:
+                first_ok = amps[np.flatnonzero(imag).max() + 1]  # stable from here to the largest d
+                lose.append(f"{name}: {path} THz, none from {first_ok:g} Å on{dft_txt}")
+            else:
+                mixed.append(f"{name}: imaginary at " + ", ".join(f"{a:g}" for a in amps[imag]) + f" Å ({path} THz)")
+        amps_txt = " / ".join(f"{a:g}" for a in sorted(ok["amplitude_A"].unique()))
+        parts.append(f"**{plots.label(model)}** (lowest frequency at d = {amps_txt} Å).")
+        if lose:
+            parts.append("Imaginary modes at small amplitudes that disappear at larger ones: " + "; ".join(lose) + ".")
+        if keep:
+            parts.append("Imaginary at every amplitude: " + "; ".join(keep) + ".")
+        if mixed:
+            parts.append("Other patterns: " + "; ".join(mixed) + ".")
+        if stable:
+            parts.append("No imaginary mode at any amplitude: " + ", ".join(stable) + ".")
+        worst = max(spreads, key=lambda x: x[1])
+        parts.append(f"The maximum frequency changes with the amplitude by at most {100 * worst[1]:.1f} % "
+                     f"({worst[0]}).")
+        missing = grp[grp["status"] != "ok"]
+        if not missing.empty:
+            parts.append("Not in the cache: " + ", ".join(f"{r['material_id']} ({r['status']})"
+                                                          for _, r in missing.iterrows()) + ".")
+        out.append(" ".join(parts))
+    return "\n\n".join(out)
