@@ -464,7 +464,7 @@ def test_amplitude_note_keeps_and_loses():
                          "max_freq_thz": 10.0 + d, "imaginary": m < P.IMAGINARY_THZ, "dft_min_freq_thz": 0.0,
                          "dft_max_freq_thz": 10.0, "dft_amplitude_A": 0.01, "status": "ok"})
     note = P.amplitude_note(pd.DataFrame(rows, columns=P.SCAN_COLUMNS))
-    assert "disappear at larger ones: AB (mp-a): -6.00 / -4.00 / -0.00 / -0.00 THz, none from 0.03 Å on" in note
+    assert "disappear at larger ones: AB (mp-a): -6.00 / -4.00 / 0.00 / 0.00 THz, none from 0.03 Å on" in note
     assert "Imaginary at every amplitude: CD (mp-b)" in note
     assert "No imaginary mode at any amplitude: EF (mp-c)" in note
     assert "Other patterns: GH (mp-d): imaginary at 0.01 Å" in note

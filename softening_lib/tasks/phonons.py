@@ -1382,8 +1382,11 @@ def fig_amplitude_scan(table):
                   "mfc": "white" if j else cmap(i % 10)}
             ax.plot(sub["amplitude_A"], sub["min_freq_thz"], **kw)
             axr.plot(sub["amplitude_A"], sub["max_freq_thz"] / sub["dft_max_freq_thz"], **kw)
+    amps = sorted(ok["amplitude_A"].unique())
     for a in (ax, axr):
         a.set_xscale("log")
+        a.set_xticks(amps, [f"{x:g}" for x in amps])
+        a.minorticks_off()
         a.set_xlabel("finite-displacement amplitude d (Å)")
         for d in sorted(set(ok["dft_amplitude_A"].dropna().round(6))):
             a.axvline(d, color="0.55", lw=0.8, ls=":", zorder=0)
@@ -1401,12 +1404,20 @@ def fig_amplitude_scan(table):
                           mfc="white" if j else "0.2", label=plots.label(m)) for j, m in enumerate(mods)]
     ymin = min(float(ok["min_freq_thz"].min()), -1.0)
     ax.set_ylim(1.1 * ymin, max(0.5, 0.08 * abs(ymin)))
-    leg = ax.legend(handles=mat_handles, loc="lower right", fontsize=7.5, title="material", title_fontsize=8)
-    ax.add_artist(leg)
-    ax.legend(handles=mod_handles + [Line2D([], [], color="0.55", ls=":", label="DFT reference's d")],
-              loc="lower center", fontsize=7.5, title="model", title_fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    fig.legend(handles=mat_handles, loc="lower left", bbox_to_anchor=(0.01, 0.0), ncol=min(3, len(mat_handles)),
+               fontsize=7.5, title="material (colour)", title_fontsize=8, frameon=False)
+    fig.legend(handles=mod_handles + [Line2D([], [], color="0.55", ls=":", label="the DFT force sets' d")],
+               loc="lower right", bbox_to_anchor=(0.99, 0.0), ncol=1 if len(mod_handles) > 2 else 2, fontsize=7.5,
+               title="model (line style)", title_fontsize=8, frameon=False)
     return fig
+
+
+def _scan_name(row) -> str:
+    """'KH (mp-24084, missing)', or 'mp-24084 (missing)' where no formula is known."""
+    f = row.get("formula")
+    head = f"{f} ({row['material_id']}, " if isinstance(f, str) and f else f"{row['material_id']} ("
+    return f"{head}{row['status']})"
 
 
 def amplitude_note(table) -> str:
@@ -1423,7 +1434,7 @@ def amplitude_note(table) -> str:
         parts = []
         if ok.empty:
             out.append(f"**{plots.label(model)}**: no scan in the cache. Not in the cache: "
-                       + ", ".join(f"{r['material_id']} ({r['status']})" for _, r in grp.iterrows()) + ".")
+                       + ", ".join(_scan_name(r) for _, r in grp.iterrows()) + ".")
             continue
         lose, keep, stable, mixed = [], [], [], []
         spreads = []
@@ -1438,7 +1449,7 @@ def amplitude_note(table) -> str:
             dft_txt = "" if not np.isfinite(dmin) else (
                 f"; DFT {'also has' if dmin < IMAGINARY_THZ else 'has no'} imaginary mode"
                 + (f", {dmin:.2f} THz" if dmin < IMAGINARY_THZ else ""))
-            path = " / ".join(f"{x:.2f}" for x in mins)
+            path = " / ".join(f"{0.0 if abs(x) < 0.005 else x:.2f}" for x in mins)  # no "-0.00"
             spreads.append((name, float(maxs.max() / maxs.min() - 1)))
             if imag.all():
                 keep.append(f"{name}: {path} THz{dft_txt}")
@@ -1464,7 +1475,6 @@ def amplitude_note(table) -> str:
                      f"({worst[0]}).")
         missing = grp[grp["status"] != "ok"]
         if not missing.empty:
-            parts.append("Not in the cache: " + ", ".join(f"{r['material_id']} ({r['status']})"
-                                                          for _, r in missing.iterrows()) + ".")
+            parts.append("Not in the cache: " + ", ".join(_scan_name(r) for _, r in missing.iterrows()) + ".")
         out.append(" ".join(parts))
     return "\n\n".join(out)
