@@ -477,10 +477,13 @@ def mace_calculator(model_paths: str | Sequence[str] | None = None, device: str 
     return calc
 
 
+REFERENCE_DIRS = ("tiny_mace",)  # what it reads under data/reference (the book runner keys on it)
+
+
 def tiny_mace_path() -> Path:
     from . import config
 
-    return config.reference_dir() / "tiny_mace" / "tiny_mace.model"
+    return config.reference_dir() / REFERENCE_DIRS[0] / "tiny_mace.model"
 
 
 def tiny_mace_calculator(**kw: Any):

@@ -3,9 +3,9 @@
 Source notebooks in ``chapters/`` stay output-free. ``run`` executes each chapter (for a
 preset and a list of models) into a staged book under ``_build/src`` and skips a chapter
 whose inputs did not change: the key covers the notebook, its parameters, the library
-modules it imports (:func:`code_closure`), the committed reference data (``data/reference``,
-``data/datasets.yml``) and the software versions; an executed chapter's log line says which
-of them changed. ``build`` then renders the staged book (``execute_notebooks: off``), treating
+modules it imports (:func:`code_closure`), the committed reference data those modules read
+(:func:`data_inputs`: the ``data/reference`` folders they declare, ``data/datasets.yml``) and
+the software versions; an executed chapter's log line says which of them changed. ``build`` then renders the staged book (``execute_notebooks: off``), treating
 Sphinx warnings as errors; pages, static files and the what-ran page are rewritten only when
 their content changed, so a warm rebuild is Sphinx's "0 changed". MathJax and plotly.js are
 served from the book's own _static (no CDN).
@@ -76,8 +76,9 @@ def find_chapter(spec: str) -> Path:
     raise RunnerError(f"no chapter {spec!r}; chapters: {', '.join(p.stem for p in chapters())}")
 
 
-def _file_digests(paths: Sequence[Path], pattern: str = "*") -> dict[str, str]:
-    """{path relative to the repo: sha256} of files and of the files under folders."""
+def _file_digests(paths: Sequence[Path], pattern: str = "*", base: Path | None = None) -> dict[str, str]:
+    """{path relative to the repo (or to ``base``): sha256} of files and of the files under folders."""
+    base = ROOT if base is None else Path(base)
     out: dict[str, str] = {}
     for root in paths:
         if not root.exists():
@@ -86,7 +87,7 @@ def _file_digests(paths: Sequence[Path], pattern: str = "*") -> dict[str, str]:
         for p in files:
             if "__pycache__" in p.parts:
                 continue
-            out[str(p.relative_to(ROOT))] = (hashlib.sha256(p.read_bytes()).hexdigest()
+            out[p.relative_to(base).as_posix()] = (hashlib.sha256(p.read_bytes()).hexdigest()
                                              if p.stat().st_size < 5e7 else f"size {p.stat().st_size}")
     return out
 
@@ -110,7 +111,7 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imported_modules(source: str, module: str | None = None) -> set[str]:
+def _imported_modules(source: str, module: str | None = None, strings: bool = True) -> set[str]:
     """softening_lib modules a piece of code imports: import statements anywhere in it (also
     inside functions: lazy imports count), relative ones resolved against ``module``, and
     module names written as strings (``importlib.import_module("softening_lib.tasks.x")``)."""
@@ -139,7 +140,7 @@ def _imported_modules(source: str, module: str | None = None) -> set[str]:
                 base = node.module or ""
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)
-    for name in _MODULE_STRING.findall(source):
+    for name in _MODULE_STRING.findall(source) if strings else ():
         parts = name.split(".")
         while parts and _module_file(".".join(parts)) is None:
             parts.pop()  # "softening_lib.tasks.migration.fetch" -> the module
@@ -148,18 +149,20 @@ def _imported_modules(source: str, module: str | None = None) -> set[str]:
     return {m for m in found if _module_file(m) is not None}
 
 
-def code_closure(notebook: Path) -> list[Path]:
+def code_closure(notebook: Path, strings: bool = True) -> list[Path]:
     """The library source files a chapter can execute: what its code cells import, and what
     those modules import in turn (with their packages' ``__init__``). The runner, the command
     line and the what-ran page are not among them unless a chapter imports them, so changing
-    the build machinery, or a task module of another chapter, re-executes nothing here."""
+    the build machinery, or a task module of another chapter, re-executes nothing here.
+    ``strings=False`` follows import statements only, not module names written in strings
+    (lazy dataset readers, messages): the closure whose ``REFERENCE_DIRS`` a chapter reads."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
     todo = set()
     for cell in nb.cells:
         if cell.cell_type == "code":
-            todo |= _imported_modules(cell.source)
+            todo |= _imported_modules(cell.source, strings=strings)
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -168,8 +171,78 @@ def code_closure(notebook: Path) -> list[Path]:
         seen.add(name)
         parts = name.split(".")
         todo |= {".".join(parts[:i]) for i in range(1, len(parts))} - seen  # parent packages
-        todo |= _imported_modules(_module_file(name).read_text(), name) - seen
+        todo |= _imported_modules(_module_file(name).read_text(), name, strings=strings) - seen
     return sorted({_module_file(m) for m in seen})
+
+
+REFERENCE = "data/reference"  # the committed reference data, relative to the repo
+MANIFEST = "data/datasets.yml"
+
+
+def declared_reference_dirs(module_file: Path) -> tuple[str, ...]:
+    """The ``REFERENCE_DIRS`` a library module declares (the folders under data/reference it
+    reads), read from its source with ``ast``, not imported; () when it declares none."""
+    import ast
+
+    try:
+        tree = ast.parse(Path(module_file).read_text())
+    except (OSError, SyntaxError):
+        return ()
+    for node in tree.body:
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
+        if any(isinstance(t, ast.Name) and t.id == "REFERENCE_DIRS" for t in targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError as exc:
+                raise RunnerError(f"{module_file}: REFERENCE_DIRS must be a literal tuple of folder names") from exc
+            return (value,) if isinstance(value, str) else tuple(value)
+    return ()
+
+
+def dataset_reference_dirs(root: Path | None = None) -> list[str]:
+    """Folders under data/reference that a ``local:`` dataset of data/datasets.yml points to
+    (relative to data/reference)."""
+    root = ROOT if root is None else Path(root)
+    try:
+        manifest = yaml.safe_load((root / MANIFEST).read_text()) or {}
+    except OSError:
+        return []
+    ref = (root / REFERENCE).resolve()
+    out = set()
+    for ent in manifest.values():
+        local = ent.get("local") if isinstance(ent, dict) else None
+        if isinstance(local, str):
+            path = (root / local).resolve()
+            if path != ref and path.is_relative_to(ref):
+                out.add(path.relative_to(ref).as_posix())
+    return sorted(out)
+
+
+def reference_dirs(closure: Sequence[Path], root: Path | None = None) -> list[str]:
+    """The folders under data/reference a chapter with this code closure reads: the union of
+    its modules' ``REFERENCE_DIRS``, plus every ``local:`` dataset folder when the closure
+    holds the dataset layer (softening_lib/datasets.py)."""
+    dirs = {d for f in closure for d in declared_reference_dirs(f)}
+    if any(Path(f).resolve() == (ROOT / "softening_lib" / "datasets.py").resolve() for f in closure):
+        dirs |= set(dataset_reference_dirs(root))
+    return sorted(dirs)
+
+
+def data_inputs(closure: Sequence[Path], root: Path | None = None,
+                digests: dict[str, str] | None = None) -> dict[str, str]:
+    """The data part of a chapter's key, {file: sha256}: data/datasets.yml, every file directly
+    in data/reference, and the files under the folders :func:`reference_dirs` names. A record a
+    background campaign adds to another folder re-executes nothing here. ``root`` is the tree
+    holding data/ (the repo; tests give a temporary one); ``digests`` of all of data/reference
+    and the manifest, when already computed (see :func:`plan`)."""
+    root = ROOT if root is None else Path(root)
+    if digests is None:
+        digests = _file_digests([root / REFERENCE, root / MANIFEST], base=root)
+    prefixes = tuple(f"{REFERENCE}/{d.strip('/')}/" for d in reference_dirs(closure, root))
+    return {f: h for f, h in digests.items()
+            if f == MANIFEST or (f.startswith(REFERENCE + "/") and "/" not in f[len(REFERENCE) + 1:])
+            or f.startswith(prefixes)}
 
 
 def _versions() -> dict[str, str]:
@@ -215,11 +288,15 @@ def _slug(text: str) -> str:
 
 
 def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | None = None,
-         preset: str = "default", extra: dict | None = None) -> list[ChapterRun]:
+         preset: str = "default", extra: dict | None = None, data_root: Path | None = None) -> list[ChapterRun]:
+    """One run per chapter with its key. ``data_root``: the tree holding data/reference and
+    data/datasets.yml (default the repo; tests point it at a temporary one)."""
     paths = [find_chapter(c) for c in chapter_specs] if chapter_specs else chapters()
     # inputs only: results under data/results are what the chapters themselves compute and
-    # reuse; after a background computation adds results, rerun with --force.
-    data = _file_digests([ROOT / "data" / "reference", ROOT / "data" / "datasets.yml"])
+    # reuse; after a background computation adds results, rerun with --force. Of the reference
+    # data, each chapter's key holds only what its own code reads (data_inputs).
+    data_root = ROOT if data_root is None else Path(data_root)
+    all_data = _file_digests([data_root / REFERENCE, data_root / MANIFEST], base=data_root)
     versions = _versions()
     runs = []
     for nb in paths:
@@ -231,8 +308,12 @@ def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | Non
         name = nb.name
         if params.get("models"):  # --model or -p models=[...]: a page of its own
             name = f"{nb.stem}__{_slug('-'.join(params['models']))}.ipynb"
+        closure = code_closure(nb)
         inputs = {"notebook": hashlib.sha256(nb.read_bytes()).hexdigest(), "parameters": params,
-                  "code": _file_digests(code_closure(nb)), "data": data, "versions": versions}
+                  "code": _file_digests(closure),
+                  # reference data: what the modules it really imports declare (not string-named ones)
+                  "data": data_inputs(code_closure(nb, strings=False), data_root, all_data),
+                  "versions": versions}
         key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
         runs.append(ChapterRun(nb.stem, nb, STAGE / "chapters" / name, params, key, inputs))
     return runs

@@ -172,3 +172,118 @@ def test_cli_passes_chapter_parameters_to_book_and_run(monkeypatch):
     (_, args, kw), (_, pargs, _) = calls
     assert args[:3] == (["04"], None, "smoke") and kw["extra"] == {"seed": 1}
     assert pargs == (["05"], ["mypkg.calc:make"], "default", {"profile_path": "MgO-vac-s1"})
+
+
+# --------------------------------------------------------------------------------------
+# the data part of a chapter's key: only the reference data its own code reads
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def reference_tree(tmp_path):
+    """A copy-free stand-in for the repo's data/: a few reference folders and a manifest with
+    one ``local:`` dataset in data/reference (the real data/reference is never written)."""
+    root = tmp_path / "tree"
+    ref = root / "data" / "reference"
+    for rel in ("surfaces_gpaw/bulk-Al-100-t0.json", "gpaw_validation/mp-149.json",
+                "wbm_he_gpaw/wbm-1-1.extxyz", "tiny_mace/tiny_mace.json", "README.md"):
+        (ref / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ref / rel).write_text(rel)
+    (root / "data" / "datasets.yml").write_text(
+        "wbm-he-gpaw:\n  local: data/reference/wbm_he_gpaw\n  reader: wbm_he_gpaw\n"
+        "wbm-equilibrium:\n  mirror: wbm\n  reader: wbm_equilibrium\n")
+    notebooks = {}
+    for stem, source in {"45_plain": "from softening_lib import config",
+                         "46_data": "from softening_lib import datasets",
+                         "47_validation": "from softening_lib.tasks import gpaw_validation"}.items():
+        nb = new_notebook(cells=[new_code_cell('preset = "default"', metadata={"tags": ["parameters"]}),
+                                 new_code_cell(source)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        notebooks[stem] = tmp_path / f"{stem}.ipynb"
+        nbformat.write(nb, notebooks[stem])
+    return root, notebooks
+
+
+def _keys(root, notebooks):
+    runs = runner.plan([str(p) for p in notebooks.values()], preset="smoke", data_root=root)
+    return {r.chapter: r.key for r in runs}, {r.chapter: r.inputs for r in runs}
+
+
+def test_reference_data_counts_only_for_the_chapters_that_read_it(reference_tree):
+    root, notebooks = reference_tree
+    ref = root / "data" / "reference"
+    keys, inputs = _keys(root, notebooks)
+    folders = {c: sorted({f.split("/")[2] for f in i["data"] if f.count("/") > 2}) for c, i in inputs.items()}
+    assert folders["45_plain"] == []  # declares nothing: manifest and top-level files only
+    assert set(inputs["45_plain"]["data"]) == {"data/datasets.yml", "data/reference/README.md"}
+    assert "wbm_he_gpaw" in folders["46_data"] and "gpaw_validation" not in folders["46_data"]
+    assert {"gpaw_validation", "wbm_he_gpaw"} <= set(folders["47_validation"])
+    assert "tiny_mace" not in {f for v in folders.values() for f in v}  # finetune is in no closure here
+
+    # a campaign record in a folder only the validation appendix reads: only its key changes
+    (ref / "gpaw_validation" / "mp-23330.json").write_text("{}")
+    new, new_inputs = _keys(root, notebooks)
+    assert new["47_validation"] != keys["47_validation"]
+    assert new["45_plain"] == keys["45_plain"] and new["46_data"] == keys["46_data"]
+    assert "data: data/reference/gpaw_validation/mp-23330.json" in runner.what_changed(
+        inputs["47_validation"], new_inputs["47_validation"])
+    keys, inputs = new, new_inputs
+
+    # a frame added to a local dataset's folder: every chapter that loads datasets
+    (ref / "wbm_he_gpaw" / "wbm-2-2.extxyz").write_text("frame")
+    new, _ = _keys(root, notebooks)
+    assert new["46_data"] != keys["46_data"] and new["47_validation"] != keys["47_validation"]
+    assert new["45_plain"] == keys["45_plain"]
+    keys = new
+
+    # a file directly in data/reference, or the manifest: every chapter
+    (ref / "NOTES.md").write_text("x")
+    new, _ = _keys(root, notebooks)
+    assert all(new[c] != keys[c] for c in keys)
+    keys = new
+    with open(root / "data" / "datasets.yml", "a") as fh:
+        fh.write("# edited\n")
+    new, _ = _keys(root, notebooks)
+    assert all(new[c] != keys[c] for c in keys)
+
+
+def test_declared_reference_dirs_are_read_from_source(tmp_path):
+    mod = tmp_path / "m.py"
+    mod.write_text('"""doc"""\nimport os\nREFERENCE_DIRS = ("a_gpaw", "b")\nX = 1\n')
+    assert runner.declared_reference_dirs(mod) == ("a_gpaw", "b")
+    mod.write_text('REFERENCE_DIRS: tuple = ("a",)\n')
+    assert runner.declared_reference_dirs(mod) == ("a",)
+    mod.write_text("def f():\n    REFERENCE_DIRS = ('local',)\n")  # module level only
+    assert runner.declared_reference_dirs(mod) == ()
+    mod.write_text("REFERENCE_DIRS = tuple(x for x in 'ab')\n")
+    with pytest.raises(runner.RunnerError, match="literal"):
+        runner.declared_reference_dirs(mod)
+    # the real manifest: the GPAW campaign's dataset lives in data/reference
+    assert "wbm_he_gpaw" in runner.dataset_reference_dirs()
+
+
+def test_declared_reference_dirs_match_the_folders_the_modules_read():
+    import re
+
+    from softening_lib import config, finetune
+    from softening_lib.tasks import defects, gpaw_validation, migration, softening_primer, solid_solution, surfaces
+
+    read = {
+        softening_primer: {softening_primer.REFERENCE_DIR},
+        migration: {migration.reference_dir()},
+        surfaces: {surfaces.reference_dir()},
+        defects: {defects.reference_dir()},
+        solid_solution: {solid_solution.reference_dir()},
+        gpaw_validation: {gpaw_validation.validation_dir(), gpaw_validation.convergence_dir(),
+                          gpaw_validation.campaign_dir()},
+        finetune: {finetune.tiny_mace_path().parent},
+    }
+    for module, dirs in read.items():
+        assert {d.relative_to(config.reference_dir()).parts[0] for d in dirs} == set(module.REFERENCE_DIRS)
+        # what the runner reads without importing is what the module holds
+        assert runner.declared_reference_dirs(module.__file__) == module.REFERENCE_DIRS
+    # every library module that reads data/reference through config declares what it reads
+    lib = runner.ROOT / "softening_lib"
+    for path in lib.rglob("*.py"):
+        if path.name != "config.py" and re.search(r"\breference_dir\(\)", path.read_text()):
+            assert runner.declared_reference_dirs(path), f"{path.relative_to(lib)} reads data/reference " \
+                                                         "but declares no REFERENCE_DIRS"

@@ -416,10 +416,13 @@ def compute(cases: Sequence[DefectCase], model: str, variant: str = "static", fm
 # the GPAW reference (scripts/gpaw_surfaces_defects.py)
 # --------------------------------------------------------------------------------------
 
+REFERENCE_DIRS = ("defects_gpaw",)  # what it reads under data/reference (the book runner keys on it)
+
+
 def reference_dir() -> Path:
     from .. import config
 
-    return config.reference_dir() / "defects_gpaw"
+    return config.reference_dir() / REFERENCE_DIRS[0]
 
 
 def reference_records(root: Path | None = None) -> list[dict]:

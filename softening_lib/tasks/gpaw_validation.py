@@ -35,19 +35,21 @@ FUNCTIONAL = "PBEsol"  # PhononDB's functional, hence the validation's
 MAX_COLS = 4  # parity panels per row
 ZERO_BY_SYMMETRY = "zero by site symmetry"
 CROSSCHECK_MODELS = ["chgnet-0.3.0", "m3gnet-matpes-pbe", "tensornet-matpes-pbe"]
+# what it reads under data/reference (the book runner keys on it): validation, convergence, campaign
+REFERENCE_DIRS = ("gpaw_validation", "gpaw_convergence", "wbm_he_gpaw")
 CAMPAIGN_FIELDS = ("formula", "n_atoms", "n_frames", "n_failed", "s_per_frame", "md_wall_s", "md_total_time_ps")
 
 
 def validation_dir(dir: str | Path | None = None) -> Path:
-    return Path(dir) if dir is not None else config.reference_dir() / "gpaw_validation"
+    return Path(dir) if dir is not None else config.reference_dir() / REFERENCE_DIRS[0]
 
 
 def convergence_dir(dir: str | Path | None = None) -> Path:
-    return Path(dir) if dir is not None else config.reference_dir() / "gpaw_convergence"
+    return Path(dir) if dir is not None else config.reference_dir() / REFERENCE_DIRS[1]
 
 
 def campaign_dir(dir: str | Path | None = None) -> Path:
-    return Path(dir) if dir is not None else config.reference_dir() / "wbm_he_gpaw"
+    return Path(dir) if dir is not None else config.reference_dir() / REFERENCE_DIRS[2]
 
 
 def _read_json(path: Path) -> Any:

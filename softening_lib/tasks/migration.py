@@ -413,10 +413,11 @@ def rescore(calc, label: str, *, paths: Sequence[PathSpec] | None = None, mode: 
 # --------------------------------------------------------------------------------------
 
 REFERENCE_LABEL = "gpaw-pbe"
+REFERENCE_DIRS = ("migration_gpaw",)  # what it reads under data/reference (the book runner keys on it)
 
 
 def reference_dir() -> Path:
-    return config.reference_dir() / "migration_gpaw"
+    return config.reference_dir() / REFERENCE_DIRS[0]
 
 
 def load_reference(mode: str | None = None):

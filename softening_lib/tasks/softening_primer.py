@@ -20,7 +20,8 @@ from ase.build import bulk
 
 from .. import config, metrics, predict
 
-REFERENCE_DIR = config.reference_dir() / "primer"
+REFERENCE_DIRS = ("primer",)  # what it reads under data/reference (the book runner keys on it)
+REFERENCE_DIR = config.reference_dir() / REFERENCE_DIRS[0]
 
 SYSTEMS = {
     # name: (builder, displaced atom, direction (cartesian, normalised later))

@@ -526,10 +526,11 @@ def fit_table(tables: dict[str, Any]):
 # --------------------------------------------------------------------------------------
 
 REFERENCE_LABEL = "gpaw-pbe"
+REFERENCE_DIRS = ("solid_solution_gpaw",)  # what it reads under data/reference (the book runner keys on it)
 
 
 def reference_dir() -> Path:
-    return config.reference_dir() / "solid_solution_gpaw"
+    return config.reference_dir() / REFERENCE_DIRS[0]
 
 
 def load_reference(mode: str | None = None):

@@ -585,10 +585,13 @@ def reference_or_demo(compute_fn: Callable, cases: Sequence, reference: dict, va
 # the GPAW reference (computed by this project; scripts/gpaw_surfaces_defects.py)
 # --------------------------------------------------------------------------------------
 
+REFERENCE_DIRS = ("surfaces_gpaw",)  # what it reads under data/reference (the book runner keys on it)
+
+
 def reference_dir() -> Path:
     from .. import config
 
-    return config.reference_dir() / "surfaces_gpaw"
+    return config.reference_dir() / REFERENCE_DIRS[0]
 
 
 def reference_records(root: Path | None = None) -> list[dict]:
