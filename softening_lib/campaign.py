@@ -22,6 +22,12 @@ Work in progress (the sampled frames and each finished label) is kept in
 ``$SOFTENING_CACHE_DIR/wbm_he_gpaw_work/<material_id>/``, so a killed run resumes at the
 frame it was on, without re-running the MD and without duplicates.
 
+``--md-batch K`` (default 1: one compound's MD at a time through ASE) runs the MD of the
+next ``K`` not-yet-sampled compounds together
+(:func:`softening_lib.sampling.sample_high_energy_batch`: one batched CHGNet call per MD
+step for all of them), caches each compound's frames in its work directory, then labels
+the compounds one by one as before. A batch whose MD fails is redone compound by compound.
+
 Selection rule (:func:`select_compounds`), deterministic: WBM compounds from the 972
 relaxed structures with no element in :data:`softening_lib.dft.REFUSED_ELEMENTS`
 (magnetic / +U / f block), no H (a 2 fs step is too long for H at 1000 K) or noble gas,
@@ -203,6 +209,29 @@ def seed_for(material_id: str, base_seed: int = 0) -> int:
 # one compound
 # --------------------------------------------------------------------------------------
 
+def sampled_path(material_id: str) -> Path:
+    """Where a compound's sampled (unlabelled) MD frames are cached until it is done."""
+    return work_root() / material_id / "sampled.extxyz"
+
+
+def sample_batch(compounds: list[Atoms], *, model: str, md: dict[str, Any], base_seed: int,
+                 calculator=None) -> None:
+    """The MD of several compounds in one lock-step run; each compound's frames are written
+    atomically to :func:`sampled_path` (what :func:`run_compound` then reuses)."""
+    from .sampling import sample_high_energy_batch
+
+    ids = [a.info["material_id"] for a in compounds]
+    seeds = [seed_for(m, base_seed) for m in ids]
+    names = ", ".join(f"{m} {a.info.get('formula', '')}" for m, a in zip(ids, compounds))
+    _log(f"batched MD of {len(ids)} compounds ({names}): "
+         f"{model} NVT {md['temperature_K']:.0f} K, {md['total_time_ps']} ps, dt {md['timestep_fs']} fs")
+    batches = sample_high_energy_batch(compounds, model=model, calculator=calculator, seeds=seeds, log_every=1, **md)
+    for mid, frames in zip(ids, batches):
+        atomic_write_bytes(sampled_path(mid), frames_to_extxyz(frames).encode())
+    _log(f"batched MD done in {float(batches[0][0].info['md_batch_wall_time_s']):.0f} s "
+         f"({float(batches[0][0].info['md_wall_time_s']):.0f} s per compound)")
+
+
 def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft_settings: dict[str, Any],
                  base_seed: int, calculator=None) -> dict[str, Any]:
     from .dft import SCFNotConvergedError, label
@@ -211,13 +240,15 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
     mid = atoms.info["material_id"]
     work = work_root() / mid
     work.mkdir(parents=True, exist_ok=True)
-    sampled_path = work / "sampled.extxyz"
+    sampled = sampled_path(mid)
     seed = seed_for(mid, base_seed)
     t0 = time.time()
     md_wall = 0.0
-    if sampled_path.is_file():
-        frames = read_extxyz(sampled_path)
-        _log(f"{mid}: reusing the {len(frames)} sampled frames in {sampled_path}")
+    if sampled.is_file():
+        frames = read_extxyz(sampled)
+        batch_note = (f" (batched MD of {frames[0].info['md_batch_size']} compounds)"
+                      if "md_batch_size" in frames[0].info else "")
+        _log(f"{mid}: reusing the {len(frames)} sampled frames in {sampled}{batch_note}")
         md_wall = float(frames[0].info.get("md_wall_time_s", 0.0))
     else:
         _log(f"{mid} {atoms.info['formula']} ({len(atoms)} atoms): {model} NVT MD "
@@ -228,7 +259,7 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
             calculator = get_calculator(model)
         frames = sample_high_energy(atoms, model=model, calculator=calculator, seed=seed, log_every=1, **md)
         md_wall = float(frames[0].info["md_wall_time_s"])
-        atomic_write_bytes(sampled_path, frames_to_extxyz(frames).encode())
+        atomic_write_bytes(sampled, frames_to_extxyz(frames).encode())
         _log(f"{mid}: MD done in {md_wall:.0f} s")
     labelled_frames: list[Atoms] = []
     failures = []
@@ -268,6 +299,7 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
         "md_wall_s": round(md_wall, 1), "dft_wall_s": round(dft_wall, 1),
         "s_per_frame": round(dft_wall / max(1, len(labelled_frames)), 1),
         "md_seed": seed, "md_total_time_ps": float(frames[0].info["md_total_time_ps"]),
+        "md_batch_size": int(frames[0].info.get("md_batch_size", 1)),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "session_wall_s": round(time.time() - t0, 1),
     }
@@ -285,9 +317,17 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
 def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, max_cost: float = DEFAULT_MAX_COST,
         model: str = "chgnet-0.3.0", total_time_ps: float = 20.0, timestep_fs: float = 2.0,
         thermostat: str = "berendsen", base_seed: int = 0, max_hours: float | None = None,
-        only: list[str] | None = None, dft_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        only: list[str] | None = None, dft_settings: dict[str, Any] | None = None,
+        md_batch: int = 1) -> dict[str, Any]:
+    """Label the selection (resumable). ``md_batch=K > 1``: the MD of the next ``K`` compounds
+    not yet sampled runs as one batch (:func:`sample_batch`) before they are labelled."""
     from . import datasets
 
+    if int(md_batch) < 1:
+        raise ValueError(f"md_batch must be >= 1, got {md_batch}")
+    md_batch = int(md_batch)
+    if md_batch > 1 and thermostat.lower() != "berendsen":
+        raise ValueError(f"--md-batch > 1 implements only the berendsen thermostat, not {thermostat!r}")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         import torch
@@ -305,13 +345,14 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
     progress = load_progress(out)
     progress["settings"] = {"model": model, "md": md, "dft": dft_settings, "dft_defaults": "softening_lib.dft.DEFAULTS",
                             "max_atoms": max_atoms, "max_cost": max_cost, "base_seed": base_seed,
-                            "selection": ids}
+                            "md_batch": md_batch, "selection": ids}
     structures = {a.info["material_id"]: a for a in datasets.load("wbm-equilibrium", subset=ids)}
     todo = [m for m in ids if not (out / f"{m}.extxyz.gz").is_file() and m not in progress["failures"]]
     done_before = len(ids) - len(todo)
     _log(f"campaign: {len(ids)} compounds selected, {done_before} already done/failed, {len(todo)} to go; "
          f"output {out}")
     calc = None
+    no_batch: set[str] = set()  # compounds whose batched MD failed: sampled one by one
     t_start = time.time()
     for i, mid in enumerate(todo):
         if max_hours is not None and time.time() - t_start > max_hours * 3600:
@@ -321,6 +362,17 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
             from .models import get_calculator
 
             calc = get_calculator(model)
+        if md_batch > 1 and mid not in no_batch and not sampled_path(mid).is_file():
+            pending = [m for m in todo[i:] if m not in no_batch and not sampled_path(m).is_file()][:md_batch]
+            try:
+                sample_batch([structures[m] for m in pending], model=model, md=md, base_seed=base_seed,
+                             calculator=calc)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                no_batch.update(pending)
+                _log(f"campaign: batched MD of {', '.join(pending)} FAILED ({type(exc).__name__}: {exc}); "
+                     f"sampling these compounds one by one")
         _log(f"campaign: compound {done_before + i + 1}/{len(ids)}: {mid}")
         try:
             summary = run_compound(structures[mid], out, model=model, md=md, dft_settings=dft_settings,
@@ -344,7 +396,8 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
         progress["totals"] = _totals(progress)
         progress["settings"] = progress.get("settings") or {}
         progress["settings"].update({"model": model, "md": md, "dft": dft_settings, "dft_defaults": "softening_lib.dft.DEFAULTS",
-                                     "max_atoms": max_atoms, "max_cost": max_cost, "base_seed": base_seed})
+                                     "max_atoms": max_atoms, "max_cost": max_cost, "base_seed": base_seed,
+                                     "md_batch": md_batch})
         atomic_write_json(out / "progress.json", progress)
         t = progress["totals"]
         _log(f"campaign: {mid} done: {summary['n_frames']} frames, {summary['s_per_frame']} s/frame, "
@@ -400,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--max-hours", type=float, default=None)
     p_run.add_argument("--only", nargs="*", default=None, help="material ids instead of the selection rule")
     p_run.add_argument("--kpt-density", type=float, default=None)
+    p_run.add_argument("--md-batch", type=int, default=1,
+                       help="run the MD of this many compounds together (one batched force call per step); "
+                            "1 = one compound at a time through ASE")
     p_list = sub.add_parser("list", help="print the selection")
     p_list.add_argument("--n-compounds", type=int, default=60)
     p_list.add_argument("--max-atoms", type=int, default=8)
@@ -413,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             dft_settings["kpt_density"] = args.kpt_density
         run(args.n_compounds, args.out, max_atoms=args.max_atoms, max_cost=args.max_cost, model=args.model,
             total_time_ps=args.total_time_ps, timestep_fs=args.timestep_fs, thermostat=args.thermostat,
-            base_seed=args.seed, max_hours=args.max_hours, only=args.only, dft_settings=dft_settings)
+            base_seed=args.seed, max_hours=args.max_hours, only=args.only, dft_settings=dft_settings,
+            md_batch=args.md_batch)
         print(status(args.out))
     elif args.cmd == "list":
         table = candidate_table(max_atoms=args.max_atoms, **CAMPAIGN_DFT).set_index("material_id")

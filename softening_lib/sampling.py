@@ -30,12 +30,17 @@ this implementation decides where the paper is silent:
   20 ps in a cheap setting), thermostat, timestep, seed, model, ``strained``, ``strain_a``,
   ``strain_b``, ``strain_c`` (the fractional change of each lattice vector, 0 when
   unstrained), the instantaneous temperature and the MLIP energy of the snapshot.
+
+:func:`sample_high_energy_batch` runs the same protocol (Berendsen only) for several
+structures in lock-step, with one batched MLIP call per MD step for all of them: same
+seeds, same frames, same ``info`` (plus ``md_batch_size``); for one structure and a
+deterministic calculator it retraces :func:`sample_high_energy`'s trajectory to rounding.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -80,6 +85,89 @@ def strain_cell(atoms: Atoms, strains) -> Atoms:
     return out
 
 
+def _n_md_steps(total_time_ps: float, timestep_fs: float, n_frames: int, n_strained: int) -> int:
+    if n_strained > n_frames:
+        raise ValueError(f"n_strained={n_strained} > n_frames={n_frames}")
+    n_steps = int(round(total_time_ps * 1000.0 / timestep_fs))
+    if n_steps < n_frames:
+        raise ValueError(f"{n_steps} MD steps cannot give {n_frames} distinct frames")
+    return n_steps
+
+
+def _initial_state(atoms: Atoms, seed: int, temperature_K: float, calculator=None) -> tuple[np.random.Generator, Atoms]:
+    """The seeded generator and a copy of ``atoms`` with Maxwell-Boltzmann momenta, no COM motion."""
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    rng = np.random.default_rng(seed)
+    md_atoms = atoms.copy()
+    if calculator is not None:
+        md_atoms.calc = calculator
+    MaxwellBoltzmannDistribution(md_atoms, temperature_K=temperature_K, rng=rng)
+    Stationary(md_atoms)
+    return rng, md_atoms
+
+
+def _frame_plan(rng: np.random.Generator, n_steps: int, n_frames: int,
+                n_strained: int) -> tuple[list[int], dict[int, np.ndarray]]:
+    """MD steps of the frames and the strain signs of the strained ones (draws from ``rng``)."""
+    frame_steps = [(k + 1) * n_steps // n_frames for k in range(n_frames)]
+    strained_ids = sorted(int(i) for i in rng.choice(n_frames, n_strained, replace=False))
+    signs = {i: rng.choice([-1.0, 1.0], size=3) for i in strained_ids}
+    return frame_steps, signs
+
+
+def _base_info(atoms: Atoms) -> dict[str, Any]:
+    return {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool, np.integer, np.floating))}
+
+
+def _build_frames(atoms: Atoms, snapshots: list[tuple[int, Atoms, float, float]], signs: dict[int, np.ndarray], *,
+                  model: str, thermostat: str, temperature_K: float, timestep_fs: float, n_steps: int,
+                  n_frames: int, n_strained: int, strain: float, seed: int, md_wall: float,
+                  thermo_info: dict[str, Any], sampler: str, extra_info: dict[str, Any] | None = None) -> list[Atoms]:
+    """The labelled-to-be frames (strained where ``signs`` says) with the protocol in ``info``."""
+    base_info = _base_info(atoms)
+    source_id = base_info.get("material_id")
+    frames = []
+    for k, (step_k, snap, temp, e_mlip) in enumerate(snapshots):
+        strains = signs[k] * strain if k in signs else np.zeros(3)
+        frame = strain_cell(snap, strains) if k in signs else snap
+        frame.arrays.pop("momenta", None)  # velocities are not part of a label
+        frame.info = dict(base_info)
+        frame.info.pop("corrected_energy", None)
+        frame.info.pop("formation_energy_per_atom", None)
+        frame.info.update({
+            "frame_id": k,
+            "source_material_id": source_id if source_id is not None else "",
+            "sampler": sampler,
+            "md_model": model,
+            "md_thermostat": thermostat,
+            "md_ensemble": "NVT",
+            "md_temperature_K": float(temperature_K),
+            "md_timestep_fs": float(timestep_fs),
+            "md_total_time_ps": n_steps * timestep_fs / 1000.0,
+            "md_n_steps": n_steps,
+            "md_step": int(step_k),
+            "md_time_ps": step_k * timestep_fs / 1000.0,
+            "md_seed": int(seed),
+            "md_instant_temperature_K": temp,
+            "md_mlip_energy": e_mlip,
+            "md_wall_time_s": round(md_wall, 1),
+            "md_paper_protocol": bool(np.isclose(temperature_K, 1000.0) and np.isclose(n_steps * timestep_fs, 20000.0)
+                                      and n_frames == 10 and n_strained == 4 and np.isclose(strain, 0.03)),
+            "n_frames": int(n_frames),
+            "strained": k in signs,
+            "strain_a": float(strains[0]),
+            "strain_b": float(strains[1]),
+            "strain_c": float(strains[2]),
+            "strain_magnitude": float(strain),
+            "min_distance_A": float(_min_distance(frame)),
+            **thermo_info,
+            **(extra_info or {}),
+        })
+        frames.append(frame)
+    return frames
+
+
 def sample_high_energy(
     atoms: Atoms,
     model: str = "chgnet-0.3.0",
@@ -104,28 +192,17 @@ def sample_high_energy(
     """
     if n_strained > n_frames:
         raise ValueError(f"n_strained={n_strained} > n_frames={n_frames}")
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-
     if calculator is None:
         from .models import get_calculator
 
         calculator = get_calculator(model)
-    rng = np.random.default_rng(seed)
-    md_atoms = atoms.copy()
-    md_atoms.calc = calculator
-    n_steps = int(round(total_time_ps * 1000.0 / timestep_fs))
-    if n_steps < n_frames:
-        raise ValueError(f"{n_steps} MD steps cannot give {n_frames} distinct frames")
-    MaxwellBoltzmannDistribution(md_atoms, temperature_K=temperature_K, rng=rng)
-    Stationary(md_atoms)
+    n_steps = _n_md_steps(total_time_ps, timestep_fs, n_frames, n_strained)
+    rng, md_atoms = _initial_state(atoms, seed, temperature_K, calculator)
     dyn, thermo_info = _thermostat(md_atoms, thermostat, timestep_fs, temperature_K, rng, taut_fs,
                                    friction_per_fs)
-    frame_steps = [(k + 1) * n_steps // n_frames for k in range(n_frames)]
-    strained_ids = sorted(int(i) for i in rng.choice(n_frames, n_strained, replace=False))
-    signs = {i: rng.choice([-1.0, 1.0], size=3) for i in strained_ids}
+    frame_steps, signs = _frame_plan(rng, n_steps, n_frames, n_strained)
 
-    base_info = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool, np.integer, np.floating))}
-    source_id = base_info.get("material_id")
+    source_id = _base_info(atoms).get("material_id")
     snapshots: list[tuple[int, Atoms, float, float]] = []
     t0 = time.time()
     step = 0
@@ -139,45 +216,159 @@ def sample_high_energy(
             print(f"[sampling] {source_id or atoms.get_chemical_formula()}: step {step}/{n_steps} "
                   f"T={snapshots[-1][2]:.0f} K ({time.time() - t0:.0f} s)", flush=True)
     md_wall = time.time() - t0
+    return _build_frames(atoms, snapshots, signs, model=model, thermostat=thermostat, temperature_K=temperature_K,
+                         timestep_fs=timestep_fs, n_steps=n_steps, n_frames=n_frames, n_strained=n_strained,
+                         strain=strain, seed=seed, md_wall=md_wall, thermo_info=thermo_info,
+                         sampler="softening_lib.sampling.sample_high_energy")
 
-    frames = []
-    for k, (step_k, snap, temp, e_mlip) in enumerate(snapshots):
-        strains = signs[k] * strain if k in signs else np.zeros(3)
-        frame = strain_cell(snap, strains) if k in signs else snap
-        frame.arrays.pop("momenta", None)  # velocities are not part of a label
-        frame.info = dict(base_info)
-        frame.info.pop("corrected_energy", None)
-        frame.info.pop("formation_energy_per_atom", None)
-        frame.info.update({
-            "frame_id": k,
-            "source_material_id": source_id if source_id is not None else "",
-            "sampler": "softening_lib.sampling.sample_high_energy",
-            "md_model": model,
-            "md_thermostat": thermostat,
-            "md_ensemble": "NVT",
-            "md_temperature_K": float(temperature_K),
-            "md_timestep_fs": float(timestep_fs),
-            "md_total_time_ps": n_steps * timestep_fs / 1000.0,
-            "md_n_steps": n_steps,
-            "md_step": int(step_k),
-            "md_time_ps": step_k * timestep_fs / 1000.0,
-            "md_seed": int(seed),
-            "md_instant_temperature_K": temp,
-            "md_mlip_energy": e_mlip,
-            "md_wall_time_s": round(md_wall, 1),
-            "md_paper_protocol": bool(np.isclose(temperature_K, 1000.0) and np.isclose(n_steps * timestep_fs, 20000.0)
-                                      and n_frames == 10 and n_strained == 4 and np.isclose(strain, 0.03)),
-            "n_frames": int(n_frames),
-            "strained": k in signs,
-            "strain_a": float(strains[0]),
-            "strain_b": float(strains[1]),
-            "strain_c": float(strains[2]),
-            "strain_magnitude": float(strain),
-            "min_distance_A": float(_min_distance(frame)),
-            **thermo_info,
-        })
-        frames.append(frame)
-    return frames
+
+# --------------------------------------------------------------------------------------
+# several structures in lock-step: one batched force call per MD step
+# --------------------------------------------------------------------------------------
+
+BatchForces = Callable[[Sequence[Atoms]], tuple[Sequence[float], Sequence[np.ndarray]]]
+
+
+def _default_batch_forces(model: str, calculator, batch_size: int) -> BatchForces:
+    """(energies, forces) of a list of cells through :func:`softening_lib.predict.predict`: the
+    model's batched API for CHGNet (one forward for the whole list), a per-structure loop over
+    the ASE calculator otherwise (e.g. EMT)."""
+    from . import predict
+
+    def forces(cells: Sequence[Atoms]):
+        out = predict.predict(cells, model, batch_size=batch_size, calc=calculator, with_stress=False)
+        return out["energy"], out["forces"]
+
+    return forces
+
+
+def _kinetic_temperature(p: np.ndarray, masses: np.ndarray) -> float:
+    """``Atoms.get_temperature()`` of momenta ``p`` (no constraints), with ASE's arithmetic."""
+    ekin = 0.5 * np.vdot(p, p / masses[:, np.newaxis])
+    return 2 * ekin / (len(p) * 3 * units.kB)
+
+
+def sample_high_energy_batch(
+    structures: Sequence[Atoms],
+    model: str = "chgnet-0.3.0",
+    calculator=None,
+    *,
+    seeds: Sequence[int],
+    temperature_K: float = 1000.0,
+    total_time_ps: float = 20.0,
+    timestep_fs: float = 2.0,
+    n_frames: int = 10,
+    n_strained: int = 4,
+    strain: float = 0.03,
+    thermostat: str = "berendsen",
+    taut_fs: float | None = None,
+    friction_per_fs: float = 0.01,
+    log_every: int | None = None,
+    batch_forces: BatchForces | None = None,
+) -> list[list[Atoms]]:
+    """:func:`sample_high_energy` for several structures at once; one list of frames per structure.
+
+    The MD of all ``structures`` advances in lock-step with **one** force call per MD step
+    for all of them (``batch_forces``; by default :func:`softening_lib.predict.predict`
+    with ``calculator`` or the registry ``model``: CHGNet's batched forward, or a loop over
+    an ASE calculator such as EMT). Only ``thermostat="berendsen"``: the integrator is
+    ASE's ``NVTBerendsen`` (``fixcm=True``) re-implemented in numpy step for step (velocity
+    rescaling from the current temperature, clamped to [0.9, 1.1]; half kick; mean momentum
+    removed; drift; new forces; half kick), so one structure with a deterministic calculator
+    follows :func:`sample_high_energy`'s trajectory to rounding. Structure ``i`` uses
+    ``np.random.default_rng(seeds[i])`` exactly as :func:`sample_high_energy` with
+    ``seed=seeds[i]`` does (initial momenta, strained frames, strain signs).
+
+    ``batch_forces(cells) -> (energies, forces)`` replaces the force call (cells: a list of
+    ``Atoms`` without calculator). The frames carry the same ``info`` as
+    :func:`sample_high_energy`'s, with ``sampler`` ``...sample_high_energy_batch``,
+    ``md_batch_size`` and ``md_batch_wall_time_s`` (the wall time of the whole batch);
+    ``md_wall_time_s`` is the batch wall time divided by the batch size (each structure's
+    share, so per-compound sums stay sums of machine time).
+    ``friction_per_fs`` is accepted for signature compatibility (Langevin only) and unused.
+    """
+    structures = list(structures)
+    if not isinstance(thermostat, str):
+        raise TypeError(f"thermostat must be one name for the whole batch, got {thermostat!r}")
+    if thermostat.lower() != "berendsen":
+        raise ValueError(f"sample_high_energy_batch implements only thermostat='berendsen', not {thermostat!r}; "
+                         f"use sample_high_energy for {thermostat!r}")
+    seeds = list(seeds)
+    if len(seeds) != len(structures):
+        raise ValueError(f"{len(seeds)} seeds for {len(structures)} structures: give one seed per structure")
+    if not structures:
+        return []
+    constrained = [i for i, a in enumerate(structures) if a.constraints]
+    if constrained:
+        raise ValueError(f"structures {constrained} carry constraints, which the batched integrator does not "
+                         f"implement; use sample_high_energy")
+    n_steps = _n_md_steps(total_time_ps, timestep_fs, n_frames, n_strained)
+    if batch_forces is None:
+        batch_forces = _default_batch_forces(model, calculator, batch_size=len(structures))
+
+    dt = timestep_fs * units.fs
+    taut = (taut_fs if taut_fs is not None else 100 * timestep_fs) * units.fs
+    thermo_info = {"md_taut_fs": taut / units.fs}
+    tautscl = dt / taut
+
+    starts, plans, masses, pos, mom, cells = [], [], [], [], [], []
+    for atoms, seed in zip(structures, seeds):
+        rng, md_atoms = _initial_state(atoms, int(seed), temperature_K)
+        plans.append(_frame_plan(rng, n_steps, n_frames, n_strained))
+        starts.append(md_atoms)
+        masses.append(md_atoms.get_masses())
+        pos.append(md_atoms.get_positions())
+        mom.append(md_atoms.get_momenta())
+        cells.append(Atoms(numbers=md_atoms.numbers, positions=pos[-1], cell=md_atoms.cell, pbc=md_atoms.pbc))
+    frame_steps = plans[0][0]
+
+    def evaluate():
+        for c, r in zip(cells, pos):
+            c.positions = r
+        e, f = batch_forces(cells)
+        return [float(x) for x in e], [np.asarray(x, dtype=float) for x in f]
+
+    names = [str(a.info.get("material_id") or a.get_chemical_formula()) for a in structures]
+    snapshots: list[list[tuple[int, Atoms, float, float]]] = [[] for _ in structures]
+    t0 = time.time()
+    energies, forces = evaluate()
+    step = 0
+    for target in frame_steps:
+        while step < target:
+            for i in range(len(structures)):  # NVTBerendsen.step, first half
+                old_temperature = _kinetic_temperature(mom[i], masses[i])
+                with np.errstate(divide="ignore"):
+                    scl = np.sqrt(1.0 + (temperature_K / old_temperature - 1.0) * tautscl)
+                scl = min(max(scl, 0.9), 1.1)
+                p = scl * mom[i]
+                p += 0.5 * dt * forces[i]
+                psum = p.sum(axis=0) / float(len(p))
+                p = p - psum
+                pos[i] = pos[i] + dt * p / masses[i][:, np.newaxis]
+                mom[i] = p
+            energies, forces = evaluate()
+            for i in range(len(structures)):  # second half kick
+                mom[i] = mom[i] + 0.5 * dt * forces[i]
+            step += 1
+        for i, start in enumerate(starts):
+            snap = start.copy()
+            snap.calc = None
+            snap.set_positions(pos[i])
+            snap.set_momenta(mom[i])
+            snapshots[i].append((step, snap, float(snap.get_temperature()), energies[i]))
+        if log_every:
+            temps = " ".join(f"{n}:{s[-1][2]:.0f}K" for n, s in zip(names, snapshots))
+            print(f"[sampling-batch] {len(structures)} structures: step {step}/{n_steps} {temps} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+    md_wall = time.time() - t0
+
+    extra = {"md_batch_size": len(structures), "md_batch_wall_time_s": round(md_wall, 1)}
+    return [_build_frames(atoms, snaps, plan[1], model=model, thermostat=thermostat, temperature_K=temperature_K,
+                          timestep_fs=timestep_fs, n_steps=n_steps, n_frames=n_frames, n_strained=n_strained,
+                          strain=strain, seed=int(seed), md_wall=md_wall / len(structures),
+                          thermo_info=thermo_info, sampler="softening_lib.sampling.sample_high_energy_batch",
+                          extra_info=extra)
+            for atoms, snaps, plan, seed in zip(structures, snapshots, plans, seeds)]
 
 
 def _min_distance(atoms: Atoms) -> float:

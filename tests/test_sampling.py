@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from softening_lib.sampling import sample_high_energy, strain_cell
+from softening_lib.sampling import sample_high_energy, sample_high_energy_batch, strain_cell
 
 
 def _cu():
@@ -93,3 +93,106 @@ def test_atomic_write(tmp_path):
     atomic_write_json(tmp_path / "progress.json", {"compounds": {"a": 1}, "failures": {}})
     assert load_progress(tmp_path)["compounds"] == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]  # no temp files left
+
+
+# --------------------------------------------------------------------------------------
+# sample_high_energy_batch: several structures in lock-step, one force call per step
+# --------------------------------------------------------------------------------------
+
+_BATCH_ONLY = {"sampler", "md_batch_size", "md_batch_wall_time_s", "md_wall_time_s"}
+
+
+def _cu3al():
+    atoms = bulk("Cu", "fcc", a=3.62, cubic=True)
+    atoms.symbols[1] = "Al"
+    atoms.info.update(material_id="test-cu3al", formula="Cu3Al", corrected_energy=-1.0)
+    return atoms
+
+
+def _assert_same_frames(ref, got, atol=1e-8):
+    assert len(ref) == len(got)
+    for a, b in zip(ref, got):
+        assert np.allclose(a.positions, b.positions, rtol=0, atol=atol)
+        assert np.allclose(a.cell, b.cell, rtol=0, atol=1e-12)
+        assert list(a.numbers) == list(b.numbers) and "momenta" not in b.arrays and b.calc is None
+        assert set(a.info) == set(b.info) - {"md_batch_size", "md_batch_wall_time_s"}
+        for key in set(a.info) - _BATCH_ONLY:
+            if isinstance(a.info[key], float):
+                assert b.info[key] == pytest.approx(a.info[key], rel=1e-9, abs=1e-9), key
+            else:
+                assert b.info[key] == a.info[key], key
+    assert got[0].info["sampler"].endswith("sample_high_energy_batch")
+
+
+def test_batch_of_one_is_ase_nvtberendsen():
+    """One Cu3Al cell, EMT, 0.1 ps (50 steps), 10 frames: the numpy integrator follows ASE's
+    NVTBerendsen (through sample_high_energy) to rounding, with the same frames and info."""
+    kw = dict(total_time_ps=0.1, timestep_fs=2.0, temperature_K=1000.0)
+    ref = sample_high_energy(_cu3al(), model="emt", seed=11, **kw)
+    (got,) = sample_high_energy_batch([_cu3al()], model="emt", seeds=[11], **kw)
+    _assert_same_frames(ref, got)
+    assert got[0].info["md_batch_size"] == 1
+    # the run moved the atoms and the thermostat acted (not a trivially static trajectory)
+    assert np.abs(got[-1].positions - _cu3al().positions).max() > 0.05
+    # a different taut changes the trajectory (the thermostat is really applied)
+    (other,) = sample_high_energy_batch([_cu3al()], model="emt", seeds=[11], taut_fs=10.0, **kw)
+    assert not np.allclose(other[-1].positions, got[-1].positions, atol=1e-6)
+    ref10 = sample_high_energy(_cu3al(), model="emt", seed=11, taut_fs=10.0, **kw)
+    _assert_same_frames(ref10, other)
+
+
+def test_batch_of_three_equals_three_runs():
+    """Three different EMT cells with their own seeds == three sample_high_energy runs."""
+    al = bulk("Al", "fcc", a=4.05).repeat((2, 1, 1))  # 2 atoms, primitive (non-orthogonal) cell
+    al.info.update(material_id="test-al2")
+    cu = _cu()
+    ni = bulk("Ni", "fcc", a=3.52, cubic=True).repeat((1, 1, 2))
+    ni.symbols[0] = "Cu"
+    structures, seeds = [cu, al, ni], [1, 2, 3]
+    kw = dict(total_time_ps=0.04, timestep_fs=2.0, n_frames=5, n_strained=2)
+    batch = sample_high_energy_batch(structures, model="emt", seeds=seeds, **kw)
+    assert len(batch) == 3
+    for atoms, seed, got in zip(structures, seeds, batch):
+        ref = sample_high_energy(atoms, model="emt", seed=seed, **kw)
+        _assert_same_frames(ref, got)
+        assert got[0].info["md_batch_size"] == 3
+
+
+def test_batch_custom_force_call_is_called_once_per_step():
+    calls = []
+
+    def forces(cells):
+        from ase.calculators.emt import EMT
+
+        calls.append(len(cells))
+        out_e, out_f = [], []
+        for c in cells:
+            w = c.copy()
+            w.calc = EMT()
+            out_e.append(w.get_potential_energy())
+            out_f.append(w.get_forces())
+        return out_e, out_f
+
+    kw = dict(total_time_ps=0.02, n_frames=5, n_strained=1)
+    batch = sample_high_energy_batch([_cu(), _cu3al()], model="emt", seeds=[5, 6], batch_forces=forces, **kw)
+    assert calls == [2] * 11  # the initial forces + one call per step (10 steps)
+    _assert_same_frames(sample_high_energy(_cu3al(), model="emt", seed=6, **kw), batch[1])
+
+
+def test_batch_bad_input():
+    with pytest.raises(ValueError, match="one seed per structure"):
+        sample_high_energy_batch([_cu(), _cu()], model="emt", seeds=[1], total_time_ps=0.02)
+    with pytest.raises(ValueError, match="only thermostat='berendsen'"):
+        sample_high_energy_batch([_cu()], model="emt", seeds=[1], total_time_ps=0.02, thermostat="langevin")
+    with pytest.raises(TypeError, match="one name for the whole batch"):
+        sample_high_energy_batch([_cu(), _cu()], model="emt", seeds=[1, 2], total_time_ps=0.02,
+                                 thermostat=["berendsen", "langevin"])
+    with pytest.raises(ValueError, match="distinct frames"):
+        sample_high_energy_batch([_cu()], model="emt", seeds=[1], total_time_ps=0.002)
+    from ase.constraints import FixAtoms
+
+    fixed = _cu()
+    fixed.set_constraint(FixAtoms([0]))
+    with pytest.raises(ValueError, match="constraints"):
+        sample_high_energy_batch([fixed], model="emt", seeds=[1], total_time_ps=0.02)
+    assert sample_high_energy_batch([], model="emt", seeds=[]) == []

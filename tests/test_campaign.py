@@ -1,0 +1,138 @@
+"""softening_lib.campaign.run end to end without GPAW: EMT as the MLIP, a fake EMT labeller,
+toy structures instead of WBM; the batched MD path (--md-batch) against the one-by-one path,
+and resuming after a kill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+
+def _structures():
+    cu = bulk("Cu", "fcc", a=3.62, cubic=True)
+    cu3al = bulk("Cu", "fcc", a=3.62, cubic=True)
+    cu3al.symbols[1] = "Al"
+    al2 = bulk("Al", "fcc", a=4.05).repeat((2, 1, 1))
+    out = []
+    for i, (atoms, formula) in enumerate([(cu, "Cu"), (cu3al, "Cu3Al"), (al2, "Al")]):
+        atoms.info.update(material_id=f"toy-{i}", formula=formula)
+        out.append(atoms)
+    return out
+
+
+IDS = [a.info["material_id"] for a in _structures()]
+
+
+class _Killed(KeyboardInterrupt):
+    pass
+
+
+@pytest.fixture
+def campaign_env(tmp_path, monkeypatch):
+    """Work dirs under tmp_path, toy structures for ``wbm-equilibrium``, and a labeller that
+    records its calls and can be told to 'kill' the run at a given (material, frame)."""
+    from softening_lib import campaign, datasets, dft
+
+    monkeypatch.setenv("SOFTENING_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "load", lambda name, subset=None, **kw: [
+        a for a in _structures() if subset is None or a.info["material_id"] in subset])
+    state = {"calls": [], "kill_at": None}
+
+    def fake_label(atoms, **settings):
+        from ase.calculators.emt import EMT
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        key = (atoms.info["material_id"], int(atoms.info["frame_id"]))
+        if key == state["kill_at"]:
+            state["kill_at"] = None
+            raise _Killed()
+        state["calls"].append(key)
+        work = atoms.copy()
+        work.calc = EMT()
+        lab = atoms.copy()
+        lab.calc = SinglePointCalculator(lab, energy=work.get_potential_energy(), forces=work.get_forces())
+        return lab, {"wall_time_s": 1.0, "scf_iterations": 1, "kpts": [1, 1, 1], "ecut_eV": 100.0}
+
+    monkeypatch.setattr(dft, "label", fake_label)
+    return campaign, state, tmp_path
+
+
+def _run(campaign, out, md_batch):
+    return campaign.run(out=out, only=IDS, model="emt", total_time_ps=0.02, md_batch=md_batch)
+
+
+def _results(campaign, out):
+    return {m: campaign.read_extxyz(out / f"{m}.extxyz.gz") for m in IDS}
+
+
+def test_batched_md_resumes_and_matches_one_by_one(campaign_env, monkeypatch):
+    campaign, state, tmp = campaign_env
+    from softening_lib import sampling
+
+    serial_progress = _run(campaign, tmp / "serial", md_batch=1)
+    serial = _results(campaign, tmp / "serial")
+    assert set(serial_progress["compounds"]) == set(IDS)
+
+    batch_calls, single_calls = [], []
+    real_batch, real_single = sampling.sample_high_energy_batch, sampling.sample_high_energy
+    monkeypatch.setattr(sampling, "sample_high_energy_batch", lambda structures, *a, **kw: (
+        batch_calls.append([s.info["material_id"] for s in structures]) or real_batch(structures, *a, **kw)))
+    monkeypatch.setattr(sampling, "sample_high_energy", lambda atoms, *a, **kw: (
+        single_calls.append(atoms.info["material_id"]) or real_single(atoms, *a, **kw)))
+
+    # kill the batched run while labelling frame 3 of the second compound
+    state["calls"].clear()
+    state["kill_at"] = ("toy-1", 3)
+    with pytest.raises(_Killed):
+        _run(campaign, tmp / "batched", md_batch=2)
+    assert batch_calls == [["toy-0", "toy-1"]] and single_calls == []
+    assert (tmp / "batched" / "toy-0.extxyz.gz").is_file()
+    assert not (tmp / "batched" / "toy-1.extxyz.gz").is_file()
+    assert campaign.sampled_path("toy-1").is_file() and not campaign.sampled_path("toy-2").is_file()
+    labelled_before = list(state["calls"])
+    assert labelled_before == [("toy-0", k) for k in range(10)] + [("toy-1", k) for k in range(3)]
+
+    # resume: toy-1's MD is reused, its frames 0-2 are not relabelled, toy-2 is sampled alone
+    state["calls"].clear()
+    progress = _run(campaign, tmp / "batched", md_batch=2)
+    assert batch_calls == [["toy-0", "toy-1"], ["toy-2"]] and single_calls == []
+    assert state["calls"] == [("toy-1", k) for k in range(3, 10)] + [("toy-2", k) for k in range(10)]
+    assert set(progress["compounds"]) == set(IDS) and not progress["failures"]
+    assert progress["compounds"]["toy-0"]["md_batch_size"] == 2
+    assert progress["compounds"]["toy-2"]["md_batch_size"] == 1
+    assert progress["settings"]["md_batch"] == 2
+    assert not any(p.is_dir() for p in campaign.work_root().iterdir())  # work dirs cleaned up
+
+    # same frames, labels and records as the one-by-one campaign (EMT is deterministic)
+    for m, frames in _results(campaign, tmp / "batched").items():
+        ref = serial[m]
+        assert [f.info["frame_id"] for f in frames] == list(range(10))  # no duplicates, none missing
+        for a, b in zip(ref, frames):
+            assert np.allclose(a.positions, b.positions, rtol=0, atol=1e-7)
+            assert np.allclose(a.cell, b.cell, rtol=0, atol=1e-7)
+            assert np.allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-6)
+            assert b.info["sampler"].endswith("_batch")
+            for key in ("md_seed", "md_step", "strained", "strain_a", "strain_b", "strain_c"):
+                assert a.info[key] == b.info[key]
+
+
+def test_failed_batch_falls_back_to_one_by_one(campaign_env, monkeypatch):
+    campaign, state, tmp = campaign_env
+    from softening_lib import sampling
+
+    def broken(*a, **kw):
+        raise RuntimeError("batched forces exploded")
+
+    monkeypatch.setattr(sampling, "sample_high_energy_batch", broken)
+    progress = _run(campaign, tmp / "out", md_batch=3)
+    assert set(progress["compounds"]) == set(IDS) and not progress["failures"]
+    assert all(c["md_batch_size"] == 1 for c in progress["compounds"].values())
+
+
+def test_md_batch_arguments(campaign_env):
+    campaign, _, tmp = campaign_env
+    with pytest.raises(ValueError, match="md_batch"):
+        campaign.run(out=tmp / "x", only=IDS, model="emt", md_batch=0)
+    with pytest.raises(ValueError, match="berendsen"):
+        campaign.run(out=tmp / "x", only=IDS, model="emt", md_batch=2, thermostat="langevin")
