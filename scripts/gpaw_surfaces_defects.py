@@ -160,9 +160,25 @@ def build_queue(task, variant, surface_systems, defect_systems, density, min_dis
         pats = only.split(",")
         items = [it for it in items if any(fnmatch.fnmatch(it.get("case_id", it.get("bulk_id", it["system"])), p)
                                            or fnmatch.fnmatch(it["calc_id"], p) for p in pats)]
+    return order_queue(items), skipped
+
+
+def order_queue(items):
+    """Statics before relaxations; element references first; then case by case, cheapest case
+    first, each bulk immediately followed by what needs it (a surface's slab, a host's defects),
+    so every finished pair already gives a surface or defect energy."""
     order = {"element": 0, "bulk": 1, "slab": 2, "defect": 2}
-    items.sort(key=lambda it: (it["variant"] != "static", order[it["role"]], len(it["atoms"])))
-    return items, skipped
+
+    def group(it):
+        return it.get("case_id") if it["task"] == "surfaces" else it.get("bulk_id", "")
+
+    cost: dict = {}
+    for it in items:
+        if it["role"] != "element" and it["variant"] == "static":
+            cost[group(it)] = max(cost.get(group(it), 0), len(it["atoms"]))
+    return sorted(items, key=lambda it: (it["variant"] != "static", it["role"] != "element",
+                                         cost.get(group(it), len(it["atoms"])), group(it) or "",
+                                         order[it["role"]], len(it["atoms"])))
 
 
 OUT_ROOT = None  # --out-root: write records elsewhere (tests, EMT dry runs)
