@@ -165,19 +165,19 @@ def build_queue(task, variant, surface_systems, defect_systems, density, min_dis
 
 def order_queue(items):
     """Statics before relaxations; element references first; then case by case, cheapest case
-    first, each bulk immediately followed by what needs it (a surface's slab, a host's defects),
+    (estimated static CPU time) first, each bulk immediately followed by what needs it (a surface's slab, a host's defects),
     so every finished pair already gives a surface or defect energy."""
     order = {"element": 0, "bulk": 1, "slab": 2, "defect": 2}
 
     def group(it):
         return it.get("case_id") if it["task"] == "surfaces" else it.get("bulk_id", "")
 
-    cost: dict = {}
+    cost: dict = {}  # a group's estimated static CPU time (the cost model below)
     for it in items:
         if it["role"] != "element" and it["variant"] == "static":
-            cost[group(it)] = max(cost.get(group(it), 0), len(it["atoms"]))
+            cost[group(it)] = cost.get(group(it), 0.0) + estimate_seconds(it)
     return sorted(items, key=lambda it: (it["variant"] != "static", it["role"] != "element",
-                                         cost.get(group(it), len(it["atoms"])), group(it) or "",
+                                         cost.get(group(it), 0.0), group(it) or "",
                                          order[it["role"]], len(it["atoms"])))
 
 
