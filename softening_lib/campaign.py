@@ -27,6 +27,14 @@ next ``K`` not-yet-sampled compounds together
 (:func:`softening_lib.sampling.sample_high_energy_batch`: one batched CHGNet call per MD
 step for all of them), caches each compound's frames in its work directory, then labels
 the compounds one by one as before. A batch whose MD fails is redone compound by compound.
+A batch's MD checkpoints itself at every frame step to
+``$SOFTENING_CACHE_DIR/wbm_he_gpaw_work/md_batch_<hash of its material ids>.npz``
+(:func:`batch_checkpoint_path`), so a run killed mid-batch resumes the batch at its last
+frame step (bit for bit with a deterministic MLIP, to float32 noise with CHGNet). On a
+restart a compound that belongs to an existing checkpoint is sampled with that
+checkpoint's batch (whatever ``K`` is now) rather than with the next ``K``; the checkpoint
+is deleted once the batch's frames are written. A checkpoint written with other MD settings
+is moved aside (``.npz.stale``) and the batch starts over.
 
 Selection rule (:func:`select_compounds`), deterministic: WBM compounds from the 972
 relaxed structures with no element in :data:`softening_lib.dft.REFUSED_ELEMENTS`
@@ -214,10 +222,37 @@ def sampled_path(material_id: str) -> Path:
     return work_root() / material_id / "sampled.extxyz"
 
 
+_CHECKPOINT_RE = re.compile(r"^md_batch_[0-9a-f]{16}\.npz$")
+
+
+def batch_checkpoint_path(material_ids: list[str]) -> Path:
+    """The MD checkpoint of the batch of ``material_ids`` (in batch order) in the work dir."""
+    digest = hashlib.sha256("\n".join(material_ids).encode()).hexdigest()[:16]
+    return work_root() / f"md_batch_{digest}.npz"
+
+
+def batch_checkpoints() -> dict[Path, dict[str, Any]]:
+    """{path: metadata} of the batch MD checkpoints in the work dir (unreadable ones skipped)."""
+    from .sampling import CheckpointMismatchError, read_checkpoint_meta
+
+    found = {}
+    for path in sorted(work_root().iterdir()):
+        if not _CHECKPOINT_RE.match(path.name):
+            continue
+        try:
+            found[path] = read_checkpoint_meta(path)
+        except CheckpointMismatchError as exc:
+            _log(f"campaign: ignoring {path}: {exc}")
+    return found
+
+
 def sample_batch(compounds: list[Atoms], *, model: str, md: dict[str, Any], base_seed: int,
-                 calculator=None) -> None:
+                 calculator=None, checkpoint: Path | None = None, write: set[str] | None = None) -> None:
     """The MD of several compounds in one lock-step run; each compound's frames are written
-    atomically to :func:`sampled_path` (what :func:`run_compound` then reuses)."""
+    atomically to :func:`sampled_path` (what :func:`run_compound` then reuses).
+
+    ``checkpoint``: the run's checkpoint file (resumed if it is there, deleted once all
+    frames are written). ``write``: the material ids whose frames to write (default all)."""
     from .sampling import sample_high_energy_batch
 
     ids = [a.info["material_id"] for a in compounds]
@@ -225,9 +260,13 @@ def sample_batch(compounds: list[Atoms], *, model: str, md: dict[str, Any], base
     names = ", ".join(f"{m} {a.info.get('formula', '')}" for m, a in zip(ids, compounds))
     _log(f"batched MD of {len(ids)} compounds ({names}): "
          f"{model} NVT {md['temperature_K']:.0f} K, {md['total_time_ps']} ps, dt {md['timestep_fs']} fs")
-    batches = sample_high_energy_batch(compounds, model=model, calculator=calculator, seeds=seeds, log_every=1, **md)
+    batches = sample_high_energy_batch(compounds, model=model, calculator=calculator, seeds=seeds, log_every=1,
+                                       checkpoint=checkpoint, **md)
     for mid, frames in zip(ids, batches):
-        atomic_write_bytes(sampled_path(mid), frames_to_extxyz(frames).encode())
+        if write is None or mid in write:
+            atomic_write_bytes(sampled_path(mid), frames_to_extxyz(frames).encode())
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     _log(f"batched MD done in {float(batches[0][0].info['md_batch_wall_time_s']):.0f} s "
          f"({float(batches[0][0].info['md_wall_time_s']):.0f} s per compound)")
 
@@ -353,6 +392,18 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
          f"output {out}")
     calc = None
     no_batch: set[str] = set()  # compounds whose batched MD failed: sampled one by one
+
+    def finished(m: str) -> bool:
+        return (out / f"{m}.extxyz.gz").is_file() or m in load_progress(out)["failures"]
+
+    def needs_md(m: str) -> bool:
+        return not sampled_path(m).is_file() and not finished(m)
+
+    if md_batch > 1:  # checkpoints left by a kill between a batch's last frame write and its deletion
+        for path, meta in batch_checkpoints().items():
+            if not any(needs_md(m) for m in meta["settings"]["names"]):
+                _log(f"campaign: removing {path.name}: all its compounds are sampled or done")
+                path.unlink(missing_ok=True)
     t_start = time.time()
     for i, mid in enumerate(todo):
         if max_hours is not None and time.time() - t_start > max_hours * 3600:
@@ -364,13 +415,32 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
             calc = get_calculator(model)
         if md_batch > 1 and mid not in no_batch and not sampled_path(mid).is_file():
             pending = [m for m in todo[i:] if m not in no_batch and not sampled_path(m).is_file()][:md_batch]
+            for path, meta in batch_checkpoints().items():  # prefer resuming a killed batch
+                names = list(meta["settings"]["names"])
+                if mid in names and all(m in structures for m in names) and not set(names) & no_batch:
+                    if names != pending:
+                        _log(f"campaign: resuming the checkpointed batch {', '.join(names)} ({path.name}, "
+                             f"step {meta['step']}/{meta['settings']['n_steps']}) instead of {', '.join(pending)}")
+                    pending = names
+                    break
+            ckpt = batch_checkpoint_path(pending)
             try:
-                sample_batch([structures[m] for m in pending], model=model, md=md, base_seed=base_seed,
-                             calculator=calc)
+                from .sampling import CheckpointMismatchError
+
+                kw = dict(model=model, md=md, base_seed=base_seed, calculator=calc, checkpoint=ckpt,
+                          write={m for m in pending if needs_md(m)})
+                try:
+                    sample_batch([structures[m] for m in pending], **kw)
+                except CheckpointMismatchError as exc:
+                    stale = ckpt.with_name(ckpt.name + ".stale")
+                    os.replace(ckpt, stale)
+                    _log(f"campaign: {exc} Moved it to {stale.name}; starting the batch over")
+                    sample_batch([structures[m] for m in pending], **kw)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
                 no_batch.update(pending)
+                ckpt.unlink(missing_ok=True)  # these compounds are now sampled one by one
                 _log(f"campaign: batched MD of {', '.join(pending)} FAILED ({type(exc).__name__}: {exc}); "
                      f"sampling these compounds one by one")
         _log(f"campaign: compound {done_before + i + 1}/{len(ids)}: {mid}")
@@ -434,6 +504,9 @@ def status(out: Path = DEFAULT_OUT) -> str:
     in_progress = [p.name for p in work_root().iterdir() if p.is_dir()]
     if in_progress:
         lines.append(f"in progress (work dirs): {', '.join(in_progress)}")
+    for path, meta in batch_checkpoints().items():
+        lines.append(f"interrupted batched MD ({path.name}): {', '.join(meta['settings']['names'])} at step "
+                     f"{meta['step']}/{meta['settings']['n_steps']}, {meta['wall_s']:.0f} s of MD done")
     return "\n".join(lines)
 
 

@@ -35,11 +35,19 @@ this implementation decides where the paper is silent:
 structures in lock-step, with one batched MLIP call per MD step for all of them: same
 seeds, same frames, same ``info`` (plus ``md_batch_size``); for one structure and a
 deterministic calculator it retraces :func:`sample_high_energy`'s trajectory to rounding.
+With ``checkpoint=PATH`` it saves its whole state at every frame step (atomically, a
+pickle-free ``.npz``) and a later call with the same inputs, settings and path resumes
+there instead of starting over (see :func:`sample_high_energy_batch`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -229,15 +237,110 @@ def sample_high_energy(
 BatchForces = Callable[[Sequence[Atoms]], tuple[Sequence[float], Sequence[np.ndarray]]]
 
 
+# --------------------------------------------------------------------------------------
+# checkpoints of a batched run (resume after a kill)
+# --------------------------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "softening_lib.sampling.batch_checkpoint/1"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint file exists but was written for other inputs or settings."""
+
+
+def inputs_hash(structures: Sequence[Atoms]) -> str:
+    """sha256 of what the MD of ``structures`` depends on: per structure the atomic numbers,
+    positions, cell, pbc and masses (exact bytes)."""
+    h = hashlib.sha256()
+    h.update(f"{len(structures)}".encode())
+    for a in structures:
+        h.update(f"|{len(a)}|".encode())
+        h.update(np.ascontiguousarray(a.numbers, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(a.positions, dtype="<f8").tobytes())
+        h.update(np.ascontiguousarray(np.array(a.cell), dtype="<f8").tobytes())
+        h.update(np.ascontiguousarray(a.pbc, dtype="u1").tobytes())
+        h.update(np.ascontiguousarray(a.get_masses(), dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def read_checkpoint_meta(path) -> dict[str, Any]:
+    """The JSON metadata of a batch checkpoint (settings, step, ...), without its arrays."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"][()]))
+    except Exception as exc:
+        raise CheckpointMismatchError(f"cannot read MD checkpoint {path} ({type(exc).__name__}: {exc}); "
+                                      f"delete it to start the batch over") from exc
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointMismatchError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint "
+                                      f"(format {meta.get('format')!r}); delete it or pass another path")
+    return meta
+
+
+def _write_checkpoint(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` + ``meta`` (as a JSON string array) to one .npz, atomically, without pickle."""
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
+def _load_checkpoint(path: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Meta and arrays of the checkpoint at ``path``; refuses (:class:`CheckpointMismatchError`)
+    one whose settings differ from ``settings``."""
+    meta = read_checkpoint_meta(path)
+    saved = meta.get("settings", {})
+    diffs = []
+    for key in sorted(set(saved) | set(settings)):
+        if saved.get(key) != settings.get(key):
+            if key == "inputs_sha256":
+                diffs.append("the input structures (numbers/positions/cell/pbc/masses) differ")
+            else:
+                diffs.append(f"{key}: checkpoint {saved.get(key)!r}, now {settings.get(key)!r}")
+    if diffs:
+        raise CheckpointMismatchError(f"MD checkpoint {path} was written for other inputs/settings: "
+                                      f"{'; '.join(diffs)}. Delete it or pass another checkpoint path.")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: np.array(z[k]) for k in z.files if k != "meta"}
+    return meta, arrays
+
+
 def _default_batch_forces(model: str, calculator, batch_size: int) -> BatchForces:
     """(energies, forces) of a list of cells through :func:`softening_lib.predict.predict`: the
     model's batched API for CHGNet (one forward for the whole list), a per-structure loop over
-    the ASE calculator otherwise (e.g. EMT)."""
-    from . import predict
+    the ASE calculator otherwise (e.g. EMT), which is ``reset()`` before each structure so that
+    no state (EMT's neighbour list with its skin, whose pair order changes the rounding) is
+    carried from one call to the next: the forces then depend on the positions only, and a
+    run resumed from a checkpoint is bit for bit an uninterrupted one."""
+    from . import models, predict
+
+    state = {"calc": calculator}
 
     def forces(cells: Sequence[Atoms]):
-        out = predict.predict(cells, model, batch_size=batch_size, calc=calculator, with_stress=False)
-        return out["energy"], out["forces"]
+        calc = state["calc"]
+        if calc is None:
+            models.check_elements(model, set().union(*(set(a.get_chemical_symbols()) for a in cells)))
+            calc = state["calc"] = predict.calculator(model)
+        if type(calc).__name__ == "CHGNetCalculator" and hasattr(calc, "model"):
+            out = predict.predict(cells, model, batch_size=batch_size, calc=calc, with_stress=False)
+            return out["energy"], out["forces"]
+        energies, forces_ = [], []
+        for cell in cells:
+            calc.reset()
+            out = predict.predict([cell], model, calc=calc, with_stress=False)
+            energies.append(out["energy"][0])
+            forces_.append(out["forces"][0])
+        return energies, forces_
 
     return forces
 
@@ -265,6 +368,7 @@ def sample_high_energy_batch(
     friction_per_fs: float = 0.01,
     log_every: int | None = None,
     batch_forces: BatchForces | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> list[list[Atoms]]:
     """:func:`sample_high_energy` for several structures at once; one list of frames per structure.
 
@@ -286,6 +390,28 @@ def sample_high_energy_batch(
     ``md_wall_time_s`` is the batch wall time divided by the batch size (each structure's
     share, so per-compound sums stay sums of machine time).
     ``friction_per_fs`` is accepted for signature compatibility (Langevin only) and unused.
+
+    ``checkpoint`` (a file path, ``.npz``): after every frame step (every
+    ``n_steps // n_frames`` steps, where the snapshots are taken) the whole state is written
+    there atomically (temp file + ``os.replace``; ``np.savez`` arrays, no pickle, the
+    metadata as a JSON string): the step, each structure's positions, momenta and cell, the
+    snapshots so far (positions, momenta, temperature, MLIP energy), the frame plan
+    (strained frame ids and strain signs from the seeded generators), the protocol keywords,
+    model name, seeds and :func:`inputs_hash` of the structures. If the file exists when
+    the call starts, the run resumes from it: the forces are recomputed at the saved
+    positions (the Berendsen step is deterministic given positions, momenta and forces), so
+    with a deterministic calculator (EMT) the frames are bit for bit those of an
+    uninterrupted run; with CHGNet (float32, possibly batched differently) the restart
+    forces match the lost ones to float32 noise only, so the continued trajectory agrees
+    with an uninterrupted one only to that noise, amplified by the chaotic MD over the
+    remaining steps (statistically the same protocol, not the same numbers). A checkpoint
+    written for other structures, seeds or settings is refused with
+    :class:`CheckpointMismatchError` (a ``ValueError``) naming what differs; the model is
+    compared by its name only (a custom ``calculator``/``batch_forces`` is not identified).
+    The file is **kept** after success: it then holds the finished run, and a call with
+    the same arguments returns the same frames from it without any force call (the
+    campaign deletes it once the frames are written). ``md_wall_time_s`` and
+    ``md_batch_wall_time_s`` of a resumed run add up the MD wall time of all sessions.
     """
     structures = list(structures)
     if not isinstance(thermostat, str):
@@ -330,10 +456,63 @@ def sample_high_energy_batch(
 
     names = [str(a.info.get("material_id") or a.get_chemical_formula()) for a in structures]
     snapshots: list[list[tuple[int, Atoms, float, float]]] = [[] for _ in structures]
-    t0 = time.time()
-    energies, forces = evaluate()
+    plan_arrays = {}
+    for i, (_, signs) in enumerate(plans):
+        ids_i = sorted(signs)
+        plan_arrays[f"strained_ids_{i}"] = np.array(ids_i, dtype=np.int64)
+        plan_arrays[f"signs_{i}"] = np.array([signs[k] for k in ids_i], dtype=float).reshape(len(ids_i), 3)
+    settings = {"model": str(model), "thermostat": "berendsen", "temperature_K": float(temperature_K),
+                "total_time_ps": float(total_time_ps), "timestep_fs": float(timestep_fs),
+                "taut_fs": float(taut / units.fs), "n_steps": int(n_steps), "n_frames": int(n_frames),
+                "n_strained": int(n_strained), "strain": float(strain), "seeds": [int(x) for x in seeds],
+                "n_structures": len(structures), "names": names, "inputs_sha256": inputs_hash(structures)}
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
     step = 0
+    wall_before = 0.0
+    if ckpt_path is not None and ckpt_path.is_file():
+        meta, arrays = _load_checkpoint(ckpt_path, settings)
+        for key, ref in plan_arrays.items():
+            if not np.array_equal(arrays[key], ref):
+                raise CheckpointMismatchError(f"MD checkpoint {ckpt_path}: its frame plan ({key}) differs from the "
+                                              f"one the seeds give now (numpy's generator changed?); delete it")
+        step, wall_before = int(meta["step"]), float(meta["wall_s"])
+        snap_steps = [int(x) for x in arrays["snap_steps"]]
+        if not snap_steps or snap_steps != frame_steps[:len(snap_steps)] or snap_steps[-1] != step:
+            raise CheckpointMismatchError(f"MD checkpoint {ckpt_path} is inconsistent (step {step}, snapshots at "
+                                          f"{snap_steps}); delete it")
+        for i, start in enumerate(starts):
+            pos[i], mom[i] = arrays[f"pos_{i}"], arrays[f"mom_{i}"]
+            cells[i].cell = arrays[f"cell_{i}"]
+            for k, step_k in enumerate(snap_steps):
+                snap = start.copy()
+                snap.calc = None
+                snap.set_positions(arrays[f"snap_pos_{i}"][k])
+                snap.set_momenta(arrays[f"snap_mom_{i}"][k])
+                snapshots[i].append((step_k, snap, float(arrays[f"snap_temp_{i}"][k]),
+                                     float(arrays[f"snap_energy_{i}"][k])))
+        if log_every:
+            print(f"[sampling-batch] {len(structures)} structures: resuming from {ckpt_path} at step "
+                  f"{step}/{n_steps} ({wall_before:.0f} s of MD done before)", flush=True)
+
+    def save_checkpoint(elapsed: float) -> None:
+        arrays = dict(plan_arrays)
+        arrays["snap_steps"] = np.array([s[0] for s in snapshots[0]], dtype=np.int64)
+        for i in range(len(structures)):
+            arrays[f"pos_{i}"], arrays[f"mom_{i}"] = pos[i], mom[i]
+            arrays[f"cell_{i}"] = np.array(cells[i].cell)
+            arrays[f"snap_pos_{i}"] = np.array([s[1].positions for s in snapshots[i]])
+            arrays[f"snap_mom_{i}"] = np.array([s[1].get_momenta() for s in snapshots[i]])
+            arrays[f"snap_temp_{i}"] = np.array([s[2] for s in snapshots[i]], dtype=float)
+            arrays[f"snap_energy_{i}"] = np.array([s[3] for s in snapshots[i]], dtype=float)
+        _write_checkpoint(ckpt_path, {"format": CHECKPOINT_FORMAT, "settings": settings, "step": step,
+                                      "wall_s": elapsed, "finished": step == n_steps}, arrays)
+
+    t0 = time.time()
+    if step < n_steps:
+        energies, forces = evaluate()
     for target in frame_steps:
+        if target <= step:
+            continue
         while step < target:
             for i in range(len(structures)):  # NVTBerendsen.step, first half
                 old_temperature = _kinetic_temperature(mom[i], masses[i])
@@ -359,8 +538,10 @@ def sample_high_energy_batch(
         if log_every:
             temps = " ".join(f"{n}:{s[-1][2]:.0f}K" for n, s in zip(names, snapshots))
             print(f"[sampling-batch] {len(structures)} structures: step {step}/{n_steps} {temps} "
-                  f"({time.time() - t0:.0f} s)", flush=True)
-    md_wall = time.time() - t0
+                  f"({wall_before + time.time() - t0:.0f} s)", flush=True)
+        if ckpt_path is not None:
+            save_checkpoint(wall_before + time.time() - t0)
+    md_wall = wall_before + time.time() - t0
 
     extra = {"md_batch_size": len(structures), "md_batch_wall_time_s": round(md_wall, 1)}
     return [_build_frames(atoms, snaps, plan[1], model=model, thermostat=thermostat, temperature_K=temperature_K,

@@ -136,3 +136,84 @@ def test_md_batch_arguments(campaign_env):
         campaign.run(out=tmp / "x", only=IDS, model="emt", md_batch=0)
     with pytest.raises(ValueError, match="berendsen"):
         campaign.run(out=tmp / "x", only=IDS, model="emt", md_batch=2, thermostat="langevin")
+
+
+def _count_md_forces(monkeypatch, kill_at=None):
+    """Count the batched MD's force calls per cell formula (the default batch_forces calls
+    predict.predict once per cell); raise _Killed on call number ``kill_at``."""
+    from softening_lib import predict
+
+    real, calls = predict.predict, []
+
+    def counting(frames, *a, **kw):
+        calls.append("".join(f.get_chemical_formula() for f in frames))
+        if len(calls) == kill_at:
+            raise _Killed()
+        return real(frames, *a, **kw)
+
+    monkeypatch.setattr(predict, "predict", counting)
+    return calls
+
+
+def test_killed_batch_resumes_from_its_checkpoint(campaign_env, monkeypatch):
+    """A run killed in the middle of a batch's MD resumes the same batch from its last frame
+    step (even with another --md-batch), redoes no finished MD step, and gives exactly the
+    labelled frames of an uninterrupted batched campaign; no checkpoint is left behind."""
+    campaign, state, tmp = campaign_env
+    from softening_lib import sampling
+
+    run = lambda out, k: campaign.run(out=out, only=IDS, model="emt", total_time_ps=0.04, md_batch=k)  # noqa: E731
+    # 20 steps per compound, frames (and checkpoints) every 2 steps
+    calls = _count_md_forces(monkeypatch)
+    run(tmp / "ref", 2)
+    ref = _results(campaign, tmp / "ref")
+    assert calls == ["Cu4", "AlCu3"] * 21 + ["Al2"] * 21  # initial forces + 20 steps per batch
+    assert not list(campaign.work_root().iterdir())  # work dirs and checkpoints removed
+
+    batch_calls = []
+    real_batch = sampling.sample_high_energy_batch
+    monkeypatch.setattr(sampling, "sample_high_energy_batch", lambda structures, *a, **kw: (
+        batch_calls.append([s.info["material_id"] for s in structures]) or real_batch(structures, *a, **kw)))
+    # kill during step 10 of the first batch (call 21): its last checkpoint is at step 8
+    calls = _count_md_forces(monkeypatch, kill_at=21)
+    state["calls"].clear()
+    with pytest.raises(_Killed):
+        run(tmp / "killed", 2)
+    assert batch_calls == [["toy-0", "toy-1"]] and state["calls"] == []
+    ckpt = campaign.batch_checkpoint_path(["toy-0", "toy-1"])
+    assert ckpt.is_file() and sampling.read_checkpoint_meta(ckpt)["step"] == 8
+    assert not campaign.sampled_path("toy-0").is_file() and not campaign.sampled_path("toy-1").is_file()
+    assert "interrupted batched MD" in campaign.status(tmp / "killed") and "step 8/20" in campaign.status(tmp / "killed")
+
+    # resume with --md-batch 3: the checkpointed batch (toy-0, toy-1) is preferred over the next 3
+    calls = _count_md_forces(monkeypatch)
+    progress = run(tmp / "killed", 3)
+    assert batch_calls == [["toy-0", "toy-1"], ["toy-0", "toy-1"], ["toy-2"]]
+    assert calls == ["Cu4", "AlCu3"] * (1 + 12) + ["Al2"] * 21  # restart forces + steps 9..20 only
+    assert set(progress["compounds"]) == set(IDS) and not progress["failures"]
+    assert not list(campaign.work_root().iterdir())
+    for m, frames in _results(campaign, tmp / "killed").items():
+        assert len(frames) == len(ref[m]) == 10
+        for a, b in zip(ref[m], frames):
+            assert np.array_equal(a.positions, b.positions) and np.array_equal(a.cell, b.cell)
+            assert np.array_equal(a.get_forces(), b.get_forces())
+            assert a.info["md_mlip_energy"] == b.info["md_mlip_energy"]
+
+
+def test_stale_batch_checkpoint_is_moved_aside(campaign_env, monkeypatch):
+    """A leftover checkpoint of the same compounds but other MD settings neither confuses nor
+    stops the campaign: it is renamed *.stale and the batch starts over."""
+    campaign, state, tmp = campaign_env
+    from softening_lib import sampling
+
+    calls = _count_md_forces(monkeypatch, kill_at=5)
+    with pytest.raises(_Killed):
+        campaign.run(out=tmp / "out", only=IDS, model="emt", total_time_ps=0.02, md_batch=2)
+    ckpt = campaign.batch_checkpoint_path(["toy-0", "toy-1"])
+    assert sampling.read_checkpoint_meta(ckpt)["settings"]["total_time_ps"] == 0.02
+    calls = _count_md_forces(monkeypatch)
+    progress = campaign.run(out=tmp / "out", only=IDS, model="emt", total_time_ps=0.04, md_batch=2)
+    assert calls == ["Cu4", "AlCu3"] * 21 + ["Al2"] * 21  # the batch was redone in full
+    assert set(progress["compounds"]) == set(IDS) and not progress["failures"]
+    assert all(c["md_batch_size"] == (2 if m != "toy-2" else 1) for m, c in progress["compounds"].items())
+    assert [p.name for p in campaign.work_root().iterdir()] == [ckpt.name + ".stale"]

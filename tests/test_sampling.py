@@ -196,3 +196,132 @@ def test_batch_bad_input():
     with pytest.raises(ValueError, match="constraints"):
         sample_high_energy_batch([fixed], model="emt", seeds=[1], total_time_ps=0.02)
     assert sample_high_energy_batch([], model="emt", seeds=[]) == []
+
+
+# --------------------------------------------------------------------------------------
+# checkpoints of a batched run: a killed batch resumes where it was, bit for bit
+# --------------------------------------------------------------------------------------
+
+_WALL_KEYS = {"md_wall_time_s", "md_batch_wall_time_s"}
+
+
+class _Kill(Exception):
+    pass
+
+
+def _emt_forces(kill_at=None):
+    """A batch_forces with a fresh EMT per structure (no state), counting its calls and
+    raising _Kill on call number ``kill_at``."""
+    calls = []
+
+    def forces(cells):
+        from ase.calculators.emt import EMT
+
+        calls.append(len(cells))
+        if len(calls) == kill_at:
+            raise _Kill()
+        out_e, out_f = [], []
+        for c in cells:
+            w = c.copy()
+            w.calc = EMT()
+            out_e.append(w.get_potential_energy())
+            out_f.append(w.get_forces())
+        return out_e, out_f
+
+    return forces, calls
+
+
+def _assert_identical(ref, got):
+    """Bit for bit: positions, cells, numbers and every info entry but the wall times."""
+    assert len(ref) == len(got)
+    for fr_ref, fr_got in zip(ref, got):
+        assert len(fr_ref) == len(fr_got)
+        for a, b in zip(fr_ref, fr_got):
+            assert np.array_equal(a.positions, b.positions) and np.array_equal(a.cell, b.cell)
+            assert np.array_equal(a.numbers, b.numbers)
+            assert set(a.info) == set(b.info)
+            for key in set(a.info) - _WALL_KEYS:
+                assert a.info[key] == b.info[key], key
+
+
+def test_batch_checkpoint_resume_is_bit_for_bit(tmp_path):
+    from softening_lib.sampling import read_checkpoint_meta
+
+    structures, seeds = [_cu(), _cu3al()], [5, 6]
+    kw = dict(total_time_ps=0.04, n_frames=5, n_strained=2)  # 20 steps, a frame (and checkpoint) every 4
+    forces, calls = _emt_forces()
+    ref = sample_high_energy_batch(structures, model="emt", seeds=seeds, batch_forces=forces, **kw)
+    assert len(calls) == 21
+    ckpt = tmp_path / "batch.npz"
+    # 'kill' during step 11 (call 12: the initial forces + 10 steps done): last checkpoint at step 8
+    forces, calls = _emt_forces(kill_at=12)
+    with pytest.raises(_Kill):
+        sample_high_energy_batch(structures, model="emt", seeds=seeds, batch_forces=forces, checkpoint=ckpt, **kw)
+    meta = read_checkpoint_meta(ckpt)
+    assert meta["step"] == 8 and not meta["finished"] and meta["settings"]["seeds"] == seeds
+    with np.load(ckpt, allow_pickle=False) as z:  # pickle-free
+        assert list(z["snap_steps"]) == [4, 8] and z["snap_pos_1"].shape == (2, 4, 3)
+        assert z["signs_0"].shape == (2, 3) and len(z["strained_ids_0"]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["batch.npz"]  # no temp file left
+    forces, calls = _emt_forces()
+    got = sample_high_energy_batch(structures, model="emt", seeds=seeds, batch_forces=forces, checkpoint=ckpt, **kw)
+    assert len(calls) == 1 + 12  # forces at the restart positions + steps 9..20, nothing redone
+    _assert_identical(ref, got)
+    # kept after success, finished: the same call returns the same frames without any force call
+    assert read_checkpoint_meta(ckpt)["finished"] and read_checkpoint_meta(ckpt)["step"] == 20
+    forces, calls = _emt_forces()
+    again = sample_high_energy_batch(structures, model="emt", seeds=seeds, batch_forces=forces, checkpoint=ckpt, **kw)
+    assert calls == []
+    _assert_identical(ref, again)
+
+
+def test_batch_checkpoint_default_forces_batch_of_one(tmp_path, monkeypatch):
+    """The default force call (a shared, stateful EMT calculator) resumes bit for bit too,
+    for a lone structure (no neighbour-list state carried over between calls)."""
+    from softening_lib import predict
+
+    kw = dict(total_time_ps=0.2, n_frames=10, n_strained=4)  # 100 steps: the neighbour list ages
+    ref = sample_high_energy_batch([_cu3al()], model="emt", seeds=[3], **kw)
+    real, n = predict.predict, []
+
+    def killer(*a, **k):
+        n.append(1)
+        if len(n) == 58:
+            raise _Kill()
+        return real(*a, **k)
+
+    monkeypatch.setattr(predict, "predict", killer)
+    with pytest.raises(_Kill):
+        sample_high_energy_batch([_cu3al()], model="emt", seeds=[3], checkpoint=tmp_path / "c.npz", **kw)
+    monkeypatch.setattr(predict, "predict", real)
+    got = sample_high_energy_batch([_cu3al()], model="emt", seeds=[3], checkpoint=tmp_path / "c.npz", **kw)
+    _assert_identical([ref[0]], [got[0]])
+
+
+def test_batch_checkpoint_refuses_other_inputs(tmp_path):
+    from softening_lib.sampling import CheckpointMismatchError
+
+    kw = dict(total_time_ps=0.02, n_frames=5, n_strained=1)
+    ckpt = tmp_path / "c.npz"
+    sample_high_energy_batch([_cu(), _cu3al()], model="emt", seeds=[1, 2], checkpoint=ckpt, **kw)
+    moved = _cu3al()
+    moved.positions[0] += 0.01
+    for change, message in [
+        (dict(seeds=[1, 3]), "seeds"),
+        (dict(temperature_K=900.0), "temperature_K"),
+        (dict(total_time_ps=0.04), "total_time_ps"),
+        (dict(strain=0.02), "strain"),
+        (dict(taut_fs=50.0), "taut_fs"),
+        (dict(model="chgnet-0.3.0"), "model"),
+        (dict(structures=[_cu(), moved]), "input structures"),
+        (dict(structures=[_cu()], seeds=[1]), "n_structures"),
+    ]:
+        args = {"structures": [_cu(), _cu3al()], "model": "emt", "seeds": [1, 2], **kw, **change}
+        forces, calls = _emt_forces()
+        with pytest.raises(CheckpointMismatchError, match=f"other inputs/settings.*{message}"):
+            sample_high_energy_batch(args.pop("structures"), batch_forces=forces, checkpoint=ckpt, **args)
+        assert calls == []
+    assert issubclass(CheckpointMismatchError, ValueError)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointMismatchError, match="cannot read MD checkpoint"):
+        sample_high_energy_batch([_cu()], model="emt", seeds=[1], checkpoint=tmp_path / "junk.npz", **kw)
