@@ -159,20 +159,7 @@ def test_batch_of_three_equals_three_runs():
 
 
 def test_batch_custom_force_call_is_called_once_per_step():
-    calls = []
-
-    def forces(cells):
-        from ase.calculators.emt import EMT
-
-        calls.append(len(cells))
-        out_e, out_f = [], []
-        for c in cells:
-            w = c.copy()
-            w.calc = EMT()
-            out_e.append(w.get_potential_energy())
-            out_f.append(w.get_forces())
-        return out_e, out_f
-
+    forces, calls = _emt_forces()
     kw = dict(total_time_ps=0.02, n_frames=5, n_strained=1)
     batch = sample_high_energy_batch([_cu(), _cu3al()], model="emt", seeds=[5, 6], batch_forces=forces, **kw)
     assert calls == [2] * 11  # the initial forces + one call per step (10 steps)
