@@ -83,7 +83,7 @@ min_distance = 7.0   # A between periodic images of a defect
 
 def nb02():
     cells = [
-        md("""# Surface energies (Fig. 2a)
+        md("""# 2. Surface energies (Fig. 2a)
 
 Deng et al., *Systematic softening in universal machine learning interatomic potentials*,
 npj Comput. Mater. **11**, 9 (2025), [doi:10.1038/s41524-024-01500-6](https://doi.org/10.1038/s41524-024-01500-6),
@@ -116,7 +116,7 @@ M3GNet here is matgl's PyTorch re-training, not the paper's TensorFlow model."""
         code('''from softening_lib import book, plots
 from softening_lib.tasks import surfaces
 ctx = book.setup_chapter("02", models=models, preset=preset)
-ctx.show_models()'''),
+ctx.show_models();'''),
         md("## The slabs\n\nEvery symmetrically distinct Miller index up to 2; slabs that cannot be both "
            "stoichiometric and symmetric (polar surfaces such as rocksalt (111)) are listed and skipped."),
         code('''if systems is None:
@@ -200,7 +200,7 @@ paper'''),
 
 def nb03():
     cells = [
-        md("""# Point defects (Fig. 2b)
+        md("""# 3. Point defects (Fig. 2b)
 
 Deng et al., npj Comput. Mater. **11**, 9 (2025), [doi:10.1038/s41524-024-01500-6](https://doi.org/10.1038/s41524-024-01500-6),
 Fig. 2b: vacancy, antisite and interstitial energies in elements and binary intermetallics (AlNi, CaSn3,
@@ -221,7 +221,7 @@ treats spin-paired: B2 NiAl is non-magnetic, so it is labelled with `force=True`
         code('''from softening_lib import book, plots
 from softening_lib.tasks import defects, surfaces
 ctx = book.setup_chapter("03", models=models, preset=preset, min_distance=(min_distance, (int, float)))
-ctx.show_models()'''),
+ctx.show_models();'''),
         md("## The defects"),
         code('''if systems is None:
     systems = ctx.pick(["Cu", "Al"], defects.DEFAULT_SYSTEMS, defects.DEFAULT_SYSTEMS)
