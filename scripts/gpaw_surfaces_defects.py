@@ -197,52 +197,17 @@ def record_path(item):
 # cost model
 # --------------------------------------------------------------------------------------
 
-# valence electrons of the gpaw-data PBE setups
-_NV = {"Cu": 11, "Al": 3, "Mg": 10, "Si": 4, "O": 6, "Li": 1, "F": 7, "Na": 7, "Cl": 7, "Zn": 12, "S": 6,
-       "Ca": 10, "Au": 11, "Pt": 16, "Pd": 16, "Ag": 17, "Ni": 16, "Sn": 14, "Pb": 14, "Sc": 11}
-# Cost model of one static (rough, +/- a factor 2-3):
-#   t = N_ITER * n_k(irreducible) * (A * n_b * n_pw * log2(8 n_pw) + B * n_b^2 * n_pw) + 10 s
-# (FFT-bound term + dense-linear-algebra term per band, k-point and SCF iteration).
-# A was fitted on this project's timed GPAW check, Al(111) 6-atom slab, 21 IBZ k-points,
-# 4912 plane waves: ~0.24 s CPU per k-point and SCF iteration on one core of the project
-# machine; B assumes ~2 GFLOP/s BLAS and ~10 n_b^2 n_pw flops per iteration.
-# Relaxations: RELAX_FACTOR x a static (~15 BFGS steps, later steps reuse wave functions).
-A_FFT = 2.2e-7
-B_DENSE = 5.0e-9
-N_ITER = 15
+# one static: softening_lib.dft.estimate_cpu_seconds (rough, +/- a factor 2-3; its docstring has
+# the model and its calibration); a relaxation: RELAX_FACTOR statics (~15 BFGS steps, later
+# steps reuse the wave functions)
 RELAX_FACTOR = 6.0
 CALIB_S = 1.0  # multiplies the whole model (--calib)
-BOHR = 0.52917721
-
-
-def irreducible_kpoints(atoms, kpts):
-    """Irreducible k-points of a Gamma-centred grid (spglib, with time reversal)."""
-    try:
-        import spglib
-
-        mapping, _grid = spglib.get_ir_reciprocal_mesh(
-            list(kpts), (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers), is_shift=[0, 0, 0],
-            symprec=1e-3)
-        return int(len(np.unique(mapping)))
-    except Exception:  # pragma: no cover
-        n = int(np.prod(kpts))
-        return max(1, (n + 1) // 2)
-
-
-def cost_terms(item):
-    atoms = item["atoms"]
-    nv = sum(_NV.get(s, 8) for s in atoms.get_chemical_symbols())
-    nbands = max(8, int(0.6 * nv + 4))  # GPAW default for metals is about this
-    ecut_ev = 800.0 if set(atoms.get_chemical_symbols()) & {"O", "F"} else 520.0
-    kcut = math.sqrt(2 * ecut_ev / 27.211386)
-    vol_bohr = abs(atoms.get_volume()) / BOHR ** 3
-    npw = vol_bohr * kcut ** 3 / (6 * math.pi ** 2)
-    return irreducible_kpoints(atoms, item["kpts"]), nbands, npw
 
 
 def estimate_seconds(item, calib=CALIB_S):
-    nk, nb, npw = cost_terms(item)
-    t = N_ITER * nk * (A_FFT * nb * npw * math.log2(8 * npw) + B_DENSE * nb ** 2 * npw) + 10.0
+    from softening_lib import dft
+
+    t = dft.estimate_cpu_seconds(item["atoms"], kpts=item["kpts"])
     if item["variant"] == "relaxed" and item["role"] in ("slab", "defect"):
         t *= RELAX_FACTOR
     return calib * t

@@ -168,3 +168,39 @@ def test_forces_vanish_by_symmetry_on_high_symmetry_sites_only():
     moved.positions[0, 2] += 0.1
     moved.calc = EMT()
     assert not forces_vanish_by_symmetry(moved) and abs(moved.get_forces()[0, 2]) > 1e-3
+
+
+def test_cost_model_grows_with_kpoints_cutoff_and_size():
+    si = bulk("Si", "diamond", a=5.43)
+    t = dft.estimate_cpu_seconds(si, kpts=(4, 4, 4))
+    assert dft.estimate_cpu_seconds(si, kpts=(8, 8, 8)) > t
+    assert dft.estimate_cpu_seconds(si, kpts=(4, 4, 4), ecut=800) > t
+    assert dft.estimate_cpu_seconds(si.repeat(2), kpts=(4, 4, 4)) > 4 * t - 30
+    # symmetry: a rattled cell has more irreducible k-points than the perfect one
+    rattled = si.copy()
+    rattled.rattle(0.05, seed=0)
+    assert dft.irreducible_kpoints(rattled, (4, 4, 4)) > dft.irreducible_kpoints(si, (4, 4, 4))
+
+
+def test_cost_model_within_a_factor_three_of_the_committed_gpaw_records():
+    """Every committed surfaces/defects record with a CPU time: the model's estimate of that
+    very calculation (structure, k-points, cutoff from the record) is within 3x of it."""
+    import json
+
+    from softening_lib import config
+
+    ratios = {}
+    for folder in ("surfaces_gpaw", "defects_gpaw"):
+        for path in sorted((config.reference_dir() / folder).glob("*.json")):
+            rec = json.loads(path.read_text())
+            if rec.get("status") not in ("ok", "done") or not rec.get("cpu_s") or rec["cpu_s"] < 30:
+                continue  # seconds-long runs are dominated by start-up, not by the model's terms
+            s = rec["structure"]
+            atoms = Atoms(numbers=s["numbers"], positions=s["positions"], cell=s["cell"], pbc=True)
+            est = dft.estimate_cpu_seconds(atoms, kpts=tuple(rec["kpts"]), ecut=rec["dft"]["ecut_eV"])
+            if rec.get("variant") == "relaxed" and rec.get("role") in ("slab", "defect"):
+                continue  # relaxations: a step count the model only guesses
+            ratios[path.name] = rec["cpu_s"] / est
+    assert len(ratios) >= 10, "expected the committed GPAW surface records"
+    off = {k: round(v, 2) for k, v in ratios.items() if not 1 / 3 <= v <= 3}
+    assert not off, f"cost model off by more than 3x: {off}"
