@@ -197,6 +197,10 @@ def test_parity_figure_statistics_with_known_softening(cu_cases):
     assert row["frac_under"] == 1.0
     assert row["mae"] == pytest.approx(0.2 * ref["gamma_eV_A2"].mean(), rel=1e-9)
     assert len(fig.axes) == 1
+    # no relaxed reference yet: no empty relaxed row (the static one only)
+    fig, summary = S.parity_figure({"static": ref, "relaxed": ref.iloc[:0]},
+                                   {"emt": {"static": soft, "relaxed": soft}}, ref_label="EMT")
+    assert len(fig.axes) == 1 and list(summary["variant"]) == ["static"]
 
 
 def test_unconverged_relaxations_are_listed(cu_cases):

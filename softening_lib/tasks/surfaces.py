@@ -734,7 +734,9 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
     from .. import plots
 
     models_ = list(model_tables)
-    variants = [v for v in VARIANTS if v in reference]
+    # a variant without any reference value (e.g. no relaxed GPAW slab yet) gets no empty row
+    present = [v for v in VARIANTS if v in reference]
+    variants = [v for v in present if reference[v] is not None and len(reference[v])] or present[:1]
     ncol = max(1, len(models_))
     fig, axes = plt.subplots(len(variants) or 1, ncol, figsize=(3.1 * ncol, 3.2 * max(1, len(variants))),
                              squeeze=False)
