@@ -610,5 +610,5 @@ def figure_2c(tables: dict[str, Any], *, mode: str = "relaxed", reference=None,
     ax.set_title(title, fontsize=10)
     if reference_note:  # under the title, where it cannot cover data or legend
         ax.set_title(ax.get_title() + "\n" + reference_note, fontsize=9, color="0.2")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="lower center", framealpha=0.9)  # inside the dome, clear of the points
     return fig
