@@ -164,6 +164,13 @@ print(f"{len(flagged)} relaxations did not reach fmax 0.05 eV/Å and are left ou
 display(flagged)
 for _, row in summary.iterrows():
     ctx.glue(f"mae_{row['variant']}_{row['model']}", float(row["mae"]) if row["n"] else float("nan"))'''),
+        md("""## Which surfaces soften most
+
+The ratio model / reference for every surface (static, bulk-terminated slabs): below 1 is
+softer than the reference. Read it by system: a model that is soft on one chemistry need not be
+soft on another."""),
+        code('''ratios = surfaces.ratio_table(reference, tables, variant="static")
+ratios.round(3)'''),
         md("## Paper vs this book"),
         code('''paper = pd.DataFrame([
     {"quantity": "surfaces / systems", "paper (VASP-PBE)": "147 / 29", "this book": f"{len(cases)} / {len({c.system for c in cases})} planned"},

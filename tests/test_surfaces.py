@@ -201,6 +201,9 @@ def test_parity_figure_statistics_with_known_softening(cu_cases):
     fig, summary = S.parity_figure({"static": ref, "relaxed": ref.iloc[:0]},
                                    {"emt": {"static": soft, "relaxed": soft}}, ref_label="EMT")
     assert len(fig.axes) == 1 and list(summary["variant"]) == ["static"]
+    ratios = S.ratio_table({"static": ref}, {"soft": {"static": soft}, "same": {"static": ref}})
+    assert len(ratios) == len(cases)
+    assert np.allclose(ratios["soft"], 0.8) and np.allclose(ratios["same"], 1.0)
 
 
 def test_unconverged_relaxations_are_listed(cu_cases):

@@ -680,6 +680,27 @@ def compare(reference, model_table, converged_only: bool = True, col: str = "gam
     return j
 
 
+def ratio_table(reference, model_tables: dict, variant: str = "static", col: str = "gamma_eV_A2"):
+    """Model / reference ratio of every surface (rows, with system and Miller index) for each
+    model (columns), plus the reference value itself: which systems and facets soften most.
+    ``reference``: {variant: table}; ``model_tables``: {model: {variant: table}}."""
+    import pandas as pd
+
+    ref = reference.get(variant)
+    out = None
+    for model, by_variant in model_tables.items():
+        j = compare(ref, by_variant.get(variant), col=col)
+        if not len(j):
+            continue
+        keys = [c for c in ("id", "system", "miller", "label") if c in j]
+        part = j[keys + ["gamma_ref"]].copy()
+        part[model] = j["gamma_model"] / j["gamma_ref"]
+        out = part if out is None else out.merge(part[["id", model]], on="id", how="outer")
+    if out is None:
+        return pd.DataFrame(columns=["id", "system", "gamma_ref"])
+    return out.rename(columns={"gamma_ref": f"reference ({col})"}).sort_values(["system", "id"]).reset_index(drop=True)
+
+
 def unconverged(model_tables: dict, reference: dict | None = None):
     """Relaxations that stopped before fmax (model and reference): listed, never silently used."""
     import pandas as pd
