@@ -139,8 +139,8 @@ ctx.figure(fig, "fig4b", caption=plots.caption(
 summary
 """),
     md("""
-While the runs are going on, the models cover different materials, and medians over different
-material sets are not comparable. The same summary on the materials that every model with
+Where models cover different materials (a run still going on, or elements a model lacks), medians
+over different material sets are not comparable. The same summary on the materials that every model with
 results has (`n_common`):
 """),
     code("""
@@ -205,6 +205,12 @@ ratios against that set are biased low for polar materials. We could not check t
 (only the quantiles are mirrored); the JaGeo force sets have no such ambiguity.
 """),
     code("""
+# every model, every reference (the paragraph above spells out CHGNet)
+from IPython.display import Markdown
+
+display(Markdown(phonons.model_sentences(summary)))
+"""),
+    code("""
 shift
 """),
     md("""
@@ -235,6 +241,40 @@ model relaxed, DFT, model at the DFT geometry):
 with pd.option_context("display.max_rows", None):
     display(imaginary)
 """, tags=["hide-output"]),
+    md(r"""
+## Beyond the paper: imaginary modes that depend on the displacement
+
+A finite-displacement phonon calculation moves one atom by a small distance $\pm d$, reads the
+forces on all atoms and divides by $d$. This gives the curvature of the PES only if the forces
+grow in proportion to the displacement over $\pm d$, i.e. if the response is harmonic there.
+For a smooth PES near a minimum that holds at any small $d$, and the frequencies do not depend
+on the choice of $d$. Chapter 7 showed that CHGNet's force response is *not* proportional at
+small displacements: the effective spring constant of a displaced atom changes with the
+amplitude of the displacement. The PhononDB force sets, and this chapter's model phonons, use $d = 0.01$ Å.
+
+Here we repeat the model phonons at the DFT geometry (no relaxation, phonopy's own $\pm d$
+displacements) for several $d$, on five simple rock-salt and zinc-blende crystals whose DFT
+phonons are stable, plus CsF. If an imaginary mode comes from the PES, it stays at every $d$;
+if it comes from a force response that is not linear at small $d$, it shrinks or vanishes as
+$d$ grows. M3GNet is the contrast: where its response is linear, its frequencies are the same
+at every $d$. A material whose imaginary modes survive every amplitude (KH here) has a real
+instability of the model's PES at the DFT geometry, not an artefact of the displacement. A mode
+that turns imaginary only at large $d$ points the other way, to an anharmonic model PES over
+$\pm d$. The note under the figure sorts the materials by these patterns, from the cached numbers.
+"""),
+    code("""
+# cache only (scripts/run_phonons.py --amplitude-scan fills it); the full preset computes what is missing
+scan_models = [m for m in ctx.models if m in phonons.SCAN_MODELS]
+scan = phonons.amplitude_scan(phonons.SCAN_IDS, scan_models, compute=ctx.preset == "full")
+ctx.figure(phonons.fig_amplitude_scan(scan), "fig4e_amplitude", caption=plots.caption(
+    what="Lowest phonon frequency (left; negative = imaginary) and highest frequency relative to DFT (right) "
+         "of each model at the DFT geometry, against the finite-displacement amplitude d of the phonopy "
+         "+/- displacements (log axis). Colour: material; line style: model. Dotted vertical line: the "
+         "amplitude of the DFT force sets.",
+    data="PhononDB 2018-04-17 PBEsol structures and supercells; DFT values from their force sets",
+    models=scan_models))
+display(Markdown(phonons.amplitude_note(scan)))
+"""),
     md("""
 ## Check: our pipeline on the JaGeo DFT forces vs the set's own numbers
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import nbformat
@@ -24,11 +26,15 @@ def params(text: str):
 
 
 def write(path: str | Path, cells: list) -> Path:
+    for i, cell in enumerate(cells):  # stable ids: regenerating an unchanged notebook changes nothing
+        cell["id"] = hashlib.sha1(f"{i}:{cell.cell_type}:{cell.source}".encode()).hexdigest()[:8]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     path = Path(path)
-    if not path.is_absolute():
+    if os.environ.get("NBTOOLS_OUT_DIR"):  # tests: write elsewhere and compare with chapters/
+        path = Path(os.environ["NBTOOLS_OUT_DIR"]) / path.name
+    elif not path.is_absolute():
         path = Path(__file__).resolve().parent.parent / path
     nbformat.write(nb, path)
     return path

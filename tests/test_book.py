@@ -109,3 +109,28 @@ def test_what_ran_page_is_rendered_only_when_its_inputs_change(tmp_path, monkeyp
     what_ran.write_page(page, pages={"01_a"})
     what_ran.write_page(page, pages={"01_a", "02_b"})  # another page in the book
     assert len(calls) == 3 and page.read_text() == "# page 3\n"
+
+
+GENERATORS = [("make_ch01.py", []), ("make_ch02_03.py", ["notebooks"]), ("make_ch04_05.py", ["notebooks"]),
+              ("make_ch06.py", []), ("make_ch07_08.py", []), ("make_ch09_10.py", [])]
+
+
+@pytest.mark.parametrize("script,args", GENERATORS, ids=[g[0] for g in GENERATORS])
+def test_chapter_notebooks_are_what_their_generator_writes(script, args, tmp_path):
+    """A chapter edited in the notebook but not in its scripts/make_chNN*.py would be lost the
+    next time the script runs: the committed notebook must be byte-identical to the script's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "NBTOOLS_OUT_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, str(repo / "scripts" / script), *args], check=True, env=env,
+                   capture_output=True, cwd=repo)
+    written = sorted(tmp_path.glob("*.ipynb"))
+    assert written, f"{script} wrote no notebook"
+    for nb in written:
+        committed = repo / "chapters" / nb.name
+        assert nb.read_text() == committed.read_text(), (
+            f"chapters/{nb.name} differs from what scripts/{script} writes: edit the script, then run it")
