@@ -464,7 +464,7 @@ def main(argv=None) -> None:
     sub.add_parser("notebooks")
     pre = sub.add_parser("precompute")
     pre.add_argument("--models", nargs="+", default=DEFAULT)
-    pre.add_argument("--relaxed-models", nargs="+", default=["chgnet-0.3.0"])
+    pre.add_argument("--relaxed-models", nargs="+", default=DEFAULT)
     pre.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES)
     pre.add_argument("--budget-min", type=float, default=20.0, help="CPU minutes")
     pre.add_argument("--wall-min", type=float, default=120.0, help="wall-clock minutes")
