@@ -8,7 +8,9 @@ Fermi-Dirac 0.05 eV, spin-paired) with the WBM campaign's k-point density,
 host here is a wide-gap insulator (MgO, CaO, MgS, LiF, LiCl, Li2O, Li2S) in a 16-30 atom
 cell, where the denser grid changes forces by ~1e-3 eV/A (``data/reference/gpaw_convergence``)
 and costs 2-3x more CPU; ``--kpt-density 3 --reference-dir DIR --only ID`` recomputes any
-item on the denser grid to check an energy difference.
+item on the denser grid to check an energy difference (read it back with
+``migration.load_reference(root=DIR / "migration_gpaw")`` or
+``solid_solution.load_reference(root=DIR / "solid_solution_gpaw")``).
 
 Stages, in the order worth running them:
 

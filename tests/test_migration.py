@@ -268,6 +268,10 @@ def test_gpaw_reference_loader_counts_complete_and_pending_paths(tmp_path, monke
     assert list(ref["path_id"]) == ["MgO-vac-s1"]
     assert ref["e_kra"].iloc[0] == pytest.approx(-98.9 + 100.0)
     assert ref.attrs["pending"] == {"LiF-vac-s1/static": "4/7 images"}
+    # the same records read from another folder (a k-point check written with --reference-dir)
+    monkeypatch.setattr(mig, "reference_dir", lambda: tmp_path / "elsewhere")
+    assert mig.load_reference().empty
+    assert list(mig.load_reference(root=tmp_path)["path_id"]) == ["MgO-vac-s1"]
 
 
 def test_barrier_pairs_and_figures_with_a_reference():

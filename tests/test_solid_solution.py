@@ -141,15 +141,14 @@ def test_rescore_with_scaled_calculator_scales_static_mixing_energies(cuau, tmp_
 def test_gpaw_reference_loader_skips_failed_and_builds_mixing_energies(tmp_path, monkeypatch):
     import json
 
-    monkeypatch.setattr(ss, "reference_dir", lambda: tmp_path)
     base = {"mode": "static", "supercell": "conv112", "n_sites": 8, "multiplicity": 1, "converged": True}
     for k, e in ((0, -8.0), (8, -16.0), (4, -11.6)):
         rec = {**base, "status": "ok", "ordering_id": f"o{k}", "n_solute": k, "fraction": k / 8,
                "energy": 8 * e, "energy_per_site": e}
         (tmp_path / f"o{k}__static.json").write_text(json.dumps(rec))
     (tmp_path / "o2__static.json").write_text(json.dumps({"status": "failed", "error": "SCF"}))
-    (tmp_path / "CHECK_TIMING.json").write_text(json.dumps({"seconds": 1.0}))
-    ref = ss.load_reference("static")
+    (tmp_path / "notes.json").write_text(json.dumps({"note": "not a record"}))
+    ref = ss.load_reference("static", root=tmp_path)  # e.g. a k-point check's folder
     assert sorted(ref["ordering_id"]) == ["o0", "o4", "o8"]
     assert ref.set_index("ordering_id").loc["o4", "e_mix"] == pytest.approx(-11.6 - (-12.0))
 

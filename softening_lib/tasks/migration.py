@@ -420,13 +420,14 @@ def reference_dir() -> Path:
     return config.reference_dir() / REFERENCE_DIRS[0]
 
 
-def load_reference(mode: str | None = None):
+def load_reference(mode: str | None = None, root: Path | None = None):
     """GPAW paths with every image done (``<path_id>/<mode>/image_XX.json``) as a table like
-    :func:`score`'s; paths with images still missing are listed in ``.attrs['pending']``."""
+    :func:`score`'s; paths with images still missing are listed in ``.attrs['pending']``.
+    ``root``: another reference folder (e.g. a k-point check written with ``--reference-dir``)."""
     import pandas as pd
 
     rows, pending = [], {}
-    root = reference_dir()
+    root = Path(root) if root is not None else reference_dir()
     for pdir in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
         for mdir in sorted(m for m in pdir.glob("*") if m.is_dir()):
             if mode is not None and mdir.name != mode:

@@ -533,13 +533,14 @@ def reference_dir() -> Path:
     return config.reference_dir() / REFERENCE_DIRS[0]
 
 
-def load_reference(mode: str | None = None):
+def load_reference(mode: str | None = None, root: Path | None = None):
     """The project's GPAW-PBE records (one JSON per calculation) as a mixing-energy table,
-    or an empty table when none exist yet. Records with ``status != "ok"`` are skipped."""
+    or an empty table when none exist yet. Records with ``status != "ok"`` are skipped.
+    ``root``: another reference folder (e.g. a k-point check written with ``--reference-dir``)."""
     import pandas as pd
 
     rows = []
-    root = reference_dir()
+    root = Path(root) if root is not None else reference_dir()
     for path in sorted(root.glob("*.json")) if root.is_dir() else []:
         try:
             rec = json.loads(path.read_text())
