@@ -170,7 +170,7 @@ The ratio model / reference for every surface (static, bulk-terminated slabs): b
 softer than the reference. Read it by system: a model that is soft on one chemistry need not be
 soft on another."""),
         code('''ratios = surfaces.ratio_table(reference, tables, variant="static")
-ratios.round(3)'''),
+ratios.set_index("id").drop(columns=["system", "miller"], errors="ignore").round(3)'''),
         md("## Paper vs this book"),
         code('''paper = pd.DataFrame([
     {"quantity": "surfaces / systems", "paper (VASP-PBE)": "147 / 29", "this book": f"{len(cases)} / {len({c.system for c in cases})} planned"},

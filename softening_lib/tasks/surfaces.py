@@ -759,8 +759,16 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
     present = [v for v in VARIANTS if v in reference]
     variants = [v for v in present if reference[v] is not None and len(reference[v])] or present[:1]
     ncol = max(1, len(models_))
-    fig, axes = plt.subplots(len(variants) or 1, ncol, figsize=(3.1 * ncol, 3.2 * max(1, len(variants))),
-                             squeeze=False)
+    if len(variants) == 1 and ncol > 2:  # one row of many small panels reads badly: wrap to 2 columns
+        nr = (ncol + 1) // 2
+        fig, grid = plt.subplots(nr, 2, figsize=(7.0, 3.3 * nr), squeeze=False)
+        flat = list(grid.ravel())
+        for extra in flat[ncol:]:
+            extra.set_visible(False)
+        axes = [flat[:ncol]]
+    else:
+        fig, axes = plt.subplots(len(variants) or 1, ncol, figsize=(3.1 * ncol, 3.2 * max(1, len(variants))),
+                                 squeeze=False)
     rows = []
     joined_all = {}
     lims = {}
@@ -786,7 +794,8 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
                 note.update({"MAE": f"{st['mae']:.3f} {unit.replace('$^2$', '²')}",
                              "under-predicted": f"{100 * st['frac_under']:.0f} %"})
             plots.parity(ax, jt["gamma_ref"] if len(jt) else [], jt["gamma_model"] if len(jt) else [],
-                         model=model, xlabel="", ylabel=f"{variant}: model ({unit})" if j == 0 else "",
+                         model=model, xlabel="",
+                         ylabel=f"{variant}: model ({unit})" if ax.get_subplotspec().is_first_col() else "",
                          lim=(lo, hi), s=14, alpha=0.75, annotate=note)
             ax.set_title(f"{plots.label(model)}\n{variant}", fontsize=9)
             if watermark:
