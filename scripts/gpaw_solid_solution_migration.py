@@ -25,6 +25,13 @@ Stages, in the order worth running them:
 ``solid-relaxed``  cell + positions relaxations of the 8-cation orderings (most expensive)
                    -> data/reference/solid_solution_gpaw/<id>__relaxed.json
 
+Symmetric hops (``migration.hop_symmetry``: a space-group operation of the host swaps the
+two end points; 6 of the 8 paths) are computed on their first half: image ``n-1-j`` is
+written as the rotated copy of image ``j`` (``"mirror_of": j`` in its record, no
+calculation), which the operation guarantees, image by image (``mirror_partners``). Relaxed
+images are mirrored only when the operation keeps the moving ion and the anchor atom in
+place; a relaxed final end point is g(relaxed initial end point).
+
 Usage::
 
     export OMP_NUM_THREADS=1 SOFTENING_DATA_DIR=/work/shared/data
@@ -128,25 +135,39 @@ def solid_items(mode: str, reference_dir: Path):
 
 
 def mig_items(mode: str, reference_dir: Path):
-    """Static: every image. Relaxed: end points, then (when both exist) the images."""
+    """Static: every image. Relaxed: end points, then (when both exist) the images.
+
+    A hop with a symmetry (``migration.hop_symmetry``: a host operation swapping its two
+    ends) is computed on its first half only: image ``i`` of the second half gets
+    ``mirror_of = n - 1 - i`` and its record is the rotated copy of its partner's (same
+    energy, rotated forces). Relaxed images are mirrored only when the operation also fixes
+    the two atoms the image relaxations hold fixed (moving ion and anchor atom)."""
     from softening_lib.tasks import migration as mig
 
     for p in mig.PATHS:
         built = mig.build_path(p)
+        built["symmetry"] = mig.hop_symmetry(built["initial"], built["final"], built["host"].atoms())
         pdir = reference_dir / "migration_gpaw" / p.id / mode
         n = p.n_images + 2
+        images = mig.interpolate(built["initial"], built["final"], p.n_images, "linear")
+        partners = mig.mirror_partners(images, built["symmetry"])
         if mode == "static":
-            images = mig.interpolate(built["initial"], built["final"], p.n_images, "linear")
             for i, img in enumerate(images):
                 yield {"kind": "mig-static", "id": f"{p.id}/static/{i:02d}", "path": p, "built": built,
-                       "index": i, "atoms": img, "out": pdir / f"image_{i:02d}.json", "pdir": pdir}
+                       "index": i, "atoms": img, "out": pdir / f"image_{i:02d}.json", "pdir": pdir,
+                       "mirror_of": partners.get(i)}
         else:
+            op = built["symmetry"]
+            fixed = [built["mover"], mig.anchor_atom(built["initial"], built["mover"], built["hop_vector"])]
+            images_mirrored = op is not None and all(op.perm[k] == k for k in fixed)
             for i, atoms in ((0, built["initial"]), (n - 1, built["final"])):
                 yield {"kind": "mig-relaxed", "id": f"{p.id}/relaxed/{i:02d}", "path": p, "built": built,
-                       "index": i, "atoms": atoms, "out": pdir / f"image_{i:02d}.json", "pdir": pdir}
+                       "index": i, "atoms": atoms, "out": pdir / f"image_{i:02d}.json", "pdir": pdir,
+                       "mirror_of": 0 if (i == n - 1 and op is not None) else None}
             for i in range(1, n - 1):
                 yield {"kind": "mig-relaxed", "id": f"{p.id}/relaxed/{i:02d}", "path": p, "built": built,
-                       "index": i, "atoms": None, "out": pdir / f"image_{i:02d}.json", "pdir": pdir}
+                       "index": i, "atoms": None, "out": pdir / f"image_{i:02d}.json", "pdir": pdir,
+                       "mirror_of": partners.get(i) if images_mirrored else None}
 
 
 def queue(stages, reference_dir: Path):
@@ -175,6 +196,59 @@ def _path_meta(item: dict) -> None:
                        "energy_reference": "E_KRA = max_i E_i - (E_0 + E_N)/2"})
 
 
+def _record_atoms(path: Path):
+    from ase import Atoms
+
+    r = json.loads(path.read_text())["structure"]
+    return Atoms(r["symbols"], positions=r["positions"], cell=r["cell"], pbc=r["pbc"])
+
+
+def mirror_record(item: dict, base: dict) -> dict | None:
+    """The record of image ``i`` as the symmetry-rotated copy of its partner ``mirror_of``
+    (``{"status": "waiting"}`` until the partner is done). For a relaxed image the operation
+    must carry the path between the *relaxed* end points onto itself and keep the moving ion
+    and the anchor atom in place; None when it does not (the image is then computed)."""
+    import numpy as np
+
+    from softening_lib.tasks import migration as mig
+
+    p, built, i, j = item["path"], item["built"], item["index"], item["mirror_of"]
+    op = built["symmetry"]
+    n = p.n_images + 2
+    partner = item["pdir"] / f"image_{j:02d}.json"
+    if not _done(partner):
+        return {"status": "waiting", "reason": f"mirror partner {j} not done yet"}
+    prec = json.loads(partner.read_text())
+    if item["kind"] == "mig-static":
+        template = item["atoms"]
+    elif i == n - 1:  # relaxed final end point = g(relaxed initial end point)
+        template = built["final"]
+    else:
+        if not _done(item["pdir"] / f"image_{n - 1:02d}.json"):
+            return {"status": "waiting", "reason": f"end point {n - 1} not done yet"}
+        ends = [_record_atoms(item["pdir"] / f"image_{k:02d}.json") for k in (0, n - 1)]
+        path = mig.interpolate(ends[0], ends[1], p.n_images, "linear")
+        anchor = mig.anchor_atom(ends[0], built["mover"], built["hop_vector"])
+        if mig.mirror_partners(path, op).get(i) != j or any(op.perm[k] != k for k in (built["mover"], anchor)):
+            return None
+        template = path[i]
+    partner_atoms = _record_atoms(partner)
+    atoms = op.apply(partner_atoms, template=template)
+    if mig._match(atoms, template, tol=0.5) is None:  # a relaxed copy sits near its template
+        return None
+    rec = {**base, "mode": prec["mode"], "path_id": p.id, "index": i, "mirror_of": j,
+           "symmetry": {**op.as_record(), "how": "space-group operation of the host swapping the hop's "
+                        "end points (migration.hop_symmetry); record rotated from image "
+                        f"{j:02d}, no calculation"},
+           "energy": prec["energy"], "converged": prec.get("converged", True), "fmax": prec["fmax"],
+           "structure": _atoms_record(atoms), "dft": prec["dft"], "wall_time_s": 0.0, "cpu_time_s": 0.0}
+    if "steps" in prec:
+        rec["steps"] = prec["steps"]
+    if "forces" in prec:
+        rec["forces"] = op.rotate(np.asarray(prec["forces"]), partner_atoms.cell).tolist()
+    return rec
+
+
 def run_item(item: dict) -> dict:
     """Compute one queue item; returns its record (also written to item['out'])."""
     import numpy as np
@@ -186,6 +260,10 @@ def run_item(item: dict) -> dict:
     kind = item["kind"]
     base = {"id": item["id"], "kind": kind, "status": "ok", "host": os.uname().nodename,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    if item.get("mirror_of") is not None:
+        rec = mirror_record(item, base)
+        if rec is not None:
+            return rec  # else: the symmetry does not hold for these relaxed end points: compute
     if kind == "solid-static":
         o = item["ordering"]
         labelled, settings = dft.label(item["atoms"], **item.get("settings", REFERENCE_DFT))
@@ -263,6 +341,8 @@ def estimate(item: dict) -> float:
     ``1 + RELAX_STEPS / 2`` for a relaxation."""
     from softening_lib import dft
 
+    if item.get("mirror_of") is not None:
+        return 0.0  # a rotated copy of its partner's record
     atoms = item["atoms"] if item["atoms"] is not None else item["built"]["initial"]
     steps = RELAX_STEPS.get(item["kind"])
     return dft.estimate_cpu_seconds(atoms, **item.get("settings", REFERENCE_DFT)) * (1 + 0.5 * steps if steps else 1.0)

@@ -318,3 +318,114 @@ def test_barrier_pairs_leave_out_unconverged_paths_and_list_them():
     kept = mig.barrier_pairs({"m": model}, ref, mode="relaxed", keep_unconverged=True)
     assert sorted(kept["path_id"]) == ["a", "b", "c"]
     assert "endpoint_not_minimum" in kept.set_index("path_id").loc["c", "flags"]  # reported, not hidden
+
+
+@pytest.mark.parametrize("path_id", ["MgO-vac-s1", "Li2O-vac-s2"])
+def test_hop_symmetry_maps_each_image_onto_its_mirror_with_rotated_forces(path_id):
+    """The operation found on the host carries image j onto image n-1-j: same energy and
+    forces that are the rotated, re-ordered forces of the partner (a pair potential computes
+    both independently)."""
+    built = mig.build_path(path_id)
+    op = mig.hop_symmetry(built["initial"], built["final"], built["host"].atoms())
+    assert op is not None and op.perm[built["mover"]] == built["mover"]
+    images = mig.interpolate(built["initial"], built["final"], 5)
+    partners = mig.mirror_partners(images, op)
+    assert partners == {4: 2, 5: 1, 6: 0}
+    rot = op.cartesian_rotation(images[0].cell)
+    assert np.allclose(rot @ rot.T, np.eye(3), atol=1e-10)  # an isometry
+    for i, j in partners.items():
+        a, b = images[j].copy(), images[i].copy()
+        a.calc, b.calc = Pair(), Pair()
+        assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-9
+        assert np.allclose(op.rotate(a.get_forces(), a.cell), b.get_forces(), atol=1e-9)
+        moved = op.apply(images[j], template=images[i])
+        assert np.allclose(moved.positions, images[i].positions, atol=1e-6)
+        assert moved.get_chemical_symbols() == images[i].get_chemical_symbols()
+
+
+def test_no_hop_symmetry_when_one_side_of_the_hop_is_disturbed():
+    built = mig.build_path("MgO-vac-s1")
+    final = built["final"].copy()
+    mid = built["initial"].positions[built["mover"]] + 0.5 * built["hop_vector"]
+    d = np.linalg.norm(final.positions - mid, axis=1)
+    d[built["mover"]] = np.inf
+    final.positions[int(np.argmin(d))] += [0.05, 0.0, 0.0]  # a neighbour of the hop moves on one end only
+    assert mig.hop_symmetry(built["initial"], final, built["host"].atoms()) is None
+    assert mig.mirror_partners(mig.interpolate(built["initial"], final, 5), None) == {}
+
+
+def test_gpaw_queue_writes_mirror_images_as_rotated_copies_of_their_partners(tmp_path):
+    """scripts/gpaw_solid_solution_migration.py: a static path with a hop symmetry queues only
+    its first half; each mirror record (written from its partner's record, no calculation)
+    holds the energy and forces a direct calculation of that image gives."""
+    q = _load_gpaw_queue_script()
+    items = [it for it in q.mig_items("static", tmp_path) if it["path"].id == "MgO-vac-s1"]
+    assert [it["mirror_of"] for it in items] == [None, None, None, None, 2, 1, 0]
+    assert [q.estimate(it) == 0.0 for it in items] == [False] * 4 + [True] * 3
+    for it in items[:4]:  # stand-in for GPAW: the pair potential, written in the record format
+        a = it["atoms"].copy()
+        a.calc = Pair()
+        q._write(it["out"], {"status": "ok", "mode": "static", "energy": a.get_potential_energy(),
+                             "fmax": float(np.linalg.norm(a.get_forces(), axis=1).max()), "converged": True,
+                             "forces": a.get_forces().tolist(), "structure": q._atoms_record(a),
+                             "dft": {"code": "pair"}})
+    waiting = q.mirror_record({**items[4], "mirror_of": 2, "pdir": tmp_path / "empty"}, {})
+    assert waiting["status"] == "waiting"
+    for it in items[4:]:
+        rec = q.run_item(it)
+        b = it["atoms"].copy()
+        b.calc = Pair()
+        assert rec["mirror_of"] == 6 - it["index"] and rec["cpu_time_s"] == 0.0
+        assert abs(rec["energy"] - b.get_potential_energy()) < 1e-9
+        assert np.allclose(rec["forces"], b.get_forces(), atol=1e-9)
+        assert np.allclose(rec["structure"]["positions"], b.positions, atol=1e-6)
+
+
+def _load_gpaw_queue_script():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpaw_solid_solution_migration.py"
+    spec = importlib.util.spec_from_file_location("gpaw_ssm", script)
+    q = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(q)
+    return q
+
+
+def test_gpaw_queue_mirrors_relaxed_end_point_and_images_only_when_the_fixed_atoms_stay(tmp_path):
+    """Relaxed ApproxNEB: the final end point is g(relaxed initial); intermediate images are
+    mirrored only where g keeps the moving ion and the anchor atom in place (Li2O second
+    shell), never otherwise (MgO: g moves the anchor, so its images are computed)."""
+    q = _load_gpaw_queue_script()
+    mgo = [it for it in q.mig_items("relaxed", tmp_path) if it["path"].id == "MgO-vac-s1"]
+    assert [it["mirror_of"] for it in mgo] == [None, 0, None, None, None, None, None]
+    items = {it["index"]: it for it in q.mig_items("relaxed", tmp_path) if it["path"].id == "Li2O-vac-s2"}
+    assert [items[i]["mirror_of"] for i in range(7)] == [None, None, None, None, 2, 1, 0]
+
+    def write(it, atoms):
+        a = atoms.copy()
+        a.calc = Pair()
+        q._write(it["out"], {"status": "ok", "mode": "relaxed", "energy": a.get_potential_energy(),
+                             "fmax": 0.01, "converged": True, "steps": 3, "structure": q._atoms_record(a),
+                             "dft": {"code": "pair"}})
+
+    r0 = items[0]["atoms"].copy()
+    r0.rattle(0.02, seed=1)  # a stand-in for the relaxed initial end point
+    write(items[0], r0)
+    end = q.run_item(items[6])
+    assert end["mirror_of"] == 0
+    q._write(items[6]["out"], end)
+    op = items[0]["built"]["symmetry"]
+    assert np.allclose(end["structure"]["positions"], op.apply(r0, template=items[0]["built"]["final"]).positions)
+    from ase import Atoms
+
+    r6 = Atoms(end["structure"]["symbols"], positions=end["structure"]["positions"], cell=r0.cell, pbc=True)
+    path = mig.interpolate(r0, r6, 5)
+    for i in (1, 2, 3):
+        write(items[i], path[i])
+    for i in (4, 5):
+        rec = q.run_item(items[i])
+        b = path[i].copy()
+        b.calc = Pair()
+        assert rec["mirror_of"] == 6 - i
+        assert abs(rec["energy"] - b.get_potential_energy()) < 1e-9

@@ -270,6 +270,104 @@ def anchor_atom(atoms: Atoms, mover: int, hop: np.ndarray) -> int:
     return int(np.argmax(d))
 
 
+# --------------------------------------------------------------------------------------
+# symmetry: the mirror image of a hop
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HopSymmetry:
+    """A space-group operation ``g`` of the perfect host that carries the initial end point
+    of a hop onto the final one: ``x' = R x + t`` in fractional coordinates of the (shared)
+    cell, and ``perm[k]`` is the index in ``final`` of the image of atom ``k`` of ``initial``.
+
+    On a straight-line path ``g`` carries image ``j`` onto image ``n - 1 - j``
+    (:func:`mirror_partners` checks this image by image), so the two have the same energy
+    and their forces are rotated copies: a DFT reference computes only half of a
+    symmetric path (:meth:`apply`, :meth:`rotate`)."""
+
+    rotation: np.ndarray  # 3x3 integers, fractional
+    translation: np.ndarray  # fractional
+    perm: np.ndarray
+
+    def cartesian_rotation(self, cell) -> np.ndarray:
+        ct = np.asarray(cell, dtype=float).T  # columns = lattice vectors
+        return ct @ self.rotation @ np.linalg.inv(ct)
+
+    def apply(self, atoms: Atoms, template: Atoms | None = None) -> Atoms:
+        """``g(atoms)``, atoms reordered by ``perm``; with ``template`` (a structure the result
+        should coincide with) each atom is put at the periodic image nearest its template atom."""
+        frac = atoms.get_scaled_positions(wrap=False) @ self.rotation.T + self.translation
+        new_pos = np.empty_like(atoms.positions)
+        new_pos[self.perm] = frac @ atoms.cell.array
+        numbers = np.empty_like(atoms.numbers)
+        numbers[self.perm] = atoms.numbers
+        out = Atoms(numbers=numbers, positions=new_pos, cell=atoms.cell, pbc=atoms.pbc, info=dict(atoms.info))
+        if template is not None:
+            d, _ = find_mic(out.positions - template.positions, out.cell, pbc=True)
+            out.positions = template.positions + d
+        return out
+
+    def rotate(self, vectors: np.ndarray, cell) -> np.ndarray:
+        """Per-atom vectors (forces) of ``atoms`` -> those of ``g(atoms)`` (same order as :meth:`apply`)."""
+        out = np.empty_like(np.asarray(vectors, dtype=float))
+        out[self.perm] = np.asarray(vectors, dtype=float) @ self.cartesian_rotation(cell).T
+        return out
+
+    def as_record(self) -> dict:
+        return {"rotation": self.rotation.tolist(), "translation": self.translation.tolist()}
+
+
+def _match(a: Atoms, b: Atoms, tol: float) -> np.ndarray | None:
+    """``perm`` with ``b[perm[k]]`` at the position of ``a[k]`` (same species, modulo lattice
+    vectors, within ``tol`` A), or None."""
+    if len(a) != len(b):
+        return None
+    diff = a.get_scaled_positions(wrap=False)[:, None, :] - b.get_scaled_positions(wrap=False)[None, :, :]
+    diff -= np.round(diff)
+    dist = np.linalg.norm(diff @ b.cell.array, axis=2)
+    dist[a.numbers[:, None] != b.numbers[None, :]] = np.inf
+    perm = np.argmin(dist, axis=1)
+    if dist[np.arange(len(a)), perm].max() > tol or len(np.unique(perm)) != len(a):
+        return None
+    return perm
+
+
+def hop_symmetry(initial: Atoms, final: Atoms, host: Atoms, tol: float = 1e-3) -> HopSymmetry | None:
+    """The first operation of ``host``'s space group (spglib, on the supercell: every lattice
+    translation of it included) with ``g(initial) = final`` and ``g(final) = initial`` atom
+    by atom, or None when the hop has no such symmetry."""
+    import spglib
+
+    ops = spglib.get_symmetry((host.cell.array, host.get_scaled_positions(), host.numbers), symprec=1e-4)
+    for rot, trans in zip(ops["rotations"], ops["translations"]):
+        op = HopSymmetry(np.asarray(rot), np.asarray(trans), np.arange(len(initial)))
+        moved = op.apply(initial)  # identity perm: moved[k] = g(initial[k])
+        perm = _match(moved, final, tol)
+        if perm is None:
+            continue
+        op = HopSymmetry(np.asarray(rot), np.asarray(trans), perm)
+        back = _match(op.apply(final), initial, tol)
+        if back is not None and np.array_equal(back, np.arange(len(initial))):
+            return op
+    return None
+
+
+def mirror_partners(images: Sequence[Atoms], op: HopSymmetry | None, tol: float = 1e-3) -> dict[int, int]:
+    """``{i: j}`` for every image ``i`` in the second half of the path whose partner
+    ``j = n - 1 - i`` in the first half maps onto it under ``op`` (checked atom by atom,
+    within ``tol`` A): image ``i`` then needs no calculation of its own."""
+    n = len(images)
+    out = {}
+    if op is None:
+        return out
+    for i in range(n // 2 + 1, n) if n % 2 else range(n // 2, n):
+        j = n - 1 - i
+        perm = _match(op.apply(images[j]), images[i], tol)
+        if perm is not None and np.array_equal(perm, np.arange(len(images[i]))):
+            out[i] = j
+    return out
+
+
 def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int = 5,
                interpolation: str = "linear", constraint: str = "fixed", fmax: float = 0.05,
                max_steps: int = 300, relax: bool = True, min_tol: float = 1e-3,
