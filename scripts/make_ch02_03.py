@@ -225,7 +225,8 @@ the pure element, computed by **the same method** (the model's $\\mu$ for the mo
 reference is **GPAW-PBE computed by this project** (`scripts/gpaw_surfaces_defects.py`), shown for
 whatever part of the queue is finished. Lattices are fixed (MP PBE for elements, PBE-level constants for
 the intermetallics, shared by every method), supercells keep periodic images at least `min_distance`
-apart, and NaAg4 is not included (no structure offline). AlNi contains Ni, which the GPAW labeller
+apart, and NaAg4 is not included (no structure offline). Added beyond the paper's examples: the bcc
+alkali metals Li and Na, the most loosely bound metals in the set and cheap to label. AlNi contains Ni, which the GPAW labeller
 treats spin-paired: B2 NiAl is non-magnetic, so it is labelled with `force=True` and marked so."""),
         params(PARAMS_03),
         code('''from softening_lib import book, plots

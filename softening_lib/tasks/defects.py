@@ -61,6 +61,7 @@ ELEMENT_PHASES = {
 DEFECT_SYSTEMS: dict[str, dict[str, Any]] = {
     "Cu": {"element": "Cu"}, "Al": {"element": "Al"}, "Ag": {"element": "Ag"}, "Au": {"element": "Au"},
     "Pd": {"element": "Pd"}, "Pt": {"element": "Pt"}, "Si": {"element": "Si"},
+    "Li": {"element": "Li"}, "Na": {"element": "Na"},
     "AlNi": {"structure": "B2", "A": "Al", "B": "Ni", "a": 2.895, "mp_id": "mp-1487"},
     "CuZn": {"structure": "B2", "A": "Zn", "B": "Cu", "a": 2.950, "mp_id": "mp-987"},
     "Cu3Au": {"structure": "L12", "A": "Au", "B": "Cu", "a": 3.830, "mp_id": "mp-2258"},
@@ -68,7 +69,8 @@ DEFECT_SYSTEMS: dict[str, dict[str, Any]] = {
     "NaPb3": {"structure": "L12", "A": "Na", "B": "Pb", "a": 4.930, "mp_id": None},
     "Al3Sc": {"structure": "L12", "A": "Sc", "B": "Al", "a": 4.104, "mp_id": "mp-331"},
 }
-DEFAULT_SYSTEMS = ["Cu", "Al", "Ag", "Au", "Pd", "Pt", "Si", "AlNi", "CuZn", "Cu3Au", "CaSn3", "NaPb3", "Al3Sc"]
+DEFAULT_SYSTEMS = ["Cu", "Al", "Ag", "Au", "Pd", "Pt", "Si", "Li", "Na", "AlNi", "CuZn", "Cu3Au", "CaSn3", "NaPb3",
+                   "Al3Sc"]
 EMT_SYSTEMS = ["Cu", "Al", "Ag", "Au", "Pd", "Pt", "AlNi", "Cu3Au"]  # EMT covers Al Ni Cu Pd Ag Pt Au
 
 KINDS = ("vacancy", "antisite", "interstitial")
