@@ -24,15 +24,19 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 
 venv: $(BIN)/.installed
 
-# Debian packages: GPAW's build needs libxc + OpenBLAS; the browser check needs chromium.
+# Debian packages: GPAW's build needs libxc + OpenBLAS (+ FFTW, optional: faster plane-wave
+# FFTs); the browser check needs chromium.
 system-deps:
-	@if command -v apt-get >/dev/null && { [ ! -e /usr/include/xc.h ] || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libxc-dev libopenblas-dev chromium chromium-driver >/dev/null; \
+	@if command -v apt-get >/dev/null && { [ ! -e /usr/include/xc.h ] || [ ! -e /usr/include/fftw3.h ] || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libxc-dev libopenblas-dev libfftw3-dev chromium chromium-driver >/dev/null; \
 	fi
 
 # GPAW (optional extra `dft`): labels our own DFT references; the tests run one tiny calculation.
+# Built with FFTW where its headers exist (scripts/gpaw_siteconfig.py), else GPAW's default build.
 gpaw: venv system-deps
-	@$(BIN)/python -c "import gpaw" 2>/dev/null || CC=g++ $(BIN)/pip install -q "gpaw==26.7.0" "gpaw-data==1.2.1"
+	@$(BIN)/python -c "import gpaw" 2>/dev/null || \
+	  GPAW_CONFIG=$(CURDIR)/scripts/gpaw_siteconfig.py CC=g++ $(BIN)/pip install -q "gpaw==26.7.0" "gpaw-data==1.2.1" || \
+	  CC=g++ $(BIN)/pip install -q "gpaw==26.7.0" "gpaw-data==1.2.1"
 
 test: venv gpaw
 	$(BIN)/python -m pytest -q -ra
