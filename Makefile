@@ -32,10 +32,11 @@ system-deps:
 	fi
 
 # GPAW (optional extra `dft`): labels our own DFT references; the tests run one tiny calculation.
-# Built with FFTW where its headers exist (scripts/gpaw_siteconfig.py), else GPAW's default build.
+# Built with FFTW where its headers exist (scripts/gpaw_siteconfig.py; --no-cache-dir: a wheel
+# cached from a build without FFTW would otherwise be reused), else GPAW's default build.
 gpaw: venv system-deps
 	@$(BIN)/python -c "import gpaw" 2>/dev/null || \
-	  GPAW_CONFIG=$(CURDIR)/scripts/gpaw_siteconfig.py CC=g++ $(BIN)/pip install -q "gpaw==26.7.0" "gpaw-data==1.2.1" || \
+	  GPAW_CONFIG=$(CURDIR)/scripts/gpaw_siteconfig.py CC=g++ $(BIN)/pip install -q --no-cache-dir "gpaw==26.7.0" "gpaw-data==1.2.1" || \
 	  CC=g++ $(BIN)/pip install -q "gpaw==26.7.0" "gpaw-data==1.2.1"
 
 test: venv gpaw
