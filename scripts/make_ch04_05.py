@@ -322,7 +322,12 @@ pd.DataFrame([{"path": p.id, "host": p.host, "moving ion": mig.HOSTS[p.host].cat
 
 `scripts/gpaw_solid_solution_migration.py` writes one JSON per GPAW image under
 `data/reference/migration_gpaw/<path>/<mode>/`. Paths with every image done are used; the
-others are counted as pending.
+others are counted as pending. Six of the eight hops are symmetric: a space-group operation of
+the host swaps their two end points and carries image $j$ onto image $n-1-j$
+(`mig.hop_symmetry`, checked image by image). GPAW computes only the first half of such a path;
+the second half is written as rotated copies of the first (records with `"mirror_of"`), which
+is exact, not an approximation: the two images are the same structure seen from another
+origin.
 """),
         code("""
 reference = mig.load_reference()
