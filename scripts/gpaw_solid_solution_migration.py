@@ -370,6 +370,18 @@ def check(tmp: Path) -> dict:
             "kpts": s["kpts"], "energy": rec["energy"], "scf_iterations": rec["dft"].get("scf_iterations")}
 
 
+def worker_slot(item: dict, items: list[dict]) -> int:
+    """Position of ``item`` in the queue, or of its mirror partner's: a mirror record is
+    written by the worker that computes its partner, never left waiting on another worker."""
+    pos = {it["id"]: k for k, it in enumerate(items)}
+    j = item.get("mirror_of")
+    if j is not None:
+        partner = item["id"].rsplit("/", 1)[0] + f"/{j:02d}"
+        if partner in pos:
+            return pos[partner]
+    return pos[item["id"]]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", nargs="+", default=STAGES[:3], choices=STAGES)
@@ -410,7 +422,7 @@ def main(argv=None) -> None:
               f"{sum(t[2] for t in totals.values()) / 3600:7.1f} CPU h to go")
         return
 
-    mine = [it for k, it in enumerate(items) if k % args.workers == args.worker]
+    mine = [it for it in items if worker_slot(it, items) % args.workers == args.worker]
     n_run = 0
     for it in mine:
         if args.max is not None and n_run >= args.max:

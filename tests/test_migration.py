@@ -429,3 +429,13 @@ def test_gpaw_queue_mirrors_relaxed_end_point_and_images_only_when_the_fixed_ato
         b.calc = Pair()
         assert rec["mirror_of"] == 6 - i
         assert abs(rec["energy"] - b.get_potential_energy()) < 1e-9
+
+
+def test_gpaw_queue_gives_a_mirror_image_to_its_partners_worker(tmp_path):
+    q = _load_gpaw_queue_script()
+    items = list(q.mig_items("static", tmp_path))
+    for workers in (2, 3):
+        for it in items:
+            if it["mirror_of"] is not None:
+                partner = next(p for p in items if p["path"].id == it["path"].id and p["index"] == it["mirror_of"])
+                assert q.worker_slot(it, items) % workers == q.worker_slot(partner, items) % workers
