@@ -296,7 +296,6 @@ def run_item(item: dict) -> dict:
                "fmax": float(np.linalg.norm(labelled.get_forces(), axis=1).max()),
                "forces": labelled.get_forces().tolist(), "structure": _atoms_record(labelled), "dft": settings}
     elif kind == "mig-relaxed":
-        from ase import Atoms
         from ase.constraints import FixAtoms
 
         _path_meta(item)
@@ -310,8 +309,7 @@ def run_item(item: dict) -> dict:
                 f = item["pdir"] / f"image_{j:02d}.json"
                 if not _done(f):
                     return {"status": "waiting", "reason": f"end point {j} not done yet"}
-                r = json.loads(f.read_text())["structure"]
-                ends.append(Atoms(r["symbols"], positions=r["positions"], cell=r["cell"], pbc=r["pbc"]))
+                ends.append(_record_atoms(f))
             atoms = mig.interpolate(ends[0], ends[1], p.n_images, "linear")[i]
             anchor = mig.anchor_atom(ends[0], built["mover"], built["hop_vector"])
             atoms.set_constraint(FixAtoms(indices=[built["mover"], anchor]))
