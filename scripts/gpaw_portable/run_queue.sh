@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build GPAW from a kit, then run the chapter 4/5 GPAW queue (scripts/gpaw_solid_solution_migration.py)
+# on every core until a deadline; finished records are packed for copying back. From the repo root:
+#     bash scripts/gpaw_portable/run_queue.sh KIT SECONDS STAGE...     (e.g. KIT 540 solid-static mig-static)
+# An item cut off by the deadline leaves nothing (records are written atomically); rerunning the
+# queue anywhere skips every finished item. Records name the machine in "host".
+T0=$(date +%s); KIT=$1; TOTAL=$2; shift 2
+N=$(env -u OMP_NUM_THREADS nproc)
+OUTD=${OUT:-/tmp/gpaw_portable_out}; mkdir -p "$OUTD"
+export PYTHONUNBUFFERED=1
+PY=${PY:-$(command -v python3)}
+echo "python: $PY $($PY -V)  cores: $N"
+touch /tmp/gpaw_portable_t0
+bash scripts/gpaw_portable/build.sh "$KIT" "$PY" /tmp/gpaw_site /tmp/gpaw_work > "$OUTD/build.log" 2>&1 \
+  || { echo "GPAW build failed:"; tail -40 "$OUTD/build.log"; exit 1; }
+echo "built in $(( $(date +%s) - T0 )) s"
+export PYTHONPATH=/tmp/gpaw_site LD_LIBRARY_PATH=/tmp/gpaw_work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export GPAW_SETUP_PATH=$(cd "$KIT" && pwd)/setups
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 HF_HUB_OFFLINE=1 SOFTENING_GPAW_LOCK=0
+"$PY" -c "import gpaw, gpaw.fftw as f; print('gpaw', gpaw.__version__, 'fftw', f.have_fftw())" || exit 1
+LEFT=$(( TOTAL - ($(date +%s) - T0) - 25 ))
+echo "running $N workers for $LEFT s"
+mkdir -p /tmp/gpaw_portable_logs
+for i in $(seq 0 $((N - 1))); do
+  timeout "$LEFT" "$PY" scripts/gpaw_solid_solution_migration.py --stage "$@" --workers "$N" --worker "$i" \
+    > "/tmp/gpaw_portable_logs/w$i.log" 2>&1 &
+done
+wait
+find data/reference -newer /tmp/gpaw_portable_t0 -type f -name '*.json' > /tmp/gpaw_portable_new.txt
+echo "new records: $(wc -l < /tmp/gpaw_portable_new.txt)"
+tar czf "$OUTD/records.tgz" -T /tmp/gpaw_portable_new.txt
+tar czf "$OUTD/logs.tgz" -C /tmp gpaw_portable_logs
+grep -h " ok \| failed" /tmp/gpaw_portable_logs/*.log
+echo "total $(( $(date +%s) - T0 )) s"
