@@ -7,6 +7,8 @@ Run it (resumable; kill it any time)::
 
     python -m softening_lib.campaign status     # compounds / frames done, timings, failures
     python -m softening_lib.campaign list       # the selection, in campaign order
+    python -m softening_lib.campaign run --md-only --md-batch 64 --device cuda   # MD only (e.g. on a GPU);
+                                                # a later plain ``run`` labels the sampled frames
 
 For each selected compound: CHGNet NVT MD at 1000 K on the WBM relaxed cell
 (:func:`softening_lib.sampling.sample_high_energy`), 10 frames (4 strained by +/-3 % per
@@ -247,7 +249,8 @@ def batch_checkpoints() -> dict[Path, dict[str, Any]]:
 
 
 def sample_batch(compounds: list[Atoms], *, model: str, md: dict[str, Any], base_seed: int,
-                 calculator=None, checkpoint: Path | None = None, write: set[str] | None = None) -> None:
+                 calculator=None, checkpoint: Path | None = None, write: set[str] | None = None,
+                 device: str = "cpu") -> None:
     """The MD of several compounds in one lock-step run; each compound's frames are written
     atomically to :func:`sampled_path` (what :func:`run_compound` then reuses).
 
@@ -264,6 +267,9 @@ def sample_batch(compounds: list[Atoms], *, model: str, md: dict[str, Any], base
                                        checkpoint=checkpoint, **md)
     for mid, frames in zip(ids, batches):
         if write is None or mid in write:
+            for f in frames:
+                f.info["md_device"] = device
+            sampled_path(mid).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(sampled_path(mid), frames_to_extxyz(frames).encode())
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
@@ -271,10 +277,33 @@ def sample_batch(compounds: list[Atoms], *, model: str, md: dict[str, Any], base
          f"({float(batches[0][0].info['md_wall_time_s']):.0f} s per compound)")
 
 
+def sample_compound(atoms: Atoms, *, model: str, md: dict[str, Any], base_seed: int, calculator=None,
+                    device: str = "cpu") -> list[Atoms]:
+    """One compound's MD on its own (:func:`softening_lib.sampling.sample_high_energy`); the
+    frames (``info["md_device"]`` says where the MD ran) are written atomically to
+    :func:`sampled_path`, where :func:`run_compound` picks them up."""
+    from .sampling import sample_high_energy
+
+    mid = atoms.info["material_id"]
+    seed = seed_for(mid, base_seed)
+    _log(f"{mid} {atoms.info['formula']} ({len(atoms)} atoms): {model} NVT MD "
+         f"{md['temperature_K']:.0f} K, {md['total_time_ps']} ps, dt {md['timestep_fs']} fs, seed {seed}, {device}")
+    if calculator is None:
+        from .models import get_calculator
+
+        calculator = get_calculator(model, device=device)
+    frames = sample_high_energy(atoms, model=model, calculator=calculator, seed=seed, log_every=1, **md)
+    for f in frames:
+        f.info["md_device"] = device
+    sampled_path(mid).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(sampled_path(mid), frames_to_extxyz(frames).encode())
+    _log(f"{mid}: MD done in {float(frames[0].info['md_wall_time_s']):.0f} s")
+    return frames
+
+
 def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft_settings: dict[str, Any],
                  base_seed: int, calculator=None) -> dict[str, Any]:
     from .dft import SCFNotConvergedError, label
-    from .sampling import sample_high_energy
 
     mid = atoms.info["material_id"]
     work = work_root() / mid
@@ -290,16 +319,8 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
         _log(f"{mid}: reusing the {len(frames)} sampled frames in {sampled}{batch_note}")
         md_wall = float(frames[0].info.get("md_wall_time_s", 0.0))
     else:
-        _log(f"{mid} {atoms.info['formula']} ({len(atoms)} atoms): {model} NVT MD "
-             f"{md['temperature_K']:.0f} K, {md['total_time_ps']} ps, dt {md['timestep_fs']} fs, seed {seed}")
-        if calculator is None:
-            from .models import get_calculator
-
-            calculator = get_calculator(model)
-        frames = sample_high_energy(atoms, model=model, calculator=calculator, seed=seed, log_every=1, **md)
+        frames = sample_compound(atoms, model=model, md=md, base_seed=base_seed, calculator=calculator)
         md_wall = float(frames[0].info["md_wall_time_s"])
-        atomic_write_bytes(sampled, frames_to_extxyz(frames).encode())
-        _log(f"{mid}: MD done in {md_wall:.0f} s")
     labelled_frames: list[Atoms] = []
     failures = []
     dft_wall = 0.0
@@ -357,9 +378,13 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
         model: str = "chgnet-0.3.0", total_time_ps: float = 20.0, timestep_fs: float = 2.0,
         thermostat: str = "berendsen", base_seed: int = 0, max_hours: float | None = None,
         only: list[str] | None = None, dft_settings: dict[str, Any] | None = None,
-        md_batch: int = 1) -> dict[str, Any]:
+        md_batch: int = 1, md_only: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Label the selection (resumable). ``md_batch=K > 1``: the MD of the next ``K`` compounds
-    not yet sampled runs as one batch (:func:`sample_batch`) before they are labelled."""
+    not yet sampled runs as one batch (:func:`sample_batch`) before they are labelled.
+
+    ``md_only``: run only the MD of every compound not yet sampled and leave the frames in the
+    work dirs (no GPAW), e.g. on a GPU machine (``device="cuda"``: the MLIP runs there; the
+    frames record it in ``info["md_device"]``); a later run without ``md_only`` labels them."""
     from . import datasets
 
     if int(md_batch) < 1:
@@ -412,7 +437,7 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
         if calc is None:
             from .models import get_calculator
 
-            calc = get_calculator(model)
+            calc = get_calculator(model, **({"device": device} if device != "cpu" else {}))
         if md_batch > 1 and mid not in no_batch and not sampled_path(mid).is_file():
             pending = [m for m in todo[i:] if m not in no_batch and not sampled_path(m).is_file()][:md_batch]
             for path, meta in batch_checkpoints().items():  # prefer resuming a killed batch
@@ -428,7 +453,7 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
                 from .sampling import CheckpointMismatchError
 
                 kw = dict(model=model, md=md, base_seed=base_seed, calculator=calc, checkpoint=ckpt,
-                          write={m for m in pending if needs_md(m)})
+                          write={m for m in pending if needs_md(m)}, device=device)
                 try:
                     sample_batch([structures[m] for m in pending], **kw)
                 except CheckpointMismatchError as exc:
@@ -443,6 +468,16 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
                 ckpt.unlink(missing_ok=True)  # these compounds are now sampled one by one
                 _log(f"campaign: batched MD of {', '.join(pending)} FAILED ({type(exc).__name__}: {exc}); "
                      f"sampling these compounds one by one")
+        if md_only:
+            if not sampled_path(mid).is_file():
+                try:
+                    sample_compound(structures[mid], model=model, md=md, base_seed=base_seed, calculator=calc,
+                                    device=device)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # the labelling run meets it again and records it
+                    _log(f"campaign: MD of {mid} FAILED ({type(exc).__name__}: {exc}); left for the labelling run")
+            continue
         _log(f"campaign: compound {done_before + i + 1}/{len(ids)}: {mid}")
         try:
             summary = run_compound(structures[mid], out, model=model, md=md, dft_settings=dft_settings,
@@ -529,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--md-batch", type=int, default=1,
                        help="run the MD of this many compounds together (one batched force call per step); "
                             "1 = one compound at a time through ASE")
+    p_run.add_argument("--md-only", action="store_true",
+                       help="only the MD: sample every compound not sampled yet, label nothing (a later run labels)")
+    p_run.add_argument("--device", default="cpu", help="where the MLIP of the MD runs, e.g. cuda")
     p_list = sub.add_parser("list", help="print the selection")
     p_list.add_argument("--n-compounds", type=int, default=60)
     p_list.add_argument("--max-atoms", type=int, default=8)
@@ -543,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         run(args.n_compounds, args.out, max_atoms=args.max_atoms, max_cost=args.max_cost, model=args.model,
             total_time_ps=args.total_time_ps, timestep_fs=args.timestep_fs, thermostat=args.thermostat,
             base_seed=args.seed, max_hours=args.max_hours, only=args.only, dft_settings=dft_settings,
-            md_batch=args.md_batch)
+            md_batch=args.md_batch, md_only=args.md_only, device=args.device)
         print(status(args.out))
     elif args.cmd == "list":
         table = candidate_table(max_atoms=args.max_atoms, **CAMPAIGN_DFT).set_index("material_id")

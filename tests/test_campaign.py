@@ -217,3 +217,34 @@ def test_stale_batch_checkpoint_is_moved_aside(campaign_env, monkeypatch):
     assert set(progress["compounds"]) == set(IDS) and not progress["failures"]
     assert all(c["md_batch_size"] == (2 if m != "toy-2" else 1) for m, c in progress["compounds"].items())
     assert [p.name for p in campaign.work_root().iterdir()] == [ckpt.name + ".stale"]
+
+
+def test_md_only_run_samples_and_a_later_run_labels_the_same_frames(campaign_env, monkeypatch):
+    """``md_only`` (the MD on another machine, e.g. a GPU) then a plain run: no MD is redone,
+    every frame is labelled once, and the result equals a campaign run in one go."""
+    campaign, state, tmp = campaign_env
+    from softening_lib import sampling
+
+    _run(campaign, tmp / "one_go", md_batch=1)
+    one_go = _results(campaign, tmp / "one_go")
+    state["calls"].clear()
+
+    campaign.run(out=tmp / "split", only=IDS, model="emt", total_time_ps=0.02, md_batch=1, md_only=True)
+    assert state["calls"] == []  # nothing labelled
+    assert all(campaign.sampled_path(m).is_file() for m in IDS)
+    assert not any((tmp / "split" / f"{m}.extxyz.gz").is_file() for m in IDS)
+    assert campaign.read_extxyz(campaign.sampled_path("toy-1"))[0].info["md_device"] == "cpu"
+
+    md_calls = []
+    monkeypatch.setattr(sampling, "sample_high_energy_batch", lambda *a, **kw: md_calls.append("batch"))
+    monkeypatch.setattr(sampling, "sample_high_energy", lambda *a, **kw: md_calls.append("single"))
+    campaign.run(out=tmp / "split", only=IDS, model="emt", total_time_ps=0.02, md_batch=2, md_only=True)
+    progress = _run(campaign, tmp / "split", md_batch=2)
+    assert md_calls == []  # the sampled frames were reused, by the second md-only run and by the labelling
+    assert state["calls"] == [(m, k) for m in IDS for k in range(10)]
+    assert set(progress["compounds"]) == set(IDS) and not progress["failures"]
+    for m, frames in _results(campaign, tmp / "split").items():
+        for a, b in zip(one_go[m], frames, strict=True):
+            assert np.allclose(a.positions, b.positions, rtol=0, atol=1e-7)
+            assert np.allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-6)
+            assert a.info["md_seed"] == b.info["md_seed"]
