@@ -4,6 +4,8 @@
 #     bash scripts/gpaw_portable/run_queue.sh KIT SECONDS STAGE...     (e.g. KIT 540 solid-static mig-static)
 # An item cut off by the deadline leaves nothing (records are written atomically); rerunning the
 # queue anywhere skips every finished item. Records name the machine in "host".
+# SECONDS must cover the build (~30 s) plus at least one item per worker: a 16-atom chapter-4 cell took
+# 130-320 s per core with 16 workers busy (a 195 s run finished nothing; a 545 s run finished 25 cells).
 T0=$(date +%s); KIT=$1; TOTAL=$2; shift 2
 N=$(env -u OMP_NUM_THREADS nproc)
 OUTD=${OUT:-/tmp/gpaw_portable_out}; mkdir -p "$OUTD"
