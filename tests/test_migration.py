@@ -439,3 +439,45 @@ def test_gpaw_queue_gives_a_mirror_image_to_its_partners_worker(tmp_path):
             if it["mirror_of"] is not None:
                 partner = next(p for p in items if p["path"].id == it["path"].id and p["index"] == it["mirror_of"])
                 assert q.worker_slot(it, items) % workers == q.worker_slot(partner, items) % workers
+
+
+def test_gpaw_queue_warm_start_reaches_the_same_minimum_in_fewer_dft_steps(tmp_path, monkeypatch):
+    """--warm-start: an MLIP pre-relaxes the start under the same constraints, then the DFT
+    stand-in (EMT here) relaxes to fmax 0.05 on its own forces. A softened model of the same
+    PES (EMT forces x 0.7: same minimum) leaves the DFT relaxation almost nothing to do, and
+    the result is the DFT minimum either way; the fixed atoms of an image never move."""
+    from types import SimpleNamespace
+
+    q = _load_gpaw_queue_script()
+    monkeypatch.setattr(q, "gpaw_calculator", lambda atoms, **s: (EMT(), s))
+    monkeypatch.setattr(q, "_settings_record", lambda s: {"code": "EMT stand-in for GPAW"})
+    ini, fin, mover = _cu_vacancy_hop()
+    built = {"mover": mover, "hop_vector": fin.positions[mover] - ini.positions[mover], "initial": ini, "final": fin}
+    pdir = tmp_path / "relaxed"
+    pdir.mkdir()
+    (pdir / "path.json").write_text("{}")
+
+    def item(i, atoms, warm):
+        return {"kind": "mig-relaxed", "id": f"Cu-vac/relaxed/{i:02d}", "path": SimpleNamespace(id="Cu-vac", n_images=3),
+                "built": built, "index": i, "atoms": atoms, "out": pdir / f"image_{i:02d}.json", "pdir": pdir,
+                "mirror_of": None, "settings": {}, "warm_start": warm}
+
+    soft = ScaledCalculator(EMT(), 0.7)
+    cold = q.run_item(item(0, ini, None))
+    hot = q.run_item(item(0, ini, soft))
+    assert "warm_start" not in cold and cold["converged"] and hot["converged"]
+    assert hot["warm_start"]["model"] == "EMT*0.7" and hot["warm_start"]["converged"]
+    assert hot["warm_start"]["max_displacement"] > 0.01  # the vacancy's neighbours relax
+    assert hot["steps"] < cold["steps"]
+    assert hot["energy"] == pytest.approx(cold["energy"], abs=2e-3)
+    assert np.allclose(hot["structure"]["positions"], cold["structure"]["positions"], atol=0.03)
+
+    for i, atoms in ((0, ini), (4, fin)):  # relaxed end points, then one image between them
+        q._write(pdir / f"image_{i:02d}.json", q.run_item(item(i, atoms, None)))
+    ends = [q._record_atoms(pdir / f"image_{i:02d}.json") for i in (0, 4)]
+    start = mig.interpolate(ends[0], ends[1], 3, "linear")[2]
+    anchor = mig.anchor_atom(ends[0], mover, built["hop_vector"])
+    rec = q.run_item(item(2, None, soft))
+    pos = np.asarray(rec["structure"]["positions"])
+    assert rec["converged"] and rec["warm_start"]["converged"]
+    assert np.allclose(pos[[mover, anchor]], start.positions[[mover, anchor]], atol=1e-9)
