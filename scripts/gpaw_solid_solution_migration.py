@@ -406,10 +406,11 @@ def check(tmp: Path) -> dict:
             "kpts": s["kpts"], "energy": rec["energy"], "scf_iterations": rec["dft"].get("scf_iterations")}
 
 
-def worker_slot(item: dict, items: list[dict]) -> int:
+def worker_slot(item: dict, items: list[dict], pos: dict[str, int] | None = None) -> int:
     """Position of ``item`` in the queue, or of its mirror partner's: a mirror record is
-    written by the worker that computes its partner, never left waiting on another worker."""
-    pos = {it["id"]: k for k, it in enumerate(items)}
+    written by the worker that computes its partner, never left waiting on another worker.
+    ``pos``: the id -> position map of ``items`` (built here when not given)."""
+    pos = pos if pos is not None else {it["id"]: k for k, it in enumerate(items)}
     j = item.get("mirror_of")
     if j is not None:
         partner = item["id"].rsplit("/", 1)[0] + f"/{j:02d}"
@@ -444,6 +445,13 @@ def main(argv=None) -> None:
 
     settings = {**REFERENCE_DFT, "kpt_density": args.kpt_density}
     warm = None if args.warm_start.lower() == "none" else args.warm_start
+    if warm is not None and any(s in ("mig-relaxed", "solid-relaxed") for s in args.stage) and not args.estimate:
+        from softening_lib import models
+
+        try:
+            models.check_available(warm)
+        except Exception as exc:  # unknown or unavailable model
+            ap.error(f"--warm-start {warm}: {exc}. Install it, name another model, or pass --warm-start none")
     items = [{**it, "settings": settings, "warm_start": warm} for it in queue(args.stage, args.reference_dir)
              if not args.only or any(fnmatch.fnmatch(it["id"], pat) for pat in args.only.split(","))]
     if args.estimate:
@@ -462,7 +470,8 @@ def main(argv=None) -> None:
               f"{sum(t[2] for t in totals.values()) / 3600:7.1f} CPU h to go")
         return
 
-    mine = [it for it in items if worker_slot(it, items) % args.workers == args.worker]
+    pos = {it["id"]: k for k, it in enumerate(items)}
+    mine = [it for it in items if worker_slot(it, items, pos) % args.workers == args.worker]
     n_run = 0
     for it in mine:
         if args.max is not None and n_run >= args.max:

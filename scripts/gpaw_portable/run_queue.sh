@@ -20,11 +20,13 @@ export PYTHONPATH=/tmp/gpaw_site LD_LIBRARY_PATH=/tmp/gpaw_work/lib${LD_LIBRARY_
 export GPAW_SETUP_PATH=$(cd "$KIT" && pwd)/setups
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 HF_HUB_OFFLINE=1 SOFTENING_GPAW_LOCK=0
 "$PY" -c "import gpaw, gpaw.fftw as f; print('gpaw', gpaw.__version__, 'fftw', f.have_fftw())" || exit 1
+# relaxations start from a CHGNet pre-relaxation where chgnet is installed, from the interpolation otherwise
+WARM=$("$PY" -c "import chgnet" > /dev/null 2>&1 && echo chgnet-0.3.0 || echo none)
 LEFT=$(( TOTAL - ($(date +%s) - T0) - 25 ))
-echo "running $N workers for $LEFT s"
+echo "running $N workers for $LEFT s (warm start: $WARM)"
 mkdir -p /tmp/gpaw_portable_logs
 for i in $(seq 0 $((N - 1))); do
-  timeout "$LEFT" "$PY" scripts/gpaw_solid_solution_migration.py --stage "$@" --workers "$N" --worker "$i" \
+  timeout "$LEFT" "$PY" scripts/gpaw_solid_solution_migration.py --stage "$@" --workers "$N" --worker "$i" --warm-start "$WARM" \
     > "/tmp/gpaw_portable_logs/w$i.log" 2>&1 &
 done
 wait
