@@ -79,7 +79,7 @@ seed = 0"""
 PARAMS_05 = """models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe",
           "mace-mp-0-medium"]
 preset = "default"  # "smoke" | "default" | "full"
-profile_path = "MgO-vac-s1"  # the path of Fig. 3a
+profile_path = "auto"  # the path of Fig. 3a, e.g. "MgO-vac-s1"; auto: the first with a GPAW reference
 interpolation = "linear"  # or "idpp"
 constraint = "fixed"  # or "hyperplane\""""
 
@@ -311,6 +311,8 @@ ctx.show_models();
 """),
         code("""
 import pandas as pd
+if profile_path == "auto":  # the first path with a complete GPAW reference (relaxed, else static)
+    profile_path = mig.profile_path_for(mig.load_reference())
 paths = ctx.pick([p for p in mig.PATHS if p.id == profile_path], mig.PATHS, mig.PATHS)
 pd.DataFrame([{"path": p.id, "host": p.host, "moving ion": mig.HOSTS[p.host].cation,
                "atoms": len(mig.build_path(p)["initial"]),

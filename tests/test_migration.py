@@ -274,6 +274,17 @@ def test_gpaw_reference_loader_counts_complete_and_pending_paths(tmp_path, monke
     assert list(mig.load_reference(root=tmp_path)["path_id"]) == ["MgO-vac-s1"]
 
 
+def test_profile_path_auto_prefers_a_relaxed_reference_then_a_static_one():
+    import pandas as pd
+
+    table = pd.DataFrame({"path_id": ["Li2S-vac-s2", "Li2S-vac-s1", "LiF-vac-s1"],
+                          "mode": ["static", "static", "relaxed"]})
+    assert mig.profile_path_for(table) == "LiF-vac-s1"
+    assert mig.profile_path_for(table[table["mode"] == "static"]) == "Li2S-vac-s1"  # PATHS order
+    assert mig.profile_path_for(table.iloc[:0]) == "MgO-vac-s1"
+    assert mig.profile_path_for(pd.DataFrame()) == "MgO-vac-s1"  # what load_reference gives with no files
+
+
 def test_barrier_pairs_and_figures_with_a_reference():
     import matplotlib
 

@@ -518,6 +518,18 @@ def reference_dir() -> Path:
     return config.reference_dir() / REFERENCE_DIRS[0]
 
 
+def profile_path_for(reference, default: str = "MgO-vac-s1") -> str:
+    """The path Fig. 3a shows when the chapter's ``profile_path`` is ``"auto"``: the first of
+    :data:`PATHS` with a complete relaxed (ApproxNEB) reference, else the first with a complete
+    static one, else ``default``; ``reference`` is :func:`load_reference`'s table."""
+    for mode in ("relaxed", "static"):
+        done = set(reference["path_id"][reference["mode"] == mode]) if len(reference) else set()
+        for p in PATHS:
+            if p.id in done:
+                return p.id
+    return default
+
+
 def load_reference(mode: str | None = None, root: Path | None = None):
     """GPAW paths with every image done (``<path_id>/<mode>/image_XX.json``) as a table like
     :func:`score`'s; paths with images still missing are listed in ``.attrs['pending']``.
@@ -841,13 +853,16 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
     if len(pairs):
         plots.histogram(ax1, {m: g["diff"].to_numpy() for m, g in pairs.groupby("model")},
                         bins=12, xlabel="E$_{KRA}$(model) − E$_{KRA}$(reference) (eV)", vline=0.0)
+        from matplotlib.ticker import MaxNLocator
+
+        ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of paths
         hi = 1.1 * float(np.nanmax(pairs[["e_ref", "e_model"]].to_numpy()))
         for m, g in pairs.groupby("model"):
             mae = float(np.mean(np.abs(g["diff"])))
             plots.parity(ax2, g["e_ref"], g["e_model"], model=m, s=28, alpha=0.85, lim=(0, hi),
                          xlabel="reference E$_{KRA}$ (eV)", ylabel="model E$_{KRA}$ (eV)",
                          label_=f"{plots.label(m)} (MAE {mae:.2f} eV)")
-        ax2.legend(fontsize=8, loc="lower right")
+        ax2.legend(fontsize=8, loc="upper left")  # softened models sit below the diagonal
     else:
         for name, tab in tables.items():
             if tab is None or not len(tab):
