@@ -334,10 +334,13 @@ origin.
         code("""
 reference = mig.load_reference()
 pending = reference.attrs.get("pending", {})
-n_ref = int(len(reference))
+ids = {p.id for p in paths}
+n_ref = int(reference["path_id"].isin(ids).sum()) if len(reference) else 0  # complete (path, mode) pairs
 ctx.glue("n_ref_paths", n_ref)
-ref_note = "" if n_ref >= len(paths) else (
-    f"GPAW reference pending: {n_ref} path-modes complete, {len(pending)} partial, of {len(paths)} paths x 2 modes")
+n_partial = sum(1 for k, v in pending.items() if k.split("/")[0] in ids and not v.startswith("0/"))
+ref_note = "" if n_ref >= 2 * len(paths) else (
+    f"GPAW reference pending: {n_ref} of {2 * len(paths)} path-modes complete "
+    f"({len(paths)} paths x static/relaxed), {n_partial} in progress")
 print(ref_note or "reference complete", pending)
 """),
         md("""
