@@ -349,7 +349,9 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
         labelled_frames.append(lab)
         dft_wall += rec["wall_time_s"]
         fmax = float(np.abs(lab.get_forces()).max())
-        _log(f"{mid}: frame {k} {'strained ' + str((frame.info['strain_a'], frame.info['strain_b'], frame.info['strain_c'])) if frame.info['strained'] else 'unstrained'} "
+        how = ("strained " + "/".join(f"{float(frame.info[f'strain_{v}']):+.0%}" for v in "abc")
+               if frame.info["strained"] else "unstrained")
+        _log(f"{mid}: frame {k} {how} "
              f"labelled in {rec['wall_time_s']:.0f} s ({rec['scf_iterations']} SCF it., kpts {rec['kpts']}, "
              f"{rec['ecut_eV']:.0f} eV), max |F| {fmax:.2f} eV/A")
     labelled_frames.sort(key=lambda a: int(a.info["frame_id"]))
