@@ -137,6 +137,7 @@ def fig_parity(dir: str | Path | None = None, max_cols: int = MAX_COLS):
     ``max_cols`` per row; each title says whether GPAW's residual forces were computed or
     vanish by site symmetry. None when there is no summary."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     summary = load_summary(dir)
     if summary.empty:
@@ -154,6 +155,8 @@ def fig_parity(dir: str | Path | None = None, max_cols: int = MAX_COLS):
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
+        ax.xaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 5, 10], symmetric=True))  # short labels that do not overlap
+        ax.yaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 5, 10], symmetric=True))
         ax.set_title(panel_title(r, material_record(r.material_id, dir), dir), fontsize=9)
         ax.set_xlabel("VASP-PBEsol (eV/Å)")
         ax.set_ylabel("GPAW-PBEsol (eV/Å)")
