@@ -353,7 +353,7 @@ relaxed = {m: mig.score(paths, m, mode="relaxed", interpolation=interpolation, c
                         compute=(ctx.preset == "full"), progress=False) for m in ctx.models}
 print("relaxed paths available:", {m: len(t) for m, t in relaxed.items()}, "of", len(paths))
 import matplotlib.pyplot as plt
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 5.4))
 mig.figure_3a(relaxed, profile_path, mode="relaxed", reference=reference, ax=a1,
               reference_note="" if len(reference) and (reference["mode"] == "relaxed").any()
               else "GPAW ApproxNEB reference pending")

@@ -274,6 +274,32 @@ def test_gpaw_reference_loader_counts_complete_and_pending_paths(tmp_path, monke
     assert list(mig.load_reference(root=tmp_path)["path_id"]) == ["MgO-vac-s1"]
 
 
+def test_gpaw_reference_coordinate_follows_the_moving_ion_of_the_records(tmp_path, monkeypatch):
+    """A relaxed reference path's x axis is where its moving ion really is (relaxed end points
+    pull the ion in), not the static path's coordinate stored in path.json."""
+    monkeypatch.setattr(mig, "reference_dir", lambda: tmp_path)
+    d = tmp_path / "LiF-vac-s1" / "relaxed"
+    d.mkdir(parents=True)
+    (d / "path.json").write_text(json.dumps({"path_id": "LiF-vac-s1", "host": "LiF", "n_images": 1, "mover": 1,
+                                             "coordinate": [0.0, 1.5, 3.0]}))
+    cell = np.diag([10.0, 10.0, 10.0]).tolist()
+    for i, x in enumerate([0.2, 1.5, 4.6]):  # the last one is stored in the previous cell (mic)
+        rec = {"status": "ok", "energy": [-10.0, -9.5, -10.1][i], "fmax": 0.01,
+               "structure": {"positions": [[0.0, 0.0, 0.0], [x, 0.0, 0.0]], "cell": cell}}
+        if i == 2:
+            rec["structure"]["positions"][1][0] = -5.4  # the same site as x = 4.6
+        (d / f"image_{i:02d}.json").write_text(json.dumps(rec))
+    ref = mig.load_reference()
+    assert ref["coordinate"].iloc[0] == pytest.approx([0.0, 1.3, 1.3 + 3.1])
+    # records without structures fall back to path.json
+    for i in range(3):
+        f = d / f"image_{i:02d}.json"
+        rec = json.loads(f.read_text())
+        del rec["structure"]
+        f.write_text(json.dumps(rec))
+    assert mig.load_reference()["coordinate"].iloc[0] == [0.0, 1.5, 3.0]
+
+
 def test_profile_path_auto_prefers_a_relaxed_reference_then_a_static_one():
     import pandas as pd
 

@@ -565,11 +565,28 @@ def load_reference(mode: str | None = None, root: Path | None = None):
                      if not recs[i].get("converged", True)]
             rows.append({"model": REFERENCE_LABEL, "path_id": pdir.name, "host": meta["host"],
                          "mode": mdir.name, "energies": e, "referenced": referenced(e).tolist(),
-                         "coordinate": meta.get("coordinate"), "e_kra": kra_barrier(e),
+                         "coordinate": _record_coordinate([recs[i] for i in range(n)], meta), "e_kra": kra_barrier(e),
                          "delta_e_end": e[-1] - e[0], "flags": flags, "n_images": meta["n_images"]})
     table = pd.DataFrame(rows)
     table.attrs["pending"] = pending
     return table
+
+
+def _record_coordinate(records: list[dict], meta: dict) -> list[float] | None:
+    """Distance the moving ion travelled along a reference path, from the images' own
+    structures (as :func:`approx_neb` measures it for a model): relaxed end points move the ion
+    towards each other, so the static ``meta["coordinate"]`` would stretch a relaxed profile.
+    Falls back to ``meta["coordinate"]`` where a record has no structure."""
+    from ase.geometry import find_mic
+
+    mover = meta.get("mover")
+    try:
+        pos = [np.asarray(r["structure"]["positions"], float)[mover] for r in records]
+        cell = np.asarray(records[0]["structure"]["cell"], float)
+    except (KeyError, TypeError, IndexError):
+        return meta.get("coordinate")
+    steps = [np.linalg.norm(find_mic(b - a, cell, pbc=True)[0]) for a, b in zip(pos[:-1], pos[1:])]
+    return np.concatenate([[0.0], np.cumsum(steps)]).tolist()
 
 
 # --------------------------------------------------------------------------------------
@@ -790,8 +807,8 @@ def figure_3a(tables: dict[str, Any], path_id: str, *, mode: str = "relaxed", re
     ax.set_title(f"{path_id} ({mode})", fontsize=10)
     if reference_note:  # under the title, where it cannot cover data or legend
         ax.set_title(ax.get_title() + "\n" + reference_note, fontsize=9, color="0.2")
-    if series:
-        ax.legend(fontsize=8, loc="best")
+    if series:  # under the axes: a barrier profile leaves no empty corner
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return fig
 
 
