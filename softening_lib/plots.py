@@ -93,6 +93,10 @@ def histogram(ax, values_by_model: dict[str, Sequence[float]], *, bins=30, xlabe
         ax.axvline(vline, color="0.3", lw=0.8, ls="--")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density" if stat == "density" else "count")
+    if stat != "density":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 2.5 materials
     return ax
 
 

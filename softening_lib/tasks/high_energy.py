@@ -465,6 +465,7 @@ def fig5b(tables: dict[str, Any], bins: int = 30):
                          "s_median": float(np.median(v))})
         ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}\n({len(ok['material_id'].unique())} materials)", fontsize=9)
         ax.text(0.02, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7.5)
+        ax.set_ylim(top=ax.get_ylim()[1] / (0.95 - 0.07 * len(lines)))  # headroom: the text sits above the bars
     handles, labels_ = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels_, loc="lower center", ncol=len(labels_), fontsize=8, bbox_to_anchor=(0.5, -0.06))
     fig.tight_layout()
