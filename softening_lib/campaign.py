@@ -348,7 +348,7 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
         atomic_write_bytes(done_path, frames_to_extxyz([lab]).encode())
         labelled_frames.append(lab)
         dft_wall += rec["wall_time_s"]
-        fmax = float(np.abs(lab.get_forces()).max())
+        fmax = float(np.linalg.norm(lab.get_forces(), axis=1).max())  # largest force on an atom
         how = ("strained " + "/".join(f"{float(frame.info[f'strain_{v}']):+.0%}" for v in "abc")
                if frame.info["strained"] else "unstrained")
         _log(f"{mid}: frame {k} {how} "
