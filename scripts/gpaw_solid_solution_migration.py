@@ -368,20 +368,27 @@ def run_item(item: dict) -> dict:
 # cost estimate
 # --------------------------------------------------------------------------------------
 
-RELAX_STEPS = {"solid-relaxed": 20, "mig-relaxed": 15}  # typical BFGS steps; SCF restarts are ~1/2 a static
+#: typical GPAW BFGS steps of a relaxation started cold (from the interpolated/ideal geometry)
+RELAX_STEPS = {"solid-relaxed": 20, "mig-relaxed": 15}
+#: ... and started warm from an MLIP-relaxed geometry (--warm-start): measured on the 11 relaxed
+#: Li2O images of 2026-11-26/27 (CHGNet warm start: 3-11 GPAW steps, mean 5.4)
+WARM_RELAX_STEPS = {"solid-relaxed": 8, "mig-relaxed": 5.5}
+#: CPU of one relaxation step as a fraction of a static (SCF restarts from the previous
+#: step's density); measured 0.36-0.43 on the same images (CPU(relaxed) / CPU(static image))
+STEP_COST = 0.4
 
 
 def estimate(item: dict) -> float:
     """CPU seconds of one item: :func:`softening_lib.dft.estimate_cpu_seconds` of a static
     (the model calibrated on the project's surfaces/defects records, +/- a factor 2-3), times
-    ``1 + RELAX_STEPS / 2`` for a relaxation."""
+    ``1 + STEP_COST * steps`` for a relaxation (``WARM_RELAX_STEPS`` when the item starts warm)."""
     from softening_lib import dft
 
     if item.get("mirror_of") is not None:
         return 0.0  # a rotated copy of its partner's record
     atoms = item["atoms"] if item["atoms"] is not None else item["built"]["initial"]
-    steps = RELAX_STEPS.get(item["kind"])
-    return dft.estimate_cpu_seconds(atoms, **item.get("settings", REFERENCE_DFT)) * (1 + 0.5 * steps if steps else 1.0)
+    steps = (WARM_RELAX_STEPS if item.get("warm_start") else RELAX_STEPS).get(item["kind"])
+    return dft.estimate_cpu_seconds(atoms, **item.get("settings", REFERENCE_DFT)) * (1 + STEP_COST * steps if steps else 1.0)
 
 
 def check(tmp: Path) -> dict:
