@@ -45,7 +45,9 @@ an even number of valence electrons per cell (an odd count is an open shell, e.g
 Rb2CuCl4, which MP treats spin-polarised and a spin-paired label would misdescribe), at
 most ``max_atoms`` atoms, and an estimated GPAW cost (valence electrons, volume, k-points,
 cutoff) below ``max_cost``; ordered greedily so that each next compound brings the
-chemical elements seen least so far (ties: cheaper first, then material id).
+chemical elements seen least so far (ties: cheaper first, then material id). When that pool
+holds fewer than the compounds asked for, the greedy goes on among the compounds up to 1.5x,
+2x, 3x ``max_cost`` (:data:`COST_TIERS`), so a longer selection only appends to a shorter one.
 """
 
 from __future__ import annotations
@@ -151,21 +153,35 @@ def candidate_table(max_atoms: int = 8, **dft_settings: Any):
     return pd.DataFrame(rows)
 
 
+#: If fewer than ``n`` compounds cost at most ``max_cost``, the selection goes on among those up
+#: to these multiples of ``max_cost``, one tier after the other (the 30-unit pool of 8-atom cells
+#: holds 54 compounds; 60 need the 1.5x tier)
+COST_TIERS = (1.0, 1.5, 2.0, 3.0)
+
+
 def select_compounds(n: int, max_atoms: int = 8, max_cost: float = DEFAULT_MAX_COST,
                      **dft_settings: Any) -> list[str]:
-    """The campaign's compounds, in order (see the module docstring for the rule)."""
+    """The campaign's compounds, in order (see the module docstring for the rule).
+
+    Greedy within the cheapest tier (cost <= ``max_cost``) first; when that pool runs out
+    before ``n``, the greedy goes on (same element counts) in the next tier of
+    :data:`COST_TIERS`. A selection of ``n`` is therefore always the first ``n`` of any
+    larger one: growing the campaign never drops a compound already labelled."""
     table = candidate_table(max_atoms=max_atoms, **dft_settings)
-    pool = table[(table.excluded == "") & (table.cost <= max_cost)].copy()
-    pool = pool.sort_values(["cost", "material_id"])
+    ok = table[table.excluded == ""].sort_values(["cost", "material_id"])
     seen: Counter = Counter()
     chosen: list[str] = []
-    remaining = list(pool.itertuples())
-    while remaining and len(chosen) < n:
-        best = min(remaining, key=lambda r: (sum(seen[e] for e in r.elements.split()) / len(r.elements.split()),
-                                             r.cost, r.material_id))
-        remaining.remove(best)
-        chosen.append(best.material_id)
-        seen.update(best.elements.split())
+    lower = -math.inf
+    for factor in COST_TIERS:
+        upper = factor * max_cost
+        remaining = list(ok[(ok.cost > lower) & (ok.cost <= upper)].itertuples())
+        lower = upper
+        while remaining and len(chosen) < n:
+            best = min(remaining, key=lambda r: (sum(seen[e] for e in r.elements.split()) / len(r.elements.split()),
+                                                 r.cost, r.material_id))
+            remaining.remove(best)
+            chosen.append(best.material_id)
+            seen.update(best.elements.split())
     return chosen
 
 

@@ -76,14 +76,22 @@ def test_campaign_selection_rule(mirror_available):
     from softening_lib import campaign
     from softening_lib.dft import REFUSED_ELEMENTS
 
-    ids = campaign.select_compounds(20)
-    assert ids == campaign.select_compounds(20)  # deterministic
-    table = campaign.candidate_table().set_index("material_id")
+    dft = campaign.CAMPAIGN_DFT  # the campaign's k-point density sets the cost of a frame
+    ids = campaign.select_compounds(20, **dft)
+    assert len(ids) == 20 and ids == campaign.select_compounds(20, **dft)  # deterministic
+    table = campaign.candidate_table(**dft).set_index("material_id")
     for mid in ids:
         row = table.loc[mid]
         assert row.excluded == "" and row.n_atoms <= 8 and row.cost <= campaign.DEFAULT_MAX_COST
         assert not set(row.elements.split()) & (REFUSED_ELEMENTS | {"H"})
     assert "wbm-1-10384" not in ids  # Rb2CuCl4: odd electron count (Cu2+), excluded
+    # past the cheapest pool the selection goes on in dearer tiers, keeping what came before
+    n_cheap = int(((table.excluded == "") & (table.cost <= campaign.DEFAULT_MAX_COST)).sum())
+    longer = campaign.select_compounds(n_cheap + 6, **dft)
+    assert len(longer) == n_cheap + 6 and longer[:20] == ids
+    assert all(table.loc[m].cost <= campaign.DEFAULT_MAX_COST for m in longer[:n_cheap])
+    assert all(campaign.DEFAULT_MAX_COST < table.loc[m].cost <= 1.5 * campaign.DEFAULT_MAX_COST
+               for m in longer[n_cheap:])
     assert campaign.seed_for("wbm-1-25229") == campaign.seed_for("wbm-1-25229") != campaign.seed_for("wbm-1-3187")
 
 
