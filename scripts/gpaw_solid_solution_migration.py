@@ -36,7 +36,8 @@ two end points; 6 of the 8 paths) are computed on their first half: image ``n-1-
 written as the rotated copy of image ``j`` (``"mirror_of": j`` in its record, no
 calculation), which the operation guarantees, image by image (``mirror_partners``). Relaxed
 images are mirrored only when the operation keeps the moving ion and the anchor atom in
-place; a relaxed final end point is g(relaxed initial end point).
+place (``migration.path_anchor`` picks such an anchor where one ties for farthest, and every
+model's ApproxNEB fixes the same atom); a relaxed final end point is g(relaxed initial end point).
 
 Usage::
 
@@ -164,7 +165,7 @@ def mig_items(mode: str, reference_dir: Path):
                        "mirror_of": partners.get(i)}
         else:
             op = built["symmetry"]
-            fixed = [built["mover"], mig.anchor_atom(built["initial"], built["mover"], built["hop_vector"])]
+            fixed = [built["mover"], path_anchor(built)]
             images_mirrored = op is not None and all(op.perm[k] == k for k in fixed)
             for i, atoms in ((0, built["initial"]), (n - 1, built["final"])):
                 yield {"kind": "mig-relaxed", "id": f"{p.id}/relaxed/{i:02d}", "path": p, "built": built,
@@ -174,6 +175,14 @@ def mig_items(mode: str, reference_dir: Path):
                 yield {"kind": "mig-relaxed", "id": f"{p.id}/relaxed/{i:02d}", "path": p, "built": built,
                        "index": i, "atoms": None, "out": pdir / f"image_{i:02d}.json", "pdir": pdir,
                        "mirror_of": partners.get(i) if images_mirrored else None}
+
+
+def path_anchor(built: dict) -> int:
+    """The host atom a relaxed image holds fixed besides the moving ion:
+    ``migration.path_anchor``, the same atom every model's ApproxNEB fixes."""
+    from softening_lib.tasks import migration as mig
+
+    return mig.path_anchor(built)
 
 
 def queue(stages, reference_dir: Path):
@@ -197,7 +206,7 @@ def _path_meta(item: dict) -> None:
     coord = [float(np.linalg.norm(im.positions[m] - images[0].positions[m])) for im in images]
     _write(meta_path, {"path_id": p.id, "host": p.host, "shell": p.shell, "n_images": p.n_images,
                        "mover": m, "removed": built["removed"], "hop_distance": built["hop_distance"],
-                       "coordinate": coord, "anchor_atom": mig.anchor_atom(built["initial"], m, built["hop_vector"]),
+                       "coordinate": coord, "anchor_atom": path_anchor(built),
                        "constraint": "fixed (moving ion + anchor atom)", "interpolation": "linear",
                        "energy_reference": "E_KRA = max_i E_i - (E_0 + E_N)/2"})
 
@@ -234,8 +243,7 @@ def mirror_record(item: dict, base: dict) -> dict | None:
             return {"status": "waiting", "reason": f"end point {n - 1} not done yet"}
         ends = [_record_atoms(item["pdir"] / f"image_{k:02d}.json") for k in (0, n - 1)]
         path = mig.interpolate(ends[0], ends[1], p.n_images, "linear")
-        anchor = mig.anchor_atom(ends[0], built["mover"], built["hop_vector"])
-        if mig.mirror_partners(path, op).get(i) != j or any(op.perm[k] != k for k in (built["mover"], anchor)):
+        if mig.mirror_partners(path, op).get(i) != j or any(op.perm[k] != k for k in (built["mover"], path_anchor(built))):
             return None
         template = path[i]
     partner_atoms = _record_atoms(partner)
@@ -346,8 +354,7 @@ def run_item(item: dict) -> dict:
                     return {"status": "waiting", "reason": f"end point {j} not done yet"}
                 ends.append(_record_atoms(f))
             atoms = mig.interpolate(ends[0], ends[1], p.n_images, "linear")[i]
-            anchor = mig.anchor_atom(ends[0], built["mover"], built["hop_vector"])
-            atoms.set_constraint(FixAtoms(indices=[built["mover"], anchor]))
+            atoms.set_constraint(FixAtoms(indices=[built["mover"], path_anchor(built)]))
         atoms, warm = warm_start(atoms, item.get("warm_start"), lambda a, c: mig._relax_fixed_cell(a, c, FMAX, 200))
         calc, s = gpaw_calculator(atoms, **item.get("settings", REFERENCE_DFT))
         relaxed, info = mig._relax_fixed_cell(atoms, calc, FMAX, 200)
@@ -355,6 +362,8 @@ def run_item(item: dict) -> dict:
                "energy": float(relaxed.get_potential_energy()), "converged": bool(info["converged"]),
                "fmax": float(info["fmax"]), "steps": int(info["steps"]), "structure": _atoms_record(relaxed),
                "dft": _settings_record(s)}
+        if i not in (0, n - 1):
+            rec["fixed_atoms"] = [int(built["mover"]), path_anchor(built)]
         if warm is not None:
             rec["warm_start"] = warm
     else:

@@ -446,7 +446,11 @@ backward $= 0.3$ eV $= E_\\mathrm{KRA} - \\Delta E/2$.
 With only the ion fixed, a rigid translation of all other atoms costs no energy, and the
 optimiser can move the whole host until the ion sits on a lattice site again: every image
 then relaxes to the end-point energy and the barrier vanishes. One more fixed atom removes
-that zero mode.
+that zero mode. *Which* atom is not innocent in a 30-atom cell: the host still strains
+5 Å from the hop, and pinning one of four equally far atoms instead of another changed a
+CHGNet saddle image of MgO by 33 meV. The book therefore fixes the same atom for every model
+and for DFT (`mig.path_anchor`), one that the hop's mirror symmetry keeps in place, so a
+symmetric hop keeps a symmetric profile.
 ```
 
 3. Re-run a path with `interpolation="idpp"` and `constraint="hyperplane"`. Which barrier

@@ -227,6 +227,73 @@ class Pair(Calculator):
         self.results = {"energy": e, "free_energy": e, "forces": f}
 
 
+class Ionic(Calculator):
+    """Morse attraction between unlike species, a soft repulsion between like ones, smoothly
+    cut at 6 A: a stable rock salt, so ApproxNEB images relax to real constrained minima."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        from ase.neighborlist import neighbor_list
+
+        i, j, d, D = neighbor_list("ijdD", self.atoms, 6.0)
+        z = self.atoms.numbers
+        x = np.exp(-1.5 * (d - 2.1))
+        like = 0.5 * np.exp(-(d - 2.1) / 0.3)
+        e = np.where(z[i] != z[j], x * x - 2 * x, like)
+        de = np.where(z[i] != z[j], -3.0 * x * x + 3.0 * x, -like / 0.3)
+        sw, dsw = 1 - (d / 6.0) ** 8, -8 * d ** 7 / 6.0 ** 8
+        f = np.zeros((len(self.atoms), 3))
+        np.add.at(f, i, ((de * sw + e * dsw) / d)[:, None] * D)
+        energy = 0.5 * float(np.sum(e * sw))
+        self.results = {"energy": energy, "free_energy": energy, "forces": f}
+
+
+def test_relaxed_symmetric_hop_gives_a_symmetric_profile_with_the_path_anchor():
+    """Rock-salt vacancy hop, images relaxed with the ion and one far host atom fixed: with
+    the anchor the hop's symmetry keeps in place (path_anchor) image 1 and image 3 are mirror
+    images, so their energies agree; fixing another of the atoms tied for farthest (argmax)
+    breaks the symmetry of the constrained problem and the profile with it."""
+    built = mig.build_path(mig.PathSpec("MgO", 1, n_images=3))
+    op = mig.hop_symmetry(built["initial"], built["final"], built["host"].atoms())
+    anchor = mig.path_anchor(built)
+    plain = mig.anchor_atom(built["initial"], built["mover"], built["hop_vector"])
+    assert op.perm[anchor] == anchor and op.perm[plain] != plain
+
+    def energies(a):
+        res = mig.approx_neb(built["initial"], built["final"], built["mover"], Ionic(), n_images=3,
+                             fmax=0.01, anchor=a)
+        assert res["anchor_atom"] == a and all(res["image_converged"])
+        return np.asarray(res["energies"])
+
+    e = energies(anchor)
+    assert abs(e[1] - e[3]) < 2e-3 and abs(e[0] - e[4]) < 2e-3
+    e_plain = energies(plain)
+    assert abs(e_plain[1] - e_plain[3]) > 0.02
+
+
+def test_score_relaxed_fixes_the_path_anchor_and_keys_the_cache_by_it(tmp_path, monkeypatch):
+    """Every model's relaxed ApproxNEB fixes path_anchor's atom; a result computed with
+    another anchor (another cache key) is never read back for it."""
+    from softening_lib.cache import ResultStore
+
+    seen = []
+
+    def fake(initial, final, mover, calc, **kw):
+        seen.append(kw["anchor"])
+        return {"energies": [0.0, 1.0, 0.0], "e_kra": 1.0, "flags": [], "anchor_atom": kw["anchor"]}
+
+    monkeypatch.setattr(mig, "approx_neb", fake)
+    store = ResultStore("migration", root=tmp_path)
+    spec = mig.PathSpec("LiCl", 1, n_images=1)
+    mig.score([spec], "pair", calc=Pair(), mode="relaxed", store=store, progress=False)
+    assert seen == [mig.path_anchor(mig.build_path(spec))]
+    assert len(mig.score([spec], "pair", calc=Pair(), mode="relaxed", store=store, compute=False)) == 1
+    monkeypatch.setattr(mig, "ANCHOR_RULE", "another rule")
+    assert mig.score([spec], "pair", calc=Pair(), mode="relaxed", store=store, compute=False).empty
+
+
 @pytest.mark.parametrize("path_id", ["MgO-vac-s1", "LiCl-vac-s1", "Li2O-vac-s2"])
 def test_compensated_hops_are_mirror_symmetric(path_id):
     built = mig.build_path(path_id)
@@ -429,14 +496,33 @@ def _load_gpaw_queue_script():
     return q
 
 
+def test_anchor_atom_tie_goes_to_an_atom_the_hop_symmetry_keeps_in_place():
+    """Rock salt: four host atoms tie for farthest from the hop; the first of them (argmax,
+    what a model's approx_neb fixes) is moved by the hop's symmetry, two others are not."""
+    built = mig.build_path("MgO-vac-s1")
+    op = mig.hop_symmetry(built["initial"], built["final"], built["host"].atoms())
+    ini, m, hop = built["initial"], built["mover"], built["hop_vector"]
+    d = np.linalg.norm(mig._mic_vectors(ini, ini.positions[m] + 0.5 * hop), axis=1)
+    d[m] = -1
+    plain, kept = mig.anchor_atom(ini, m, hop), mig.anchor_atom(ini, m, hop, symmetry=op)
+    assert op.perm[plain] != plain and op.perm[kept] == kept
+    assert d[kept] == pytest.approx(d.max(), abs=1e-6) and d[plain] == pytest.approx(d.max(), abs=1e-6)
+    assert mig.anchor_atom(ini, m, hop, symmetry=None) == plain
+
+
 def test_gpaw_queue_mirrors_relaxed_end_point_and_images_only_when_the_fixed_atoms_stay(tmp_path):
     """Relaxed ApproxNEB: the final end point is g(relaxed initial); intermediate images are
-    mirrored only where g keeps the moving ion and the anchor atom in place (Li2O second
-    shell), never otherwise (MgO: g moves the anchor, so its images are computed)."""
+    mirrored where g keeps the moving ion and the anchor atom in place (the anchor is chosen
+    so: Li2O second shell, MgO), never on a hop without symmetry (Li2O first shell)."""
     q = _load_gpaw_queue_script()
-    mgo = [it for it in q.mig_items("relaxed", tmp_path) if it["path"].id == "MgO-vac-s1"]
-    assert [it["mirror_of"] for it in mgo] == [None, 0, None, None, None, None, None]
-    items = {it["index"]: it for it in q.mig_items("relaxed", tmp_path) if it["path"].id == "Li2O-vac-s2"}
+    li2o_s1 = [it for it in q.mig_items("relaxed", tmp_path) if it["path"].id == "Li2O-vac-s1"]
+    assert [it["mirror_of"] for it in li2o_s1] == [None] * 7
+    for pid in ("MgO-vac-s1", "Li2O-vac-s2"):
+        _check_relaxed_mirror(q, tmp_path / pid, pid)
+
+
+def _check_relaxed_mirror(q, tmp_path, path_id):
+    items = {it["index"]: it for it in q.mig_items("relaxed", tmp_path) if it["path"].id == path_id}
     assert [items[i]["mirror_of"] for i in range(7)] == [None, None, None, None, 2, 1, 0]
 
     def write(it, atoms):

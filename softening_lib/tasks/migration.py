@@ -12,7 +12,9 @@ Appl. Mater. Interfaces 14, 44367 (2022)) and by Deng et al. (2025):
    (``constraint="hyperplane"``). One host atom, the farthest from the hop midpoint, is
    fixed too (atomate's "fix_two_atoms" scheme): with the ion alone fixed, the host could
    translate rigidly and carry the ion back onto a site, and every image would relax to
-   the end-point energy;
+   the end-point energy. Which atom is the same for every calculator (:func:`path_anchor`:
+   chosen on the ideal structure; of several tied atoms, one the hop's symmetry keeps in
+   place, so a symmetric hop keeps a symmetric profile);
 4. the barrier is the highest energy along the path after referencing the end images to
    zero. Exactly, with ``E_0`` and ``E_N`` the end-image energies::
 
@@ -62,6 +64,10 @@ from .solid_solution import model_key
 
 TASK = "migration"
 VERSION = "3"  # 2: compensating vacancies far from both hop sites; 3: in-plane hops
+#: how relaxed images pick their fixed host atom (part of a relaxed result's cache key):
+#: "ideal+symmetry" = :func:`path_anchor` (before 2026-11-27: farthest atom of each
+#: calculator's own relaxed end point, ties broken at random)
+ANCHOR_RULE = "ideal+symmetry"
 
 #: nominal oxidation states used to keep vacancy supercells charge neutral
 CHARGES = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Al": 3, "O": -2, "S": -2,
@@ -261,12 +267,23 @@ def _relax_fixed_cell(atoms: Atoms, calc, fmax: float, max_steps: int) -> tuple[
     return out, {"converged": bool(info["converged"]), "fmax": float(info["fmax"]), "steps": int(info["steps"])}
 
 
-def anchor_atom(atoms: Atoms, mover: int, hop: np.ndarray) -> int:
+def anchor_atom(atoms: Atoms, mover: int, hop: np.ndarray, symmetry: "HopSymmetry | None" = None,
+                tol: float = 1e-2) -> int:
     """The host atom farthest from the hop midpoint: held fixed in every image so the host
-    cannot translate rigidly back around the fixed ion (atomate's "fix_two_atoms")."""
+    cannot translate rigidly back around the fixed ion (atomate's "fix_two_atoms").
+
+    In a symmetric host several atoms tie for farthest. With ``symmetry`` (the hop's
+    :class:`HopSymmetry`) the tie (within ``tol`` A) goes to the lowest-index atom the
+    operation keeps in place, so the relaxed second half of the path is an exact mirror of
+    the first (what the GPAW reference queue needs); without it, or when no tied atom is kept
+    in place, to the first maximum (``argmax``, the rule of :func:`approx_neb`)."""
     mid = atoms.positions[mover] + 0.5 * np.asarray(hop)
     d = np.linalg.norm(_mic_vectors(atoms, mid), axis=1)
     d[mover] = -1.0
+    if symmetry is not None:
+        kept = [k for k in np.flatnonzero(d >= d.max() - tol) if symmetry.perm[k] == k]
+        if kept:
+            return int(kept[0])
     return int(np.argmax(d))
 
 
@@ -352,6 +369,25 @@ def hop_symmetry(initial: Atoms, final: Atoms, host: Atoms, tol: float = 1e-3) -
     return None
 
 
+def path_anchor(built: dict[str, Any]) -> int:
+    """The host atom every relaxed image of a built path (:func:`build_path`) holds fixed
+    besides the moving ion, for every calculator alike (models and the GPAW reference): the
+    farthest from the hop on the *ideal* initial end point, a tie going to the lowest-index
+    atom the hop's symmetry keeps in place (:func:`anchor_atom`). On the ideal structure the
+    tie is exact and the same for everyone (on a relaxed end point each model would break it
+    at random), and with the anchor on the symmetry element the constrained problem keeps the
+    hop's symmetry: a symmetric hop gives a symmetric profile, whose second half a DFT
+    reference can mirror. Which far atom is fixed matters at the 10-30 meV level in these
+    30-atom cells (CHGNet, MgO first-shell saddle image: 33 meV between two tied atoms)."""
+    if "symmetry" in built:
+        op = built["symmetry"]
+    elif "host" in built:
+        op = hop_symmetry(built["initial"], built["final"], built["host"].atoms())
+    else:  # a hand-made path without its host: no symmetry to respect
+        op = None
+    return anchor_atom(built["initial"], built["mover"], built["hop_vector"], symmetry=op)
+
+
 def mirror_partners(images: Sequence[Atoms], op: HopSymmetry | None, tol: float = 1e-3) -> dict[int, int]:
     """``{i: j}`` for every image ``i`` in the second half of the path whose partner
     ``j = n - 1 - i`` in the first half maps onto it under ``op`` (checked atom by atom,
@@ -371,8 +407,12 @@ def mirror_partners(images: Sequence[Atoms], op: HopSymmetry | None, tol: float 
 def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int = 5,
                interpolation: str = "linear", constraint: str = "fixed", fmax: float = 0.05,
                max_steps: int = 300, relax: bool = True, min_tol: float = 1e-3,
-               site_tol: float = 0.5) -> dict[str, Any]:
+               site_tol: float = 0.5, anchor: int | None = None) -> dict[str, Any]:
     """ApproxNEB path with one calculator; returns a JSON-able record.
+
+    ``anchor``: the host atom held fixed with the moving ion in every image (default: the
+    farthest from the hop on the unrelaxed ``initial``, :func:`anchor_atom`; :func:`score`
+    passes :func:`path_anchor`).
 
     ``relax=False`` evaluates the unrelaxed end points and interpolated images (static
     mode). Flags: ``endpoint_moved`` (the ion moved more than ``site_tol`` A from its
@@ -406,7 +446,9 @@ def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int 
     images = interpolate(ends[0], ends[1], n_images, interpolation)
     hop, _ = find_mic(ends[1].positions[mover] - ends[0].positions[mover], ends[0].cell, pbc=True)
     direction = hop / np.linalg.norm(hop)
-    anchor = anchor_atom(ends[0], mover, hop)
+    if anchor is None:
+        hop0, _ = find_mic(final.positions[mover] - initial.positions[mover], initial.cell, pbc=True)
+        anchor = anchor_atom(initial, mover, hop0)
     energies = [end_info[0]["energy"]]
     img_info = []
     for img in images[1:-1]:
@@ -467,8 +509,10 @@ def score(paths: Sequence[PathSpec] | None, model: str, *, mode: str = "relaxed"
     mkey = model_key(model, calc)
     rows, todo = [], []
     for p in paths:
+        # relaxed: the fixed anchor atom is part of the protocol (ANCHOR_RULE), so part of the key
+        extra = [ANCHOR_RULE, path_anchor(build_path(p))] if mode == "relaxed" else []
         key = cache.key_of(VERSION, p.id, p.n_images, mode, interpolation, constraint,
-                           fmax if mode == "relaxed" else None)
+                           fmax if mode == "relaxed" else None, *extra)
         rec = store.get(mkey, key)
         (rows.append(rec) if rec is not None else todo.append((p, key)))
     if todo and compute:
@@ -492,7 +536,7 @@ def score(paths: Sequence[PathSpec] | None, model: str, *, mode: str = "relaxed"
             t0 = time.time()
             res = approx_neb(built["initial"], built["final"], built["mover"], c, n_images=p.n_images,
                              interpolation=interpolation, constraint=constraint, fmax=fmax,
-                             max_steps=max_steps, relax=(mode == "relaxed"))
+                             max_steps=max_steps, relax=(mode == "relaxed"), anchor=path_anchor(built))
             rec = {"model": model, "model_key": mkey, "path_id": p.id, "host": p.host, "shell": p.shell,
                    "mover": built["host"].cation, "removed": built["removed"], **res,
                    "seconds": round(time.time() - t0, 1), "version": VERSION}
