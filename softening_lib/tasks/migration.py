@@ -909,7 +909,7 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
 
     from .. import plots
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 5.0))
     pairs = barrier_pairs(tables, reference, mode=mode)
     if len(pairs):
         plots.histogram(ax1, {m: g["diff"].to_numpy() for m, g in pairs.groupby("model")},
@@ -923,7 +923,9 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
             plots.parity(ax2, g["e_ref"], g["e_model"], model=m, s=28, alpha=0.85, lim=(0, hi),
                          xlabel="reference E$_{KRA}$ (eV)", ylabel="model E$_{KRA}$ (eV)",
                          label_=f"{plots.label(m)} (MAE {mae:.2f} eV)")
-        ax2.legend(fontsize=8, loc="upper left")  # softened models sit below the diagonal
+        # under both panels: the models' colours for both, clear of the points
+        handles, labels = ax2.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     else:
         for name, tab in tables.items():
             if tab is None or not len(tab):
@@ -941,7 +943,7 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
                  va="center", fontsize=10, color="0.3", transform=ax2.transAxes)
     what = {"relaxed": "ApproxNEB, images relaxed", "static": "unrelaxed straight-line paths"}[mode]
     fig.suptitle(f"Migration barriers E_KRA ({what})", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12 if len(pairs) else 0, 1, 1))
     return fig
 
 
