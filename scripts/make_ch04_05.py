@@ -434,7 +434,7 @@ table = mig.score_public_paths(hops, "chgnet-0.3.0")  # model energies on the DF
 | quantity | paper | this book |
 |---|---|---|
 | paths | 470 Mg paths, 110 hosts (Rutt *et al.*, VASP) | 8 Mg/Li vacancy hops, 6 small hosts (GPAW-PBE) |
-| barrier MAE (eV) | MACE 0.34, CHGNet 0.39, M3GNet 0.49 | table above, once the reference exists |
+| barrier MAE (eV) | MACE 0.34, CHGNet 0.39, M3GNet 0.49 | the tables above: relaxed paths whose GPAW reference is complete (the campaign is growing), and static paths |
 | sign of error | mostly under-predicted | histogram above |
 | images | 5 intermediate | 5 intermediate |
 """),
