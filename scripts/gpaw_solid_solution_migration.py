@@ -218,6 +218,16 @@ def _record_atoms(path: Path):
     return Atoms(r["symbols"], positions=r["positions"], cell=r["cell"], pbc=r["pbc"])
 
 
+def _min_same_species_distance(atoms) -> float:
+    """The shortest distance between two atoms of the same species (periodic images included)."""
+    import numpy as np
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, 6.0)
+    same = atoms.numbers[i] == atoms.numbers[j]
+    return float(d[same].min()) if same.any() else 6.0
+
+
 def mirror_record(item: dict, base: dict) -> dict | None:
     """The record of image ``i`` as the symmetry-rotated copy of its partner ``mirror_of``
     (``{"status": "waiting"}`` until the partner is done). For a relaxed image the operation
@@ -248,7 +258,10 @@ def mirror_record(item: dict, base: dict) -> dict | None:
         template = path[i]
     partner_atoms = _record_atoms(partner)
     atoms = op.apply(partner_atoms, template=template)
-    if mig._match(atoms, template, tol=0.5) is None:  # a relaxed copy sits near its template
+    # sanity check: each atom of the copy is nearer its own template atom than any other atom of
+    # its species (relaxation moves atoms by up to ~0.5 A here, so a fixed 0.5 A was too tight)
+    perm = mig._match(atoms, template, tol=0.5 * _min_same_species_distance(template))
+    if perm is None or not np.array_equal(perm, np.arange(len(atoms))):
         return None
     rec = {**base, "mode": prec["mode"], "path_id": p.id, "index": i, "mirror_of": j,
            "symmetry": {**op.as_record(), "how": "space-group operation of the host swapping the hop's "

@@ -533,8 +533,11 @@ def _check_relaxed_mirror(q, tmp_path, path_id):
                              "dft": {"code": "pair"}})
 
     r0 = items[0]["atoms"].copy()
-    r0.rattle(0.02, seed=1)  # a stand-in for the relaxed initial end point
+    r0.rattle(0.02, seed=1)  # a stand-in for the relaxed initial end point ...
+    far = int(np.argmax(np.linalg.norm(r0.positions - r0.positions[items[0]["built"]["mover"]], axis=1)))
+    r0.positions[far] += [0.6, 0.0, 0.0]  # ... where one atom relaxed 0.6 A (Li2S-vac-s2 end points: 0.54 A)
     write(items[0], r0)
+    assert q.mirror_record(items[6], {"status": "ok"}) is not None  # a mirror, never a GPAW run
     end = q.run_item(items[6])
     assert end["mirror_of"] == 0
     q._write(items[6]["out"], end)
