@@ -418,6 +418,29 @@ summary.pivot_table(index="path", columns=["mode", "model"], values="E_KRA (eV)"
 summary[summary["flags"] != ""] if len(summary) else summary
 """),
         md("""
+## Beyond the paper: how well posed is a path?
+
+ApproxNEB fixes the moving ion and one "far" host atom, which only removes the host's rigid
+translation -- if the atom is really far. In these 21-30-atom cells the farthest host atom is
+3.7-6 Å from the hop. `scripts/approxneb_constraints.py` relaxes every path again with each of
+the host atoms tied for farthest fixed in turn, and with the host's centre of mass fixed
+instead (which removes the translation and nothing else). A small spread means the barrier
+belongs to the potential energy surface; a large one means it belongs to the constraint, and a
+model-DFT difference on such a path says more about which basin each relaxation fell into than
+about softening.
+"""),
+        code("""
+constraints = mig.constraint_table(ctx.models)
+if len(constraints):
+    ill = sorted(set(constraints.loc[constraints["spread (eV)"] > 0.1, "path"]))
+    ctx.glue("n_ill_posed", len(ill))
+    display(Markdown(f"Paths whose barrier moves by more than 0.1 eV with the constraint: "
+                     f"**{', '.join(ill) if ill else 'none'}**."))
+    display(constraints.round(3))
+else:
+    print("no constraint checks cached yet: run scripts/approxneb_constraints.py")
+"""),
+        md("""
 ## The public data (with the internet)
 
 ```python

@@ -273,6 +273,25 @@ def test_relaxed_symmetric_hop_gives_a_symmetric_profile_with_the_path_anchor():
     assert abs(e_plain[1] - e_plain[3]) > 0.02
 
 
+def test_constraint_sensitivity_reports_every_scheme_and_the_spread(tmp_path):
+    """One rock-salt path (one image), the ionic pair model: the barrier with each tied far atom
+    fixed and with the host's centre of mass fixed; the table reads the cached records back."""
+    from softening_lib.cache import ResultStore
+
+    spec = mig.PathSpec("MgO", 1, n_images=1)
+    rec = mig.constraint_sensitivity(spec, Ionic(), fmax=0.02, max_anchors=2)
+    anchor = mig.path_anchor(mig.build_path(spec))
+    assert f"anchor {anchor}" in rec["e_kra"] and "host centre of mass" in rec["e_kra"]
+    assert len(rec["e_kra"]) == 3 and rec["path_anchor"] == anchor
+    vals = list(rec["e_kra"].values())
+    assert np.all(np.isfinite(vals)) and rec["spread"] == pytest.approx(max(vals) - min(vals))
+    assert rec["max_anchor_distance"] == pytest.approx(5.0, abs=0.1)  # 30-atom MgO cell: 5 A at most
+    ResultStore(mig.CONSTRAINT_TASK, root=tmp_path).put("ionic", spec.id, rec)
+    table = mig.constraint_table(["ionic"], root=tmp_path)
+    assert list(table["path"]) == [spec.id]
+    assert table["E_KRA, book's anchor (eV)"].iloc[0] == pytest.approx(rec["e_kra"][f"anchor {anchor}"])
+
+
 def test_score_relaxed_fixes_the_path_anchor_and_keys_the_cache_by_it(tmp_path, monkeypatch):
     """Every model's relaxed ApproxNEB fixes path_anchor's atom; a result computed with
     another anchor (another cache key) is never read back for it."""
