@@ -390,8 +390,13 @@ for ref_mode in modes:
         mae = pairs.assign(abs_diff=pairs["diff"].abs()).groupby("model")[["diff", "abs_diff"]].mean()
         for m, r in mae.iterrows():
             ctx.glue(f"mae_{ref_mode}_{m}".replace("-", "_").replace(".", "_"), float(r["abs_diff"]))
+        mae = mae.rename(columns={"diff": "mean signed error (eV)", "abs_diff": "MAE (eV)"})
+        ill = mig.ill_posed_paths(ctx.models)  # see "how well posed is a path?" below
+        if ref_mode == "relaxed" and ill & set(pairs["path_id"]):
+            ok = pairs[~pairs["path_id"].isin(ill)]
+            mae["MAE, well-posed paths only (eV)"] = ok.assign(a=ok["diff"].abs()).groupby("model")["a"].mean()
         display(Markdown(f"**{ref_mode}** paths ({n_paths}):"))
-        display(mae.rename(columns={"diff": "mean signed error (eV)", "abs_diff": "MAE (eV)"}).round(3))
+        display(mae.round(3))
     # paths whose model or reference relaxation did not reach fmax are left out of the comparison, and listed
     print(f"{ref_mode}: {len(pairs.attrs.get('unconverged', []))} model-reference pairs left out "
           "(relaxation not converged)")

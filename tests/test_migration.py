@@ -290,6 +290,8 @@ def test_constraint_sensitivity_reports_every_scheme_and_the_spread(tmp_path):
     table = mig.constraint_table(["ionic"], root=tmp_path)
     assert list(table["path"]) == [spec.id]
     assert table["E_KRA, book's anchor (eV)"].iloc[0] == pytest.approx(rec["e_kra"][f"anchor {anchor}"])
+    assert mig.ill_posed_paths(["ionic"], threshold=rec["spread"] + 1e-6, root=tmp_path) == set()
+    assert mig.ill_posed_paths(["ionic"], threshold=rec["spread"] - 1e-6, root=tmp_path) == {spec.id}
 
 
 def test_score_relaxed_fixes_the_path_anchor_and_keys_the_cache_by_it(tmp_path, monkeypatch):

@@ -629,6 +629,13 @@ def constraint_table(models: Sequence[str], root: Path | None = None):
     return table.reset_index(drop=True)
 
 
+def ill_posed_paths(models: Sequence[str], threshold: float = 0.1, root: Path | None = None) -> set[str]:
+    """Paths whose cached :func:`constraint_sensitivity` spread exceeds ``threshold`` eV for
+    any of ``models`` (empty when nothing is cached)."""
+    table = constraint_table(models, root=root)
+    return set(table.loc[table["spread (eV)"] > threshold, "path"]) if len(table) else set()
+
+
 # --------------------------------------------------------------------------------------
 # the project's GPAW reference
 # --------------------------------------------------------------------------------------
