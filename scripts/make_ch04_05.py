@@ -440,11 +440,19 @@ if len(constraints):
     ill = sorted(set(constraints.loc[constraints["spread (eV)"] > 0.1, "path"]))
     ctx.glue("n_ill_posed", len(ill))
     display(Markdown(f"Paths whose barrier moves by more than 0.1 eV with the constraint: "
-                     f"**{', '.join(ill) if ill else 'none'}**."))
-    display(constraints.round(3))
+                     f"**{', '.join(ill) if ill else 'none'}**. Spread of E_KRA over the schemes (eV), "
+                     "one column per model:"))
+    display(constraints.pivot(index="path", columns="model", values="spread (eV)")
+            .reindex([p.id for p in mig.PATHS]).dropna(how="all").round(3))
 else:
     print("no constraint checks cached yet: run scripts/approxneb_constraints.py")
 """),
+        md("""
+Every barrier behind those spreads (click to show):
+"""),
+        code("""
+constraints.round(3) if len(constraints) else None
+""", tags=["hide-output"]),
         md("""
 ## The public data (with the internet)
 
