@@ -267,6 +267,19 @@ def _relax_fixed_cell(atoms: Atoms, calc, fmax: float, max_steps: int) -> tuple[
     return out, {"converged": bool(info["converged"]), "fmax": float(info["fmax"]), "steps": int(info["steps"])}
 
 
+def _midpoint_distances(atoms: Atoms, mover: int, hop: np.ndarray) -> np.ndarray:
+    """Periodic distance of every atom from the hop midpoint (-1 for the moving ion)."""
+    d = np.linalg.norm(_mic_vectors(atoms, atoms.positions[mover] + 0.5 * np.asarray(hop)), axis=1)
+    d[mover] = -1.0
+    return d
+
+
+def _path_coordinate(positions: Sequence[np.ndarray], cell) -> list[float]:
+    """Distance the moving ion travelled along a path of its ``positions`` (minimum image)."""
+    steps = [np.linalg.norm(find_mic(b - a, cell, pbc=True)[0]) for a, b in zip(positions[:-1], positions[1:])]
+    return np.concatenate([[0.0], np.cumsum(steps)]).tolist()
+
+
 def anchor_atom(atoms: Atoms, mover: int, hop: np.ndarray, symmetry: "HopSymmetry | None" = None,
                 tol: float = 1e-2) -> int:
     """The host atom farthest from the hop midpoint: held fixed in every image so the host
@@ -277,9 +290,7 @@ def anchor_atom(atoms: Atoms, mover: int, hop: np.ndarray, symmetry: "HopSymmetr
     operation keeps in place, so the relaxed second half of the path is an exact mirror of
     the first (what the GPAW reference queue needs); without it, or when no tied atom is kept
     in place, to the first maximum (``argmax``, the rule of :func:`approx_neb`)."""
-    mid = atoms.positions[mover] + 0.5 * np.asarray(hop)
-    d = np.linalg.norm(_mic_vectors(atoms, mid), axis=1)
-    d[mover] = -1.0
+    d = _midpoint_distances(atoms, mover, hop)
     if symmetry is not None:
         kept = [k for k in np.flatnonzero(d >= d.max() - tol) if symmetry.perm[k] == k]
         if kept:
@@ -474,9 +485,7 @@ def approx_neb(initial: Atoms, final: Atoms, mover: int, calc, *, n_images: int 
         flags.append(f"endpoint_not_minimum:image {int(np.argmin(e[1:-1])) + 1} is "
                      f"{min(e[0], e[-1]) - e[1:-1].min():.3f} eV below the end images")
     # reaction coordinate: distance the moving ion travelled along the (possibly curved) path
-    mpos = [images[0].positions[mover]] + [im.positions[mover] for im in images[1:]]
-    steps = [np.linalg.norm(find_mic(b - a, ends[0].cell, pbc=True)[0]) for a, b in zip(mpos[:-1], mpos[1:])]
-    coord = np.concatenate([[0.0], np.cumsum(steps)])
+    coord = np.asarray(_path_coordinate([im.positions[mover] for im in images], ends[0].cell))
     return {
         "energies": e.tolist(), "referenced": referenced(e).tolist(), "coordinate": coord.tolist(),
         "e_kra": kra_barrier(e), "e_max_minus_min_end": float(e.max() - min(e[0], e[-1])),
@@ -580,8 +589,7 @@ def constraint_sensitivity(spec: PathSpec | str, calc, *, fmax: float = 0.05, ma
         ends.append(work)
     e_ends = [float(e.get_potential_energy()) for e in ends]
     images = interpolate(ends[0], ends[1], built["spec"].n_images)
-    d = np.linalg.norm(_mic_vectors(ini, ini.positions[m] + 0.5 * hop), axis=1)
-    d[m] = -1.0
+    d = _midpoint_distances(ini, m, hop)
     tied = [int(k) for k in np.flatnonzero(d >= d.max() - 1e-2)][:max_anchors]
     anchor = path_anchor(built)
     if anchor not in tied:
@@ -707,16 +715,13 @@ def _record_coordinate(records: list[dict], meta: dict) -> list[float] | None:
     structures (as :func:`approx_neb` measures it for a model): relaxed end points move the ion
     towards each other, so the static ``meta["coordinate"]`` would stretch a relaxed profile.
     Falls back to ``meta["coordinate"]`` where a record has no structure."""
-    from ase.geometry import find_mic
-
     mover = meta.get("mover")
     try:
         pos = [np.asarray(r["structure"]["positions"], float)[mover] for r in records]
         cell = np.asarray(records[0]["structure"]["cell"], float)
     except (KeyError, TypeError, IndexError):
         return meta.get("coordinate")
-    steps = [np.linalg.norm(find_mic(b - a, cell, pbc=True)[0]) for a, b in zip(pos[:-1], pos[1:])]
-    return np.concatenate([[0.0], np.cumsum(steps)]).tolist()
+    return _path_coordinate(pos, cell)
 
 
 # --------------------------------------------------------------------------------------
