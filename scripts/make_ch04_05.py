@@ -379,7 +379,9 @@ noise, and the highest image is exactly the kind of high-energy state where soft
 modes = [m for m in ("relaxed", "static") if len(reference) and (reference["mode"] == m).any()] or ["relaxed"]
 for ref_mode in modes:
     tables = relaxed if ref_mode == "relaxed" else static
-    fig = mig.figure_3b_si1(tables, reference, mode=ref_mode, reference_note=ref_note)
+    ill = mig.ill_posed_paths(ctx.models)  # see "how well posed is a path?" below
+    fig = mig.figure_3b_si1(tables, reference, mode=ref_mode, reference_note=ref_note,
+                            ill_posed=ill if ref_mode == "relaxed" else ())
     pairs = mig.barrier_pairs(tables, reference, mode=ref_mode)
     n_paths = pairs["path_id"].nunique() if len(pairs) else 0
     ctx.figure(fig, "fig3b_si1" if ref_mode == "relaxed" else "fig3b_si1_static", caption=plots.caption(
@@ -391,7 +393,6 @@ for ref_mode in modes:
         for m, r in mae.iterrows():
             ctx.glue(f"mae_{ref_mode}_{m}".replace("-", "_").replace(".", "_"), float(r["abs_diff"]))
         mae = mae.rename(columns={"diff": "mean signed error (eV)", "abs_diff": "MAE (eV)"})
-        ill = mig.ill_posed_paths(ctx.models)  # see "how well posed is a path?" below
         if ref_mode == "relaxed" and ill & set(pairs["path_id"]):
             ok = pairs[~pairs["path_id"].isin(ill)]
             mae["MAE, well-posed paths only (eV)"] = ok.assign(a=ok["diff"].abs()).groupby("model")["a"].mean()

@@ -82,7 +82,11 @@ def histogram(ax, values_by_model: dict[str, Sequence[float]], *, bins=30, xlabe
     all_vals = np.concatenate([np.asarray(v, dtype=float) for v in values_by_model.values() if len(v)]) \
         if values_by_model else np.zeros(0)
     if isinstance(bins, int) and all_vals.size:
-        bins = np.linspace(np.nanmin(all_vals), np.nanmax(all_vals), bins + 1)
+        lo, hi = float(np.nanmin(all_vals)), float(np.nanmax(all_vals))
+        if hi - lo < 1e-12:  # one value (or all equal): a bin of finite width around it
+            half = max(0.05, 0.05 * abs(lo))
+            lo, hi = lo - half, hi + half
+        bins = np.linspace(lo, hi, bins + 1)
     for model, vals in values_by_model.items():
         vals = np.asarray(vals, dtype=float)
         if not vals.size:

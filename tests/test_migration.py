@@ -414,6 +414,16 @@ def test_barrier_pairs_and_figures_with_a_reference():
     assert np.allclose(sorted(pairs["diff"]), [-0.5, -0.2])
     fig = mig.figure_3b_si1({"emt": model}, ref, mode="static")
     assert len(fig.axes) == 2
+    # a constraint-dependent path: drawn open, left out of the legend's MAE and of the bars
+    fig = mig.figure_3b_si1({"emt": model}, ref, mode="static", ill_posed={"b"})
+    ax1, ax2 = fig.axes[:2]
+    labels = ax2.get_legend_handles_labels()[1]
+    assert any("MAE 0.20 eV, well-posed" in t for t in labels), labels  # path a only: |0.8 - 1.0|
+    open_ = [c for c in ax2.collections if len(c.get_offsets()) and c.get_facecolor().size == 0]
+    assert [tuple(c.get_offsets()[0]) for c in open_] == [(2.0, 1.5)]
+    open_hist = [c for c in ax1.collections if len(c.get_offsets()) and c.get_facecolor().size == 0]
+    assert [float(c.get_offsets()[0][0]) for c in open_hist] == [-0.5]  # b's difference, under the bars
+    assert len(ax1.patches) == 1  # one step histogram: the model's well-posed path
     fig = mig.figure_3a({"emt": model}, "a", mode="static", reference=ref)
     assert len(fig.axes[0].lines) >= 2  # reference + model profile
 

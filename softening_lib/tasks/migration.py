@@ -53,7 +53,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -993,9 +993,15 @@ def barrier_pairs(tables: dict[str, Any], reference, *, mode: str = "relaxed", k
     return out
 
 
-def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", reference_note: str = ""):
+def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", reference_note: str = "",
+                  ill_posed: Collection[str] = ()):
     """Fig. 3b (histogram of model - reference barrier) and SI Fig. 1 (parity) side by side.
-    Without reference barriers the panels say so and show the model barriers alone."""
+    Without reference barriers the panels say so and show the model barriers alone.
+
+    ``ill_posed``: path ids whose barrier depends on the ApproxNEB constraint
+    (:func:`ill_posed_paths`). They are drawn open (parity) and as open markers under the
+    histogram, not in its bars, and the legend's MAE is over the other paths, so a
+    constraint artifact is never read as softening."""
     import matplotlib.pyplot as plt
 
     from .. import plots
@@ -1003,17 +1009,33 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 5.0))
     pairs = barrier_pairs(tables, reference, mode=mode)
     if len(pairs):
-        plots.histogram(ax1, {m: g["diff"].to_numpy() for m, g in pairs.groupby("model")},
+        ill = pairs["path_id"].isin(set(ill_posed))
+        well = pairs[~ill] if (~ill).any() else pairs.iloc[:0]
+        plots.histogram(ax1, {m: g["diff"].to_numpy() for m, g in well.groupby("model")},
                         bins=12, xlabel="E$_{KRA}$(model) − E$_{KRA}$(reference) (eV)", vline=0.0)
         from matplotlib.ticker import MaxNLocator
 
         ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of paths
         hi = 1.1 * float(np.nanmax(pairs[["e_ref", "e_model"]].to_numpy()))
         for m, g in pairs.groupby("model"):
-            mae = float(np.mean(np.abs(g["diff"])))
-            plots.parity(ax2, g["e_ref"], g["e_model"], model=m, s=28, alpha=0.85, lim=(0, hi),
+            g_ill = g[g["path_id"].isin(set(ill_posed))]
+            g_ok = g.drop(g_ill.index)
+            mae_on = g_ok if len(g_ok) else g
+            what = ", well-posed paths" if len(g_ill) and len(g_ok) else ""
+            mae = float(np.mean(np.abs(mae_on["diff"])))
+            plots.parity(ax2, g_ok["e_ref"], g_ok["e_model"], model=m, s=28, alpha=0.85, lim=(0, hi),
                          xlabel="reference E$_{KRA}$ (eV)", ylabel="model E$_{KRA}$ (eV)",
-                         label_=f"{plots.label(m)} (MAE {mae:.2f} eV)")
+                         label_=f"{plots.label(m)} (MAE {mae:.2f} eV{what})")
+            if len(g_ill):
+                ax2.scatter(g_ill["e_ref"], g_ill["e_model"], s=28, facecolors="none",
+                            edgecolors=plots.color(m), lw=1.2)
+                ax1.scatter(g_ill["diff"], np.full(len(g_ill), 0.15), s=30, facecolors="none",
+                            edgecolors=plots.color(m), lw=1.2, clip_on=False, zorder=3)
+        if ill.any():
+            ax2.scatter([], [], s=28, facecolors="none", edgecolors="0.3", lw=1.2,
+                        label="open: constraint-dependent (ill-posed) path, not in the MAE or the bars")
+            lo, up = ax1.get_xlim()
+            ax1.set_xlim(min(lo, float(pairs["diff"].min()) - 0.05), max(up, float(pairs["diff"].max()) + 0.05))
         # under both panels: the models' colours for both, clear of the points
         handles, labels = ax2.get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
@@ -1034,7 +1056,8 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
                  va="center", fontsize=10, color="0.3", transform=ax2.transAxes)
     what = {"relaxed": "ApproxNEB, images relaxed", "static": "unrelaxed straight-line paths"}[mode]
     fig.suptitle(f"Migration barriers E_KRA ({what})", fontsize=10)
-    fig.tight_layout(rect=(0, 0.12 if len(pairs) else 0, 1, 1))
+    n_rows = (len(ax2.get_legend_handles_labels()[0]) + 1) // 2
+    fig.tight_layout(rect=(0, 0.04 + 0.04 * n_rows if len(pairs) else 0, 1, 1))
     return fig
 
 
