@@ -424,6 +424,10 @@ def test_barrier_pairs_and_figures_with_a_reference():
     open_hist = [c for c in ax1.collections if len(c.get_offsets()) and c.get_facecolor().size == 0]
     assert [float(c.get_offsets()[0][0]) for c in open_hist] == [-0.5]  # b's difference, under the bars
     assert len(ax1.patches) == 1  # one step histogram: the model's well-posed path
+    assert not ax2.child_axes  # a: 1.0 eV is not crowded next to b: 2.0 eV
+    far = ref.assign(e_kra=[0.3, 3.0])
+    fig = mig.figure_3b_si1({"emt": model.assign(e_kra=[0.28, 2.0, 3.0])}, far, mode="static", ill_posed={"b"})
+    assert len(fig.axes[1].child_axes) == 1  # the well-posed path, crowded in a corner, gets a zoom
     fig = mig.figure_3a({"emt": model}, "a", mode="static", reference=ref)
     assert len(fig.axes[0].lines) >= 2  # reference + model profile
 

@@ -1011,8 +1011,12 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
     if len(pairs):
         ill = pairs["path_id"].isin(set(ill_posed))
         well = pairs[~ill] if (~ill).any() else pairs.iloc[:0]
+        bins = 12
+        if ill.any():  # one bin width over the whole range, so the ill-posed markers fit on the axis
+            lo, up = float(pairs["diff"].min()), float(pairs["diff"].max())
+            bins = np.arange(np.floor(lo / 0.05) * 0.05, np.ceil(up / 0.05) * 0.05 + 0.05 + 1e-9, 0.05)
         plots.histogram(ax1, {m: g["diff"].to_numpy() for m, g in well.groupby("model")},
-                        bins=12, xlabel="E$_{KRA}$(model) − E$_{KRA}$(reference) (eV)", vline=0.0)
+                        bins=bins, xlabel="E$_{KRA}$(model) − E$_{KRA}$(reference) (eV)", vline=0.0)
         from matplotlib.ticker import MaxNLocator
 
         ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of paths
@@ -1034,8 +1038,16 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
         if ill.any():
             ax2.scatter([], [], s=28, facecolors="none", edgecolors="0.3", lw=1.2,
                         label="open: constraint-dependent (ill-posed) path, not in the MAE or the bars")
-            lo, up = ax1.get_xlim()
-            ax1.set_xlim(min(lo, float(pairs["diff"].min()) - 0.05), max(up, float(pairs["diff"].max()) + 0.05))
+            ok = pairs[~ill]
+            top = 1.15 * float(np.nanmax(ok[["e_ref", "e_model"]].to_numpy())) if len(ok) else hi
+            if top < 0.3 * hi:  # the well-posed paths crowd a corner: zoom on them (upper left is empty)
+                ins = ax2.inset_axes([0.15, 0.57, 0.36, 0.36])
+                for m, g in ok.groupby("model"):
+                    ins.scatter(g["e_ref"], g["e_model"], s=18, alpha=0.85, color=plots.color(m), lw=0)
+                ins.plot([0, top], [0, top], color="0.4", lw=0.8, ls="--", zorder=0)
+                ins.set(xlim=(0, top), ylim=(0, top), aspect="equal")
+                ins.tick_params(labelsize=7)
+                ins.set_title("well-posed paths", fontsize=7)
         # under both panels: the models' colours for both, clear of the points
         handles, labels = ax2.get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
