@@ -370,7 +370,11 @@ ctx.figure(fig, "fig3a", caption=plots.caption(
 
 Model minus reference barriers (histogram) and the parity plot: first for the paper's
 protocol (ApproxNEB, images relaxed) on the paths whose GPAW reference is complete, then for
-the unrelaxed straight-line paths. The static comparison is no barrier anyone would quote
+the unrelaxed straight-line paths. Relaxed paths whose barrier depends on the ApproxNEB
+constraint (see "how well posed is a path?" below) are drawn as open circles and kept out of the
+histogram's bars and of the MAE in the legend: a model and DFT relaxation that fall into
+different basins of an under-constrained image measure the constraint, not softening. The
+static comparison is no barrier anyone would quote
 (squeezing an ion through an unrelaxed host costs eV), but it is a clean test of the potential
 energy surface far from equilibrium: the same geometries for model and DFT, no relaxation
 noise, and the highest image is exactly the kind of high-energy state where softening shows.
