@@ -642,3 +642,25 @@ def test_gpaw_queue_warm_start_reaches_the_same_minimum_in_fewer_dft_steps(tmp_p
     pos = np.asarray(rec["structure"]["positions"])
     assert rec["converged"] and rec["warm_start"]["converged"]
     assert np.allclose(pos[[mover, anchor]], start.positions[[mover, anchor]], atol=1e-9)
+
+
+def test_reference_anchor_check_pairs_images_relaxed_with_two_anchors(tmp_path):
+    import json
+
+    def write(folder, index, energy, **extra):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"image_{index:02d}.json").write_text(json.dumps(
+            {"status": "ok", "index": index, "energy": energy, **extra}))
+
+    main, alt = tmp_path / "P" / "relaxed", tmp_path / "P" / "anchor16_images"
+    write(main, 0, -10.0)
+    write(main, 1, -9.5, fixed_atoms=[1, 6])
+    write(main, 2, -8.0, fixed_atoms=[1, 6])
+    write(alt, 2, -9.0)
+    write(alt, 3, -9.9)  # no partner in the main path: left out
+    table = mig.reference_anchor_check("P", root=tmp_path)
+    assert list(table["image"]) == [2]
+    assert np.isclose(table["E - E_0, path anchor (eV)"].iloc[0], 2.0)
+    assert np.isclose(table["E - E_0, other atom (eV)"].iloc[0], 1.0)
+    assert np.isclose(table["difference (eV)"].iloc[0], 1.0)
+    assert mig.reference_anchor_check("missing", root=tmp_path).empty

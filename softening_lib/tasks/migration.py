@@ -710,6 +710,37 @@ def load_reference(mode: str | None = None, root: Path | None = None):
     return table
 
 
+def reference_anchor_check(path_id: str, alt: str = "anchor16_images", root: Path | None = None):
+    """The GPAW side of :func:`constraint_sensitivity`: images of ``path_id`` relaxed twice
+    with DFT, once with the path's anchor atom fixed (``<path_id>/relaxed``) and once with
+    another host atom fixed (``<path_id>/<alt>``, same end points and interpolation).
+    One row per image present in both: energies relative to the (shared) initial end point
+    and their difference. Empty when either set is missing."""
+    import pandas as pd
+
+    root = Path(root) if root is not None else reference_dir()
+    cols = ["image", "fixed atoms (path anchor)", "E - E_0, path anchor (eV)", "E - E_0, other atom (eV)",
+            "difference (eV)"]
+
+    def read(folder: Path) -> dict[int, dict]:
+        out = {}
+        for f in sorted(folder.glob("image_*.json")) if folder.is_dir() else []:
+            r = json.loads(f.read_text())
+            if r.get("status") == "ok":
+                out[int(r["index"])] = r
+        return out
+
+    main, other = read(root / path_id / "relaxed"), read(root / path_id / alt)
+    if 0 not in main:
+        return pd.DataFrame(columns=cols)
+    e0 = main[0]["energy"]
+    rows = [{"image": i, "fixed atoms (path anchor)": main[i].get("fixed_atoms"),
+             "E - E_0, path anchor (eV)": main[i]["energy"] - e0, "E - E_0, other atom (eV)": other[i]["energy"] - e0,
+             "difference (eV)": main[i]["energy"] - other[i]["energy"]}
+            for i in sorted(set(main) & set(other)) if i != 0]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def _record_coordinate(records: list[dict], meta: dict) -> list[float] | None:
     """Distance the moving ion travelled along a reference path, from the images' own
     structures (as :func:`approx_neb` measures it for a model): relaxed end points move the ion
