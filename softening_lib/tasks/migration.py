@@ -1071,8 +1071,15 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
                         label="open: constraint-dependent (ill-posed) path, not in the MAE or the bars")
             ok = pairs[~ill]
             top = 1.15 * float(np.nanmax(ok[["e_ref", "e_model"]].to_numpy())) if len(ok) else hi
-            if top < 0.3 * hi:  # the well-posed paths crowd a corner: zoom on them (upper left is empty)
-                ins = ax2.inset_axes([0.15, 0.57, 0.36, 0.36])
+            if top < 0.3 * hi:  # the well-posed paths crowd a corner: zoom on them where no point is
+                xy = pairs[["e_ref", "e_model"]].to_numpy() / hi  # axes coordinates (limits 0..hi)
+
+                def crowd(box):  # points in the box, widened by its tick labels (left, below)
+                    x0, y0, w, h = box
+                    return int(np.sum((xy[:, 0] > x0 - 0.1) & (xy[:, 0] < x0 + w + 0.02)
+                                      & (xy[:, 1] > y0 - 0.1) & (xy[:, 1] < y0 + h + 0.05)))
+
+                ins = ax2.inset_axes(min(([0.15, 0.62, 0.3, 0.3], [0.64, 0.1, 0.3, 0.3]), key=crowd))
                 for m, g in ok.groupby("model"):
                     ins.scatter(g["e_ref"], g["e_model"], s=18, alpha=0.85, color=plots.color(m), lw=0)
                 ins.plot([0, top], [0, top], color="0.4", lw=0.8, ls="--", zorder=0)
