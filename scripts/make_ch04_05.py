@@ -469,10 +469,10 @@ fmax 0.05 eV/Å:
 anchors = mig.reference_anchor_check("Li2O-vac-s2")
 if len(anchors):
     ctx.glue("li2o_s2_anchor_diff", float(anchors["difference (eV)"].abs().max()))
-    display(anchors.round(3))
-    print(f"DFT itself moves the middle image by {anchors['difference (eV)'].abs().max():.2f} eV with the "
-          "choice of a tied anchor atom: on this path the constraint, not the potential energy surface, "
-          "sets the barrier, for DFT as for the models.")
+    display(anchors.round(3).set_index("image"))
+    display(Markdown(f"DFT itself moves the middle image by **{anchors['difference (eV)'].abs().max():.2f} eV** "
+                     "with the choice of a tied anchor atom: on this path the constraint, not the potential "
+                     "energy surface, sets the barrier, for DFT as for the models."))
 else:
     print("the two-anchor GPAW images are not in the reference folder")
 """),
