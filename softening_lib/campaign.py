@@ -53,8 +53,11 @@ holds fewer than the compounds asked for, the greedy goes on among the compounds
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import gzip
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -392,6 +395,50 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
 # the campaign
 # --------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def exclusive_run(out: Path):
+    """Hold an exclusive ``flock`` for the campaign writing to ``out`` (lock file in the
+    cache dir, keyed on the resolved path), so two ``campaign run`` processes never label the same
+    frames twice or race on ``progress.json``; a second one fails at once and says who holds it.
+    The lock dies with its process, so a killed run never leaves a stale lock behind."""
+    import fcntl
+
+    key = hashlib.sha1(str(Path(out).resolve()).encode()).hexdigest()[:12]
+    path = config.cache_dir() / f"campaign-{key}.lock"  # beside gpaw.lock, not among the work dirs
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise RuntimeError(f"a campaign run is already writing to {out} ({holder}; lock {path}): "
+                               "wait for it to finish or stop it, then run again (it resumes)") from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            yield path
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _one_run_per_output(fn):
+    """Run ``fn`` (whose argument ``out`` is the output folder) inside :func:`exclusive_run`."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        with exclusive_run(Path(bound.arguments["out"])):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_run_per_output
 def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, max_cost: float = DEFAULT_MAX_COST,
         model: str = "chgnet-0.3.0", total_time_ps: float = 20.0, timestep_fs: float = 2.0,
         thermostat: str = "berendsen", base_seed: int = 0, max_hours: float | None = None,

@@ -248,3 +248,22 @@ def test_md_only_run_samples_and_a_later_run_labels_the_same_frames(campaign_env
             assert np.allclose(a.positions, b.positions, rtol=0, atol=1e-7)
             assert np.allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-6)
             assert a.info["md_seed"] == b.info["md_seed"]
+
+
+def test_a_second_run_on_the_same_output_refuses_while_the_first_holds_it(campaign_env):
+    campaign, state, tmp = campaign_env
+    out = tmp / "out"
+    with campaign.exclusive_run(out):
+        with pytest.raises(RuntimeError, match="already writing"):
+            _run(campaign, out, md_batch=1)
+        assert state["calls"] == []  # refused before any labelling
+        _run(campaign, tmp / "other", md_batch=1)  # another output folder is not blocked
+    state["calls"].clear()
+    _run(campaign, out, md_batch=1)  # released: runs
+    assert state["calls"]
+    # a run that dies releases the lock too
+    state["kill_at"] = (IDS[0], 0)
+    with pytest.raises(_Killed):
+        _run(campaign, tmp / "killed", md_batch=1)
+    with campaign.exclusive_run(tmp / "killed"):
+        pass
