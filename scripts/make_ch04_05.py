@@ -381,9 +381,9 @@ noise, and the highest image is exactly the kind of high-energy state where soft
 """),
         code("""
 modes = [m for m in ("relaxed", "static") if len(reference) and (reference["mode"] == m).any()] or ["relaxed"]
+ill = mig.ill_posed_paths(ctx.models)  # see "how well posed is a path?" below
 for ref_mode in modes:
     tables = relaxed if ref_mode == "relaxed" else static
-    ill = mig.ill_posed_paths(ctx.models)  # see "how well posed is a path?" below
     fig = mig.figure_3b_si1(tables, reference, mode=ref_mode, reference_note=ref_note,
                             ill_posed=ill if ref_mode == "relaxed" else ())
     pairs = mig.barrier_pairs(tables, reference, mode=ref_mode)

@@ -1041,7 +1041,7 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
     pairs = barrier_pairs(tables, reference, mode=mode)
     if len(pairs):
         ill = pairs["path_id"].isin(set(ill_posed))
-        well = pairs[~ill] if (~ill).any() else pairs.iloc[:0]
+        well = pairs[~ill]
         bins = 12
         if ill.any():  # one bin width over the whole range, so the ill-posed markers fit on the axis
             lo, up = float(pairs["diff"].min()), float(pairs["diff"].max())
@@ -1053,8 +1053,7 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
         ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of paths
         hi = 1.1 * float(np.nanmax(pairs[["e_ref", "e_model"]].to_numpy()))
         for m, g in pairs.groupby("model"):
-            g_ill = g[g["path_id"].isin(set(ill_posed))]
-            g_ok = g.drop(g_ill.index)
+            g_ill, g_ok = g[ill[g.index]], g[~ill[g.index]]
             mae_on = g_ok if len(g_ok) else g
             what = ", well-posed paths" if len(g_ill) and len(g_ok) else ""
             mae = float(np.mean(np.abs(mae_on["diff"])))
@@ -1069,8 +1068,7 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
         if ill.any():
             ax2.scatter([], [], s=28, facecolors="none", edgecolors="0.3", lw=1.2,
                         label="open: constraint-dependent (ill-posed) path, not in the MAE or the bars")
-            ok = pairs[~ill]
-            top = 1.15 * float(np.nanmax(ok[["e_ref", "e_model"]].to_numpy())) if len(ok) else hi
+            top = 1.15 * float(np.nanmax(well[["e_ref", "e_model"]].to_numpy())) if len(well) else hi
             if top < 0.3 * hi:  # the well-posed paths crowd a corner: zoom on them where no point is
                 xy = pairs[["e_ref", "e_model"]].to_numpy() / hi  # axes coordinates (limits 0..hi)
 
@@ -1080,7 +1078,7 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
                                       & (xy[:, 1] > y0 - 0.1) & (xy[:, 1] < y0 + h + 0.05)))
 
                 ins = ax2.inset_axes(min(([0.15, 0.62, 0.3, 0.3], [0.64, 0.1, 0.3, 0.3]), key=crowd))
-                for m, g in ok.groupby("model"):
+                for m, g in well.groupby("model"):
                     ins.scatter(g["e_ref"], g["e_model"], s=18, alpha=0.85, color=plots.color(m), lw=0)
                 ins.plot([0, top], [0, top], color="0.4", lw=0.8, ls="--", zorder=0)
                 ins.set(xlim=(0, top), ylim=(0, top), aspect="equal")
