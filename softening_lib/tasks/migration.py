@@ -668,6 +668,20 @@ def profile_path_for(reference, default: str = "MgO-vac-s1") -> str:
     return default
 
 
+def _ok_image_records(folder: Path) -> dict[int, dict]:
+    """The ``image_XX.json`` records of one GPAW path folder with ``status: ok``, by image
+    index (the file's number); unreadable (half-written) files are skipped."""
+    out = {}
+    for f in sorted(folder.glob("image_*.json")) if folder.is_dir() else []:
+        try:
+            r = json.loads(f.read_text())
+        except json.JSONDecodeError:
+            continue
+        if r.get("status") == "ok":
+            out[int(f.stem.split("_", 1)[1])] = r
+    return out
+
+
 def load_reference(mode: str | None = None, root: Path | None = None):
     """GPAW paths with every image done (``<path_id>/<mode>/image_XX.json``) as a table like
     :func:`score`'s; paths with images still missing are listed in ``.attrs['pending']``.
@@ -685,16 +699,7 @@ def load_reference(mode: str | None = None, root: Path | None = None):
                 continue
             meta = json.loads(meta_path.read_text())
             n = int(meta["n_images"]) + 2
-            recs = {}
-            for i in range(n):
-                f = mdir / f"image_{i:02d}.json"
-                if f.is_file():
-                    try:
-                        r = json.loads(f.read_text())
-                    except json.JSONDecodeError:
-                        continue
-                    if r.get("status") == "ok":
-                        recs[i] = r
+            recs = {i: r for i, r in _ok_image_records(mdir).items() if i < n}
             if len(recs) < n:
                 pending[f"{pdir.name}/{mdir.name}"] = f"{len(recs)}/{n} images"
                 continue
@@ -721,16 +726,7 @@ def reference_anchor_check(path_id: str, alt: str = "anchor16_images", root: Pat
     root = Path(root) if root is not None else reference_dir()
     cols = ["image", "fixed atoms (path anchor)", "E - E_0, path anchor (eV)", "E - E_0, other atom (eV)",
             "difference (eV)"]
-
-    def read(folder: Path) -> dict[int, dict]:
-        out = {}
-        for f in sorted(folder.glob("image_*.json")) if folder.is_dir() else []:
-            r = json.loads(f.read_text())
-            if r.get("status") == "ok":
-                out[int(r["index"])] = r
-        return out
-
-    main, other = read(root / path_id / "relaxed"), read(root / path_id / alt)
+    main, other = _ok_image_records(root / path_id / "relaxed"), _ok_image_records(root / path_id / alt)
     if 0 not in main:
         return pd.DataFrame(columns=cols)
     e0 = main[0]["energy"]
