@@ -169,8 +169,11 @@ def select_compounds(n: int, max_atoms: int = 8, max_cost: float = DEFAULT_MAX_C
     Greedy within the cheapest tier (cost <= ``max_cost``) first; when that pool runs out
     before ``n``, the greedy goes on (same element counts) in the next tier of
     :data:`COST_TIERS`. A selection of ``n`` is therefore always the first ``n`` of any
-    larger one: growing the campaign never drops a compound already labelled."""
-    table = candidate_table(max_atoms=max_atoms, **dft_settings)
+    larger one: growing the campaign never drops a compound already labelled.
+
+    Costs are estimated with the campaign's DFT settings (:data:`CAMPAIGN_DFT`, overridden by
+    ``dft_settings``): the library's default k-point density ranks the compounds differently."""
+    table = candidate_table(max_atoms=max_atoms, **{**CAMPAIGN_DFT, **dft_settings})
     ok = table[table.excluded == ""].sort_values(["cost", "material_id"])
     seen: Counter = Counter()
     chosen: list[str] = []

@@ -267,3 +267,44 @@ def test_a_second_run_on_the_same_output_refuses_while_the_first_holds_it(campai
         _run(campaign, tmp / "killed", md_batch=1)
     with campaign.exclusive_run(tmp / "killed"):
         pass
+
+
+def test_committed_campaign_labels_load_complete_and_follow_the_protocol():
+    """The committed campaign output itself (data/reference/wbm_he_gpaw): ``load("wbm-he-gpaw")``
+    returns every compound that progress.json lists as finished, each with its 10 frames (4 of
+    them strained by +-3 % per lattice vector), the recorded seed, PBE at 520 eV (800 eV with
+    O or F), finite forces that sum to ~0, and the compounds are the first N of the selection
+    rule (so growing the campaign never changed what had been labelled)."""
+    import json
+    from collections import defaultdict
+
+    from softening_lib import campaign, datasets
+    from softening_lib.dft import find_setup
+
+    progress = json.loads((campaign.DEFAULT_OUT / "progress.json").read_text())
+    md = progress["settings"]["md"]
+    frames = datasets.load("wbm-he-gpaw")
+    by_id = defaultdict(list)
+    for atoms in frames:
+        by_id[atoms.info["material_id"]].append(atoms)
+    assert set(by_id) == set(progress["compounds"]) and len(by_id) >= 50
+    assert len(frames) == progress["totals"]["frames"] and not progress["failures"]
+    for mid, group in by_id.items():
+        rec = progress["compounds"][mid]
+        assert len(group) == rec["n_frames"] == md["n_frames"], mid
+        assert sorted(int(a.info["frame_id"]) for a in group) == list(range(md["n_frames"])), mid
+        strained = [a for a in group if a.info["strained"]]
+        assert len(strained) == md["n_strained"], mid
+        for a in strained:
+            assert {abs(a.info[f"strain_{v}"]) for v in "abc"} == {md["strain"]}, mid
+        for a in group:
+            assert a.info["md_seed"] == rec["md_seed"] == campaign.seed_for(mid, progress["settings"]["base_seed"])
+            assert a.info["md_temperature_K"] == md["temperature_K"] and a.info["dft_xc"] == "PBE"
+            hard = bool({"O", "F"} & set(a.get_chemical_symbols()))
+            assert a.info["dft_ecut_eV"] == (800.0 if hard else 520.0), mid
+            f = a.get_forces()
+            assert f.shape == (len(a), 3) and np.isfinite(f).all() and a.get_stress().shape == (6,)
+            assert np.abs(f.sum(axis=0)).max() < 0.1, (mid, a.info["frame_id"])
+    if find_setup("Si", "PBE") is None:
+        pytest.skip("GPAW's setups (gpaw-data) are not installed: the selection costs need them")
+    assert set(campaign.select_compounds(len(by_id))) == set(by_id)
