@@ -2,6 +2,12 @@
 
     SOFTENING_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 \\
         nice -n 5 python scripts/gpaw_convergence.py wbm-1-25229 --frames 0 3
+    OMP_NUM_THREADS=1 nice -n 5 python scripts/gpaw_convergence.py --scan Si LiF MgO Cu
+
+``--scan``: the convergence scan behind ``softening_lib.dft.DEFAULTS``: rattled, strained
+Si, Cu, MgO, LiF cells (``dft.convergence_structures``) labelled over a cutoff series and a
+k-point series (``dft.convergence_scan``, resumable), written to
+``data/reference/gpaw_convergence/scan_<name>.json`` and ``scan_summary.csv``.
 
 Takes frames of a finished campaign compound (``data/reference/wbm_he_gpaw/<id>.extxyz.gz``)
 and relabels them with a denser k-grid, a higher cutoff and a wider smearing, one change at
@@ -37,10 +43,16 @@ def main(argv=None) -> int:
     from softening_lib.dft import label, resolve_settings
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("material_id")
+    p.add_argument("material_id", nargs="?")
+    p.add_argument("--scan", nargs="*", metavar="NAME", help="run the cutoff / k-point scan of these "
+                   "structures of dft.convergence_structures() (all when none is named)")
     p.add_argument("--frames", type=int, nargs="*", default=[0, 3])
     p.add_argument("--variants", nargs="*", default=list(VARIANTS))
     args = p.parse_args(argv)
+    if args.scan is not None:
+        return scan(args.scan)
+    if not args.material_id:
+        p.error("give a campaign material id or --scan")
     frames = read_extxyz(DEFAULT_OUT / f"{args.material_id}.extxyz.gz")
     frames = [f for f in frames if int(f.info["frame_id"]) in set(args.frames)]
     OUT.mkdir(parents=True, exist_ok=True)
@@ -87,6 +99,25 @@ def main(argv=None) -> int:
                         f"{v['mae_vs_campaign']:.5f},{v['max_abs_diff']:.5f}")
     atomic_write_bytes(OUT / "summary.csv", ("material_id,formula,variant,slope_vs_campaign,mae_vs_campaign_eV_A,"
                                               "max_abs_diff_eV_A\n" + "\n".join(rows) + "\n").encode())
+    return 0
+
+
+def scan(names) -> int:
+    import pandas as pd
+
+    from softening_lib import dft
+
+    structures = dft.convergence_structures()
+    unknown = set(names) - set(structures)
+    if unknown:
+        raise SystemExit(f"unknown scan structure(s) {sorted(unknown)}; choose from {sorted(structures)}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in names or list(structures):
+        dft.convergence_scan(structures[name], OUT / f"scan_{name}.json")
+    tables = [dft.scan_table(json.loads(p_.read_text())) for p_ in sorted(OUT.glob("scan_*.json"))]
+    table = pd.concat(tables, ignore_index=True)
+    atomic_write_bytes(OUT / "scan_summary.csv", table.round(6).to_csv(index=False).encode())
+    print(table.round(4).to_string())
     return 0
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import math
 import os
 import platform
@@ -515,3 +516,135 @@ def record_to_info(record: dict[str, Any]) -> dict[str, Any]:
 
 def which_gpaw_setup() -> str | None:  # pragma: no cover - convenience for the CLI
     return shutil.which("gpaw-setup")
+
+
+# --------------------------------------------------------------------------------------
+# convergence scan: what the defaults above rest on (forces against cutoff and k-points)
+# --------------------------------------------------------------------------------------
+
+#: cutoffs (eV) scanned at :data:`SCAN_FIXED_KPT_DENSITY`; the largest is the reference
+SCAN_CUTOFFS = (400.0, 520.0, 650.0, 800.0, 1000.0, 1200.0)
+#: k-point densities (per A^-1) scanned at the material's default cutoff; the largest is the
+#: reference. Metals get a denser top point: their forces converge slowest in k.
+SCAN_KPT_DENSITIES = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+SCAN_KPT_DENSITIES_METAL = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
+SCAN_FIXED_KPT_DENSITY = 2.0  # the WBM campaign's density
+SCAN_RATTLE = 0.08  # A, Gaussian, seeded
+SCAN_STRAIN = 0.02  # random symmetric strain (max component), so the cell has no symmetry left
+
+
+def convergence_structures(seed: int = 7) -> dict[str, Atoms]:
+    """The structures of the convergence scan (``data/reference/gpaw_convergence/scan_*``):
+    Si, Cu, MgO and LiF at PBE-like lattice constants (conventional cubic cells: 8, 4, 8 and 8
+    atoms; Cu is the metal), each strained by a seeded random symmetric strain (<= 2 %) and rattled
+    (0.08 A), so every force and stress component is non-zero and no symmetry reduces the
+    k-points. Deterministic for a given ``seed``."""
+    from ase.build import bulk
+
+    cells = {
+        "Si": bulk("Si", "diamond", a=5.47, cubic=True),
+        "Cu": bulk("Cu", "fcc", a=3.63, cubic=True),
+        "MgO": bulk("MgO", "rocksalt", a=4.25, cubic=True),
+        "LiF": bulk("LiF", "rocksalt", a=4.07, cubic=True),
+    }
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, atoms in cells.items():
+        eps = rng.uniform(-SCAN_STRAIN, SCAN_STRAIN, (3, 3))
+        eps = (eps + eps.T) / 2
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+        atoms.positions += rng.normal(0.0, SCAN_RATTLE, atoms.positions.shape)
+        atoms.info.update(material_id=f"scan-{name}", formula=name, metal=name == "Cu")
+        out[name] = atoms
+    return out
+
+
+def scan_settings(atoms: Atoms, cutoffs=SCAN_CUTOFFS, kpt_densities=None,
+                  fixed_kpt_density: float = SCAN_FIXED_KPT_DENSITY) -> list[dict[str, Any]]:
+    """The (ecut, kpt_density) points of the scan of ``atoms``: a cutoff series at
+    ``fixed_kpt_density`` and a k-point series at the material's default cutoff; a shared point
+    is computed once; ``atoms.info["metal"]`` selects the denser k series by default. Each point: ``{"series": [...], "ecut": .., "kpt_density": ..}``."""
+    if kpt_densities is None:
+        kpt_densities = SCAN_KPT_DENSITIES_METAL if atoms.info.get("metal") else SCAN_KPT_DENSITIES
+    default_ecut = resolve_settings(atoms)["ecut"]
+    points: dict[tuple[float, float], dict[str, Any]] = {}
+    for e in cutoffs:
+        points.setdefault((float(e), float(fixed_kpt_density)), {"series": []})["series"].append("ecut")
+    for k in kpt_densities:
+        points.setdefault((default_ecut, float(k)), {"series": []})["series"].append("kpt_density")
+    return [{"ecut": e, "kpt_density": k, **v} for (e, k), v in points.items()]
+
+
+def _scan_key(ecut: float, kpt_density: float) -> str:
+    return f"ecut={ecut:g}|kpt_density={kpt_density:g}"
+
+
+def convergence_scan(atoms: Atoms, path: str | Path, *, cutoffs=SCAN_CUTOFFS, kpt_densities=None,
+                     fixed_kpt_density: float = SCAN_FIXED_KPT_DENSITY, labeller=None,
+                     log=print) -> dict[str, Any]:
+    """Label ``atoms`` at every point of :func:`scan_settings` (cheapest first) and keep the
+    forces, stress and settings record of each in the JSON file ``path``, rewritten atomically
+    after every point: a killed scan resumes where it stopped; points already there are not
+    recomputed (a file made for other structure is refused). ``labeller`` replaces
+    :func:`label` (tests). Returns the file's content; :func:`scan_table` turns it into errors."""
+    from .cache import atomic_write_text
+
+    labeller = labeller or label
+    path = Path(path)
+    sig = hashlib.sha256(np.concatenate([atoms.cell.array.ravel(), atoms.positions.ravel()]).round(8).tobytes()
+                         + "".join(atoms.get_chemical_symbols()).encode()).hexdigest()[:16]
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if data and data.get("structure_sha") != sig:
+        raise ValueError(f"{path} holds a scan of another structure (sha {data.get('structure_sha')} != {sig}); "
+                         "move it aside or choose another path")
+    data.update({"name": atoms.info.get("formula", atoms.get_chemical_formula()), "structure_sha": sig,
+                 "symbols": atoms.get_chemical_symbols(), "cell": atoms.cell.array.tolist(),
+                 "positions": atoms.positions.tolist(), "default_ecut": resolve_settings(atoms)["ecut"],
+                 "fixed_kpt_density": float(fixed_kpt_density)})
+    data.setdefault("points", {})
+    points = scan_settings(atoms, cutoffs, kpt_densities, fixed_kpt_density)
+    points.sort(key=lambda p: estimate_cpu_seconds(atoms, ecut=p["ecut"], kpt_density=p["kpt_density"]))
+    for i, p in enumerate(points, 1):
+        key = _scan_key(p["ecut"], p["kpt_density"])
+        if key in data["points"]:
+            data["points"][key]["series"] = p["series"]
+            continue
+        lab, rec = labeller(atoms, ecut=p["ecut"], kpt_density=p["kpt_density"])
+        data["points"][key] = {**p, "kpts": list(rec.get("kpts", [])), "forces": lab.get_forces().tolist(),
+                               "stress": lab.get_stress(voigt=True).tolist(),
+                               "cpu_time_s": rec.get("cpu_time_s"), "wall_time_s": rec.get("wall_time_s"),
+                               "scf_iterations": rec.get("scf_iterations"), "code_version": rec.get("code_version")}
+        atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+        if log:
+            log(f"[{time.strftime('%H:%M:%S')}] scan {data['name']} {i}/{len(points)}: {key}, kpts {rec.get('kpts')}, "
+                f"{rec.get('cpu_time_s', float('nan')):.0f} CPU s")
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    return data
+
+
+def scan_table(data: dict[str, Any]):
+    """Errors of every scan point against its series' reference (largest cutoff at the fixed
+    k-point density; densest k-grid at the default cutoff): force MAE and largest deviation
+    (eV/A), slope through the origin of point against reference forces, largest stress
+    deviation (GPa). One row per (series, point)."""
+    import pandas as pd
+    from ase.units import GPa
+
+    pts = list(data["points"].values())
+    rows = []
+    for series, var in (("ecut", "ecut"), ("kpt_density", "kpt_density")):
+        members = sorted((p for p in pts if series in p["series"]), key=lambda p: p[var])
+        if not members:
+            continue
+        ref = members[-1]
+        fr, sr = np.asarray(ref["forces"]).ravel(), np.asarray(ref["stress"])
+        for p in members:
+            f, s = np.asarray(p["forces"]).ravel(), np.asarray(p["stress"])
+            rows.append({"material": data["name"], "series": series, "ecut": p["ecut"],
+                         "kpt_density": p["kpt_density"], "kpts": "x".join(map(str, p["kpts"])),
+                         "is_reference": p is ref, "force_mae": float(np.abs(f - fr).mean()),
+                         "force_max_dev": float(np.abs(f - fr).max()),
+                         "slope_vs_reference": float(f @ fr / (fr @ fr)),
+                         "stress_max_dev_GPa": float(np.abs(s - sr).max() / GPa),
+                         "max_abs_force_reference": float(np.abs(fr).max()), "cpu_time_s": p.get("cpu_time_s")})
+    return pd.DataFrame(rows)

@@ -68,3 +68,32 @@ def results_dir(tmp_path, monkeypatch):
     """A throw-away results store for one test (``SOFTENING_RESULTS_DIR``)."""
     monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path))
     return tmp_path
+
+
+def _fake_scan_labeller(calls, kill_after=None):
+    """EMT forces and stress times a factor that converges in cutoff and in k-point density:
+    (1 + 50/ecut)(1 + 0.2/kpt_density^2). Raises KeyboardInterrupt after ``kill_after`` calls."""
+    from ase.calculators.emt import EMT
+
+    from softening_lib import dft
+    from softening_lib.datasets import labelled
+
+    def fake(atoms, *, ecut, kpt_density):
+        if kill_after is not None and len(calls) >= kill_after:
+            raise KeyboardInterrupt("killed")
+        calls.append((ecut, kpt_density))
+        work = atoms.copy()
+        work.calc = EMT()
+        factor = (1 + 50 / ecut) * (1 + 0.2 / kpt_density**2)
+        out = atoms.copy()
+        labelled(out, energy=factor * work.get_potential_energy(), forces=factor * work.get_forces(),
+                 stress=factor * work.get_stress(voigt=True))
+        return out, {"kpts": list(dft.kpts_from_density(atoms, kpt_density)), "cpu_time_s": 1.0}
+
+    return fake
+
+
+@pytest.fixture
+def fake_scan_labeller():
+    """Factory of a stand-in for ``dft.label`` in ``dft.convergence_scan`` (see above)."""
+    return _fake_scan_labeller

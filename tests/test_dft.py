@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -210,3 +211,42 @@ def test_cost_model_is_calibrated_on_the_committed_gpaw_records():
     assert 0.67 <= mean <= 1.5, f"cost model miscalibrated: CPU / estimate = {mean:.2f} on average"
     off = {k: round(v, 2) for k, v in ratios.items() if not 1 / 4 <= v <= 4}
     assert not off, f"cost model off by more than 4x: {off}"
+
+
+def test_convergence_structures_are_deterministic_and_without_symmetry():
+    a, b = dft.convergence_structures(), dft.convergence_structures()
+    assert list(a) == ["Si", "Cu", "MgO", "LiF"] and [len(x) for x in a.values()] == [8, 4, 8, 8]
+    for name in a:
+        assert np.allclose(a[name].positions, b[name].positions) and np.allclose(a[name].cell, b[name].cell)
+        assert not dft.forces_vanish_by_symmetry(a[name])
+    assert a["Cu"].info["metal"] and not a["MgO"].info["metal"]
+    # one cutoff series at the fixed density, one k series at the default cutoff (800 eV with O)
+    pts = dft.scan_settings(a["MgO"])
+    assert {p["ecut"] for p in pts if "kpt_density" in p["series"]} == {800.0}
+    assert {p["kpt_density"] for p in pts if "ecut" in p["series"]} == {dft.SCAN_FIXED_KPT_DENSITY}
+    assert len(pts) == len(dft.SCAN_CUTOFFS) + len(dft.SCAN_KPT_DENSITIES) - 1  # the shared point once
+    assert max(p["kpt_density"] for p in dft.scan_settings(a["Cu"])) == max(dft.SCAN_KPT_DENSITIES_METAL)
+
+
+def test_convergence_scan_resumes_without_recomputing_and_measures_against_the_reference(tmp_path, fake_scan_labeller):
+    cu = dft.convergence_structures()["Cu"]
+    path = tmp_path / "scan_Cu.json"
+    calls: list = []
+    cut, kd = (400.0, 800.0), (2.0, 4.0)
+    with pytest.raises(KeyboardInterrupt):
+        dft.convergence_scan(cu, path, cutoffs=cut, kpt_densities=kd, labeller=fake_scan_labeller(calls, 2), log=None)
+    assert len(calls) == 2 and len(json.loads(path.read_text())["points"]) == 2  # written point by point
+    data = dft.convergence_scan(cu, path, cutoffs=cut, kpt_densities=kd, labeller=fake_scan_labeller(calls), log=None)
+    assert sorted(calls) == sorted({(400.0, 2.0), (800.0, 2.0), (520.0, 4.0), (520.0, 2.0)})  # each point once
+    table = dft.scan_table(data).set_index(["series", "ecut", "kpt_density"])
+    assert table.loc[("ecut", 800.0, 2.0), "is_reference"] and table.loc[("kpt_density", 520.0, 4.0), "is_reference"]
+    assert table.loc[("ecut", 800.0, 2.0), "force_mae"] == 0.0
+    # against its reference a point's forces differ only by the ratio of the factors
+    assert table.loc[("ecut", 400.0, 2.0), "slope_vs_reference"] == pytest.approx((1 + 50 / 400) / (1 + 50 / 800))
+    assert table.loc[("kpt_density", 520.0, 2.0), "slope_vs_reference"] == pytest.approx(
+        (1 + 0.2 / 4) / (1 + 0.2 / 16))
+    assert table.loc[("ecut", 400.0, 2.0), "force_mae"] > table.loc[("kpt_density", 520.0, 2.0), "force_mae"] > 0
+    other = cu.copy()
+    other.positions[0, 0] += 0.1
+    with pytest.raises(ValueError, match="another structure"):
+        dft.convergence_scan(other, path, cutoffs=cut, kpt_densities=kd, labeller=fake_scan_labeller([]), log=None)

@@ -186,3 +186,33 @@ def test_matpes_crosscheck_on_given_frames(labelled_frames):
     assert list(t.material_id) == ["m1"] and t.frames.iloc[0] == 2
     assert t["s emt"].iloc[0] == pytest.approx(0.8, rel=1e-6)
     assert "s no-such-model" not in t.columns
+
+
+def test_convergence_scan_figure_and_note(tmp_path, fake_scan_labeller):
+    """scan files as scripts/gpaw_convergence.py --scan writes them (dft.convergence_scan ->
+    dft.scan_table -> scan_summary.csv), for a metal (Cu) and an oxide-like cell (800 eV default)."""
+    import pandas as pd
+
+    from softening_lib import dft
+
+    cu = dft.convergence_structures()["Cu"]
+    cu3o = cu.copy()
+    cu3o.symbols[0] = "O"
+    cu3o.info.update(formula="Cu3O", metal=False)
+    tables = [dft.scan_table(dft.convergence_scan(a, tmp_path / f"scan_{a.info['formula']}.json",
+                                                  kpt_densities=(2.0, 3.0, 5.0), labeller=fake_scan_labeller([]),
+                                                  log=None)) for a in (cu, cu3o)]
+    pd.concat(tables).to_csv(tmp_path / "scan_summary.csv", index=False)
+    table = gv.scan_table(tmp_path)
+    assert set(table.material) == {"Cu", "Cu3O"}
+    assert set(table[(table.material == "Cu3O") & (table.series == "kpt_density")].ecut) == {800.0}
+    fig = gv.fig_convergence_scan(tmp_path)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["plane-wave cutoff (eV)", "k-point density (per Å⁻¹)"]
+    assert len(fig.axes[0].get_lines()) == 2 + len(gv.SCAN_MARKS["ecut"])  # one line per material + marks
+    note = gv.scan_note(tmp_path)
+    k2 = table[(table.series == "kpt_density") & (table.kpt_density == 2.0)].set_index("material").force_mae
+    assert f"Cu {1000 * k2['Cu']:.1f}" in note and f"Cu3O {1000 * k2['Cu3O']:.1f}" in note
+    line_520 = next(line for line in note.splitlines() if "520 eV" in line)
+    assert "Cu " in line_520 and "Cu3O" not in line_520  # O asks for 800 eV: not scored at 520
+    assert gv.fig_convergence_scan(tmp_path / "absent") is None
+    assert "has not been run" in gv.scan_note(tmp_path / "absent")

@@ -273,6 +273,78 @@ def convergence_table(dir: str | Path | None = None):
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
+def scan_table(dir: str | Path | None = None):
+    """``gpaw_convergence/scan_summary.csv`` (``scripts/gpaw_convergence.py --scan``): the
+    cutoff and k-point scans behind ``softening_lib.dft.DEFAULTS``; empty if absent."""
+    import pandas as pd
+
+    path = convergence_dir(dir) / "scan_summary.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+#: the settings the book uses, marked on the scan figure: (value, what)
+SCAN_MARKS = {"ecut": ((520.0, "520 eV (default)"), (800.0, "800 eV (with O, F)")),
+              "kpt_density": ((2.0, "2.0: WBM campaign"), (3.0, "3.0: dft.DEFAULTS"))}
+
+
+def fig_convergence_scan(dir: str | Path | None = None):
+    """Force MAE against the scan's reference (log scale) over the cutoff (left, at the
+    campaign's k-point density) and the k-point density (right, at each material's default
+    cutoff), one line per material, the book's settings marked. None when not run."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+
+    table = scan_table(dir)
+    if table.empty:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    palette = [c for name, c in plots.MODEL_COLORS.items() if name != "dft"]
+    colors = dict(zip(sorted(table.material.unique()), palette))
+    for ax, (series, xlabel) in zip(axes, (("ecut", "plane-wave cutoff (eV)"),
+                                           ("kpt_density", "k-point density (per Å⁻¹)"))):
+        sub = table[(table.series == series) & ~table.is_reference.astype(bool)]
+        for material, g in sub.groupby("material"):
+            g = g.sort_values(series)
+            ref = table[(table.series == series) & (table.material == material) & table.is_reference.astype(bool)]
+            ax.plot(g[series], 1000 * g.force_mae.clip(lower=1e-3), "o-", color=colors[material],
+                    label=f"{material} (ref. {ref[series].iloc[0]:g})" if len(ref) else material)
+        for i, (value, what) in enumerate(SCAN_MARKS[series]):
+            ax.axvline(value, color="0.4", ls=("--", ":")[i], lw=1)
+            ax.text(value, 1.0, " " + what, transform=ax.get_xaxis_transform(), rotation=90, va="top",
+                    ha="right", fontsize=8, color="0.3")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8, loc="lower left" if series == "ecut" else "upper right")
+    axes[0].set_ylabel("force MAE vs reference (meV/Å)")
+    fig.tight_layout()
+    return fig
+
+
+def scan_note(dir: str | Path | None = None) -> str:
+    """One sentence per setting the book uses: the force MAE it leaves against the scan's
+    reference, per material (largest first)."""
+    from ase.formula import Formula
+
+    from ..dft import HARD_ELEMENTS
+
+    table = scan_table(dir)
+    if table.empty:
+        return "The cutoff / k-point scan has not been run (`python scripts/gpaw_convergence.py --scan`)."
+    parts = []
+    for series, value, what in (("kpt_density", 2.0, "the campaign's k-point density 2.0 per Å⁻¹"),
+                                ("kpt_density", 3.0, "the library default 3.0 per Å⁻¹"),
+                                ("ecut", 520.0, "520 eV"), ("ecut", 800.0, "800 eV")):
+        sub = table[(table.series == series) & (table[series] == value)].sort_values("force_mae", ascending=False)
+        if series == "ecut" and value == 520.0:  # the default only where no O or F asks for 800 eV
+            sub = sub[[not set(Formula(m).count()) & HARD_ELEMENTS for m in sub.material]]
+        if len(sub):
+            vals = ", ".join(f"{r.material} {1000 * r.force_mae:.1f} (max {1000 * r.force_max_dev:.0f})"
+                             for r in sub.itertuples())
+            parts.append(f"* **{what}**: force MAE (largest deviation) against the reference, meV/Å: {vals}.")
+    return "\n".join(parts)
+
+
 def matpes_crosscheck(models_: Sequence[str] = CROSSCHECK_MODELS, n: int | None = None, frames=None):
     """Softening scale of each runnable model on the campaign's GPAW-PBE frames
     (``wbm-he-gpaw``), one row per material (the first ``n``); models that cannot run here are
