@@ -216,3 +216,19 @@ def test_convergence_scan_figure_and_note(tmp_path, fake_scan_labeller):
     assert "Cu " in line_520 and "Cu3O" not in line_520  # O asks for 800 eV: not scored at 520
     assert gv.fig_convergence_scan(tmp_path / "absent") is None
     assert "has not been run" in gv.scan_note(tmp_path / "absent")
+
+
+def test_kpoint_check_of_campaign_frames(tmp_path):
+    assert gv.kpoint_check(tmp_path) is None and "have not been checked" in gv.kpoint_check_note(tmp_path)
+    (tmp_path / "summary.csv").write_text(
+        "material_id,formula,variant,slope_vs_campaign,mae_vs_campaign_eV_A,max_abs_diff_eV_A\n"
+        "wbm-1,LiGa,kpt_density_3.5,1.009,0.011,0.03\n"
+        "wbm-1,LiGa,ecut_+200,0.99998,0.00001,0.00003\n"
+        "wbm-2,Si,kpt_density_3.5,1.030,0.030,0.09\n"
+        "wbm-3,KF,kpt_density_3.5,0.998,0.002,0.01\n")
+    k = gv.kpoint_check(tmp_path)
+    assert k["n_compounds"] == 3 and k["slope_median"] == pytest.approx(1.009)  # the cutoff row is not counted
+    assert (k["slope_min_formula"], k["slope_max_formula"]) == ("KF", "Si")
+    assert k["mae_max"] == pytest.approx(0.030)
+    note = gv.kpoint_check_note(tmp_path)
+    assert "3 campaign compounds" in note and "0.998 (KF) to 1.030 (Si)" in note
