@@ -114,9 +114,10 @@ def scan(names) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for name in names or list(structures):
         dft.convergence_scan(structures[name], OUT / f"scan_{name}.json")
-    tables = [dft.scan_table(json.loads(p_.read_text())) for p_ in sorted(OUT.glob("scan_*.json"))]
-    table = pd.concat(tables, ignore_index=True)
-    atomic_write_bytes(OUT / "scan_summary.csv", table.round(6).to_csv(index=False).encode())
+        # the summary after every structure, so a killed scan leaves one that matches its files
+        tables = [dft.scan_table(json.loads(p_.read_text())) for p_ in sorted(OUT.glob("scan_*.json"))]
+        table = pd.concat(tables, ignore_index=True)
+        atomic_write_bytes(OUT / "scan_summary.csv", table.round(6).to_csv(index=False).encode())
     print(table.round(4).to_string())
     return 0
 
