@@ -214,6 +214,8 @@ def test_convergence_scan_figure_and_note(tmp_path, fake_scan_labeller):
     assert f"Cu {1000 * k2['Cu']:.1f}" in note and f"Cu3O {1000 * k2['Cu3O']:.1f}" in note
     line_520 = next(line for line in note.splitlines() if "520 eV" in line)
     assert "Cu " in line_520 and "Cu3O" not in line_520  # O asks for 800 eV: not scored at 520
+    stress = table[(table.series == "ecut") & (table.ecut == 800.0) & (table.material == "Cu3O")].stress_max_dev_GPa
+    assert f"Cu3O {stress.iloc[0]:.2f}" in next(line for line in note.splitlines() if "stress" in line)
     assert gv.fig_convergence_scan(tmp_path / "absent") is None
     assert "has not been run" in gv.scan_note(tmp_path / "absent")
 
