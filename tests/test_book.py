@@ -134,3 +134,17 @@ def test_chapter_notebooks_are_what_their_generator_writes(script, args, tmp_pat
         committed = repo / "chapters" / nb.name
         assert nb.read_text() == committed.read_text(), (
             f"chapters/{nb.name} differs from what scripts/{script} writes: edit the script, then run it")
+
+
+def test_every_chapter_notebook_is_valid_nbformat_with_cell_ids():
+    """Hand-edited notebooks (the appendix has no generator) keep valid nbformat 4.5 with a
+    unique id on every cell (a missing id is a warning today and a hard error in later nbformat)."""
+    from pathlib import Path
+
+    import nbformat
+
+    for path in sorted((Path(__file__).resolve().parent.parent / "chapters").glob("*.ipynb")):
+        raw = json.loads(path.read_text())
+        ids = [c.get("id") for c in raw["cells"]]
+        assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: cells without a unique id"
+        nbformat.validate(nbformat.reads(path.read_text(), as_version=4))
