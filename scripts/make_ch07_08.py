@@ -36,8 +36,8 @@ labels; figshare doi:10.6084/m9.figshare.27307776) needs an internet download an
 this book's offline mirror; Fig. 5a's Li6Zn2In2(IO3)16 MD was never deposited. We use
 
 * **WBM high-energy states relabelled by this project with GPAW-PBE** (the paper's sampling
-  protocol, non-magnetic compounds without +U; GPAW plane waves instead of VASP PAW), as far
-  as the labelling campaign has progressed -- the number of compounds is stated below;
+  protocol, non-magnetic compounds without +U, at most 8 atoms; GPAW plane waves instead of VASP
+  PAW): 60 compounds × 10 frames, against the paper's 1000 compounds;
 * **the paper's figshare set** automatically whenever it is present (``SOFTENING_ONLINE=1``
   or a mirror that holds it);
 * a **near-equilibrium contrast**: the DFT force sets of finite-displacement phonon

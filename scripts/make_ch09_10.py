@@ -35,8 +35,8 @@ compare on the *same* held-out frames
 **Where our data differ from the paper's (read this first).**
 * The paper's showcase data, the mp-973966 AIMD trajectory, was **never deposited**. The paper's
   WBM high-energy frames (figshare) are not on this machine either, and this project's own
-  GPAW-labelled high-energy frames (`wbm-he-gpaw`, chapter 7) do not yet hold 100+ frames of one
-  compound. So this chapter, as built here, uses the best labelled frame set available offline
+  GPAW-labelled high-energy frames (`wbm-he-gpaw`, chapter 7) hold 10 frames per compound, not
+  100+ frames of one compound. So this chapter, as built here, uses the best labelled frame set available offline
   with many frames of **one** compound: the **60 displaced 40-atom supercells of a ZnS polytype**
   (mp-561286, P6$_3$mc) from PhononDB {cite}`togo2023phonopy`, **PBEsol** (VASP), forces only
   (no energies, no stresses: the loss is forces only). These are near-equilibrium harmonic
@@ -48,7 +48,7 @@ compare on the *same* held-out frames
   CPU cores. The paper's full 100-epoch protocol is run for the headline cases where the cache
   holds it (table at the end). Batch size 1 (the paper gives none).
 * Change `dataset` / `material` in the parameters cell to run the same chapter on other frames
-  (e.g. `dataset = "wbm-he-gpaw"` once that set holds enough frames of one compound).
+  (any data set with 60+ labelled frames of one compound; `wbm-he-gpaw` holds 10 per compound).
 """),
     params("""
 models = ["chgnet-0.3.0"]   # the fine-tuning path is CHGNet's (matgl / MACE paths: softening_lib.finetune)
@@ -308,8 +308,8 @@ the loaded weights) and its **training set** (MPF vs MPtrj vs MatPES)? The numbe
 
 **Where our data differ from the paper's.**
 * Frames: chapter 7's sets. The **GPAW-PBE relabelled WBM high-energy states** (`wbm-he-gpaw`;
-  the paper's sampling protocol, as far as this project's labelling campaign has progressed:
-  the number of compounds is printed below and is still small), and the **near-equilibrium
+  the paper's sampling protocol on 60 non-magnetic compounds of at most 8 atoms, against the
+  paper's 1000), and the **near-equilibrium
   contrast** sets: PhononDB VASP-PBEsol and JaGeo VASP-PBE displaced supercells (0.01 Å
   one-atom displacements, each model's residual force on the undisplaced supercell subtracted,
   exactly as in chapter 7). On the phonon sets $s$ measures the curvature of the PES at its
@@ -386,7 +386,7 @@ ctx.glue("n_common", int(common.material_id.nunique()))
 zoo.summary(common, card)[["model", "dataset", "n_materials", "median_s", "q1_s", "q3_s", "frac_softened", "median_mae"]]
 """),
     md(r"""
-**High-energy states** (`wbm-he-gpaw`, {glue:text}`n_wbm_he_gpaw` compounds so far): median $s$ =
+**High-energy states** (`wbm-he-gpaw`, {glue:text}`n_wbm_he_gpaw` compounds): median $s$ =
 {glue:text}`s_wbm_he_gpaw_chgnet_0_3_0:.3f` for CHGNet, {glue:text}`s_wbm_he_gpaw_m3gnet_mp_2021_2_8:.3f`
 for M3GNet-MP, {glue:text}`s_wbm_he_gpaw_sevennet_0:.3f` for SevenNet-0,
 {glue:text}`s_wbm_he_gpaw_m3gnet_matpes_pbe:.3f` for M3GNet-MatPES and
