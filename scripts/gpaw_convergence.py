@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         v = result["variants"][name]
         print(f"  {name}: slope {v['slope_vs_campaign']:.4f}, MAE {v['mae_vs_campaign'] * 1000:.1f} meV/A", flush=True)
     rows = []
-    for p_ in sorted(OUT.glob("*.json")):
+    for p_ in sorted(f for f in OUT.glob("*.json") if not f.name.startswith("scan_")):  # campaign checks only
         r = json.loads(p_.read_text())
         for name, v in r["variants"].items():
             rows.append(f"{r['material_id']},{r.get('formula', '')},{name},{v['slope_vs_campaign']:.5f},"
