@@ -567,7 +567,8 @@ def scan_settings(atoms: Atoms, cutoffs=SCAN_CUTOFFS, kpt_densities=None,
                   fixed_kpt_density: float = SCAN_FIXED_KPT_DENSITY) -> list[dict[str, Any]]:
     """The (ecut, kpt_density) points of the scan of ``atoms``: a cutoff series at
     ``fixed_kpt_density`` and a k-point series at the material's default cutoff; a shared point
-    is computed once; ``atoms.info["metal"]`` selects the denser k series by default. Each point: ``{"series": [...], "ecut": .., "kpt_density": ..}``."""
+    is computed once; ``atoms.info["metal"]`` selects the denser k series by default. Each
+    point: ``{"series": [...], "ecut": .., "kpt_density": ..}``."""
     if kpt_densities is None:
         kpt_densities = SCAN_KPT_DENSITIES_METAL if atoms.info.get("metal") else SCAN_KPT_DENSITIES
     default_ecut = resolve_settings(atoms)["ecut"]
@@ -589,7 +590,7 @@ def convergence_scan(atoms: Atoms, path: str | Path, *, cutoffs=SCAN_CUTOFFS, kp
     """Label ``atoms`` at every point of :func:`scan_settings` (cheapest first) and keep the
     forces, stress and settings record of each in the JSON file ``path``, rewritten atomically
     after every point: a killed scan resumes where it stopped; points already there are not
-    recomputed (a file made for other structure is refused). ``labeller`` replaces
+    recomputed (a file made for another structure is refused). ``labeller`` replaces
     :func:`label` (tests). Returns the file's content; :func:`scan_table` turns it into errors."""
     from .cache import atomic_write_text
 
