@@ -635,10 +635,12 @@ def scan_table(data: dict[str, Any]):
     import pandas as pd
     from ase.units import GPa
 
+    from .metrics import mae, softening_scale
+
     pts = list(data["points"].values())
     rows = []
-    for series, var in (("ecut", "ecut"), ("kpt_density", "kpt_density")):
-        members = sorted((p for p in pts if series in p["series"]), key=lambda p: p[var])
+    for series in ("ecut", "kpt_density"):
+        members = sorted((p for p in pts if series in p["series"]), key=lambda p: p[series])
         if not members:
             continue
         ref = members[-1]
@@ -647,9 +649,9 @@ def scan_table(data: dict[str, Any]):
             f, s = np.asarray(p["forces"]).ravel(), np.asarray(p["stress"])
             rows.append({"material": data["name"], "series": series, "ecut": p["ecut"],
                          "kpt_density": p["kpt_density"], "kpts": "x".join(map(str, p["kpts"])),
-                         "is_reference": p is ref, "force_mae": float(np.abs(f - fr).mean()),
+                         "is_reference": p is ref, "force_mae": mae(fr, f),
                          "force_max_dev": float(np.abs(f - fr).max()),
-                         "slope_vs_reference": float(f @ fr / (fr @ fr)),
+                         "slope_vs_reference": softening_scale(fr, f),
                          "stress_max_dev_GPa": float(np.abs(s - sr).max() / GPa),
                          "max_abs_force_reference": float(np.abs(fr).max()), "cpu_time_s": p.get("cpu_time_s")})
     return pd.DataFrame(rows)
