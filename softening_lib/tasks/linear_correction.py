@@ -104,7 +104,7 @@ def fig6a_left(dataset: str, material_id: str, model: str, train_frame: int = 0,
     from .. import metrics, plots
 
     if compute_missing:
-        he.compute(dataset, [model], [material_id], parity=[material_id], progress=False)
+        he.compute_dataset(dataset, [model], [material_id], parity=[material_id], progress=False)
     arr = cache.load_arrays(he.parity_path(model, dataset, material_id))
     rec = he.cached_record(model, dataset, material_id)
     if arr is None or rec is None:
