@@ -59,21 +59,56 @@ class ChapterRun:
     error: str = ""
 
 
+NOTEBOOKS = BUILD / "nb"  # chapters converted from MyST Markdown, what papermill executes
+
+
 def chapters() -> list[Path]:
-    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")) + sorted(
-        (ROOT / "chapters").glob("appendix_*.ipynb"))
+    """The chapter sources: MyST Markdown notebooks ``chapters/NN_name.md`` and ``appendix_*.md``."""
+    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.md")) + sorted(
+        (ROOT / "chapters").glob("appendix_*.md"))
 
 
 def find_chapter(spec: str) -> Path:
-    """'05', '5', '05_ion_migration' or a path -> the chapter notebook."""
+    """'05', '5', '05_ion_migration', 'ion_migration', 'appendix' or a path -> the chapter source.
+
+    A number must be a chapter's number (``0`` is no chapter); a name must match one chapter."""
+    spec = str(spec).strip()
     path = Path(spec)
-    if path.suffix == ".ipynb" and path.is_file():
+    if path.suffix in (".md", ".ipynb") and path.is_file():
         return path.resolve()
-    for nb in chapters():
-        stem = nb.stem
-        if stem == spec or stem.split("_")[0] == spec.zfill(2) or stem.startswith(spec):
-            return nb
-    raise RunnerError(f"no chapter {spec!r}; chapters: {', '.join(p.stem for p in chapters())}")
+    found = chapters()
+    names = ", ".join(p.stem for p in found)
+    if spec.isdigit():
+        hits = [p for p in found if p.stem.split("_")[0] == spec.zfill(2)]
+    else:
+        hits = [p for p in found if p.stem == spec] or [
+            p for p in found if p.stem.startswith(spec) or p.stem.partition("_")[2].startswith(spec)]
+    if len(hits) == 1 and spec:
+        return hits[0]
+    if len(hits) > 1:
+        raise RunnerError(f"chapter {spec!r} is ambiguous: {', '.join(p.stem for p in hits)}")
+    raise RunnerError(f"no chapter {spec!r}; chapters: {names}")
+
+
+def to_notebook(source: Path, out_dir: Path | None = None) -> Path:
+    """The notebook papermill executes for a chapter source: a ``.md`` (MyST, jupytext) is
+    converted into ``_build/nb/<stem>.ipynb`` with stable cell ids, rewritten only when its
+    content changed; an ``.ipynb`` is used as it is."""
+    source = Path(source)
+    if source.suffix == ".ipynb":
+        return source
+    import jupytext
+    import nbformat
+
+    nb = jupytext.read(source, fmt="md:myst")
+    for i, cell in enumerate(nb.cells):  # stable ids: an unchanged chapter converts to the same bytes
+        cell["id"] = hashlib.sha1(f"{i}:{cell.cell_type}:{cell.source}".encode()).hexdigest()[:8]
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    out = (NOTEBOOKS if out_dir is None else Path(out_dir)) / f"{source.stem}.ipynb"
+    _write_if_changed(out, nbformat.writes(nb) + "\n")
+    return out
 
 
 def _file_digests(paths: Sequence[Path], pattern: str = "*", base: Path | None = None) -> dict[str, str]:
@@ -299,7 +334,8 @@ def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | Non
     all_data = _file_digests([data_root / REFERENCE, data_root / MANIFEST], base=data_root)
     versions = _versions()
     runs = []
-    for nb in paths:
+    for src in paths:
+        nb = to_notebook(src)
         params: dict[str, Any] = {"preset": preset}
         if models:
             params["models"] = list(models)
@@ -309,7 +345,7 @@ def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | Non
         if params.get("models"):  # --model or -p models=[...]: a page of its own
             name = f"{nb.stem}__{_slug('-'.join(params['models']))}.ipynb"
         closure = code_closure(nb)
-        inputs = {"notebook": hashlib.sha256(nb.read_bytes()).hexdigest(), "parameters": params,
+        inputs = {"notebook": hashlib.sha256(src.read_bytes()).hexdigest(), "parameters": params,
                   "code": _file_digests(closure),
                   # reference data: what the modules it really imports declare (not string-named ones)
                   "data": data_inputs(code_closure(nb, strings=False), data_root, all_data),
