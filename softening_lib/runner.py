@@ -433,6 +433,111 @@ def _set_parameters_source(source: str, parameters: dict) -> str:
     return text
 
 
+_GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})")
+_LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+[.)])\s")
+
+
+def glued_values(nb) -> dict[str, str]:
+    """{glue key: its text/plain} of an executed notebook (myst-nb's glue outputs)."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = (o.get("metadata") or {}).get("scrapbook", {}).get("name")
+            if name and "text/plain" in (o.get("data") or {}):
+                out[name] = o["data"]["text/plain"]
+    return out
+
+
+def _unbacked(text: str, glued: dict[str, str]) -> list[str]:
+    """Glue keys a piece of prose names that this run did not glue, or glued as a non-finite number."""
+    import ast
+    import math
+
+    bad = []
+    for ref in _GLUE_ROLE.findall(text):
+        key = ref.split(":")[0].strip()
+        if "::" in ref:
+            continue  # from another page
+        if key not in glued:
+            bad.append(key)
+            continue
+        try:
+            value = ast.literal_eval(glued[key])
+        except (ValueError, SyntaxError):
+            value = glued[key]
+        if (isinstance(value, float) and not math.isfinite(value)) or str(value).strip() in ("nan", "inf", "-inf"):
+            bad.append(key)
+    return bad
+
+
+def _blocks(lines: list[str]) -> list[list[str]]:
+    """Markdown lines split into blocks: paragraphs, tables, lists, and whole fenced blocks."""
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    fence = None
+    for line in lines:
+        m = _FENCE.match(line)
+        if fence is None and m:
+            if current:
+                blocks.append(current)
+            current, fence = [line], m.group(1)
+            continue
+        if fence is not None:
+            current.append(line)
+            if line.strip().startswith(fence[0] * len(fence)) and line.strip().strip(fence[0]) == "" and len(current) > 1:
+                blocks.append(current)
+                current, fence = [], None
+            continue
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            blocks.append([line])
+            current = []
+        else:
+            current.append(line)
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def drop_unbacked_prose(source: str, glued: dict[str, str]) -> tuple[str, list[str]]:
+    """The markdown with every passage that quotes a value this run did not produce left out:
+    a table row, a list item, or else the paragraph or fenced block holding the glue role. So a
+    page for a model that did not compute some result says nothing about it, instead of 'nan'
+    or a sentence about a model that did not run. Returns (text, keys of the passages left out)."""
+    dropped: list[str] = []
+    out: list[str] = []
+    for block in _blocks(source.splitlines()):
+        text = "\n".join(block)
+        bad = _unbacked(text, glued)
+        if not bad:
+            out.extend(block)
+            continue
+        if all(line.lstrip().startswith("|") for line in block):  # a table: drop its rows only
+            keep = [line for line in block if not _unbacked(line, glued)]
+            dropped += bad
+            out.extend(keep if len(keep) > 2 else [])
+            continue
+        if _LIST_ITEM.match(block[0]) and not _FENCE.match(block[0]):  # a list: drop its items only
+            items: list[list[str]] = []
+            for line in block:
+                if _LIST_ITEM.match(line) and len(_LIST_ITEM.match(line).group(1)) <= len(_LIST_ITEM.match(block[0]).group(1)):
+                    items.append([line])
+                else:
+                    (items[-1] if items else items.append([]) or items[-1]).append(line)
+            for item in items:
+                if _unbacked("\n".join(item), glued):
+                    dropped += _unbacked("\n".join(item), glued)
+                else:
+                    out.extend(item)
+            continue
+        dropped += bad
+    text = "\n".join(out)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+    return text, dropped
+
+
 def _tidy(path: Path, parameters: dict | None = None, models: Sequence[str] | None = None) -> None:
     """The page as a reader sees it: the parameters cell shows the values this run used
     (papermill's injected cell is hidden); on a page for other models than the chapter's own,
@@ -440,6 +545,22 @@ def _tidy(path: Path, parameters: dict | None = None, models: Sequence[str] | No
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    glued = glued_values(nb)
+    dropped: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and _GLUE_ROLE.search(cell.source):
+            cell.source, lost = drop_unbacked_prose(cell.source, glued)
+            dropped += lost
+    if dropped:
+        for cell in nb.cells:  # say so under the title
+            if cell.cell_type == "markdown" and cell.source.startswith("# "):
+                title, _, rest = cell.source.partition("\n")
+                note = (f"\n\n```{{note}}\n{len(set(dropped))} value(s) this chapter discusses were not computed "
+                        "in this run (models that did not run, or results not available for them); "
+                        "the passages quoting them are left out of this page.\n```\n")
+                if "were not computed in this run" not in rest:
+                    cell.source = title + note + rest
+                break
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:

@@ -266,3 +266,16 @@ def test_a_run_records_what_it_imported_and_read(tmp_path, monkeypatch):
     assert "data/datasets.yml" in inputs["data"]
     (again,) = runner.execute(runner.plan([str(path)], preset="smoke"), log=lambda *_: None)
     assert again.status == "cached"
+
+
+def test_prose_quoting_a_value_this_run_did_not_produce_is_left_out():
+    src = ("# T\n\nCHGNet has s = {glue:text}`s_chgnet:.2f`.\nMore of it.\n\nKept: {glue:text}`n`.\n\n"
+           "| model | s |\n|---|---|\n| CHGNet | {glue:text}`s_chgnet:.2f` |\n| M3GNet | {glue:text}`s_m3g:.2f` |\n\n"
+           "- one {glue:text}`s_chgnet`\n  continued\n- two {glue:text}`n`\n\n"
+           "```{admonition} Solutions\n:class: dropdown\n1. {glue:text}`gone`\n\n2. x\n```\nend")
+    text, dropped = runner.drop_unbacked_prose(src, {"n": "3", "s_chgnet": "nan", "s_m3g": "0.8"})
+    assert "s_chgnet" not in text and "gone" not in text and "More of it" not in text
+    assert "Kept: {glue:text}`n`." in text and "| M3GNet |" in text and "- two" in text and text.endswith("end")
+    assert set(dropped) == {"s_chgnet", "gone"}
+    same, none = runner.drop_unbacked_prose(src, {"n": "3", "s_chgnet": "0.9", "s_m3g": "0.8", "gone": "'x'"})
+    assert none == [] and same == src
