@@ -2,8 +2,8 @@
 
 A chapter's first code cell (tagged ``parameters``) holds papermill parameters, at least::
 
-    models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8"]   # registry names or "pkg.mod:factory"
-    preset = "default"                                # "smoke" | "default" | "full"
+    models = ["@default"]   # registry names, "@tag" (softening_lib/models.yml) or "pkg.mod:factory"
+    preset = "default"      # "smoke" | "default" | "full"
 
 and its second cell::
 
