@@ -366,7 +366,10 @@ def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "pyth
                 pm.execute_notebook(str(to_notebook(run.source)), str(tmp), parameters=run.parameters,
                                     kernel_name=kernel, cwd=str(ROOT / "chapters"), progress_bar=False,
                                     log_output=False, request_save_on_cell_execute=False,
-                                    stdout_file=None, stderr_file=None)
+                                    stdout_file=None, stderr_file=None,
+                                    # the kernel's own log (TCP notice, the KeyboardInterrupt of a
+                                    # normal shutdown) is not the reader's business: errors still raise
+                                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
                 _tidy(tmp, run.parameters, run.user_params.get("models"))
                 os.replace(tmp, run.output)
                 run.status = "executed"
@@ -696,9 +699,9 @@ def stage_placeholder(stem: str) -> bool:
     title = _title_of(source) if source.is_file() else stem
     number = stem.split("_")[0]
     report = REPORTS / f"{stem}.failed.ipynb"
-    why = (f"Its last execution failed; the executed notebook is `_build/reports/{report.name}`."
-           if report.is_file() else "It was not executed in this build.")
-    text = (f"# {title}\n\n```{{note}}\nThis chapter has no executed page in this build. {why}\n"
+    why = (f"its last execution failed (the executed notebook is `_build/reports/{report.name}`)."
+           if report.is_file() else "it was not executed.")
+    text = (f"# {title}\n\n```{{note}}\nThis chapter has no page in this build: {why}\n"
             f"Build it with `python -m softening_lib book --chapter {number}`.\n```\n")
     _write_if_changed(placeholder, text)
     return True
