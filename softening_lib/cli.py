@@ -76,13 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         print(registry_table(width=100))
         return 0
     if args.cmd == "data":
-        import pandas as pd
+        import textwrap
 
         from .datasets import status
 
-        pd.set_option("display.width", 100)
-        pd.set_option("display.max_colwidth", 40)
-        print(status()[["dataset", "status", "title", "license"]].to_string(index=False))
+        table = status()
+        width = max(map(len, table["dataset"])) + 2
+        print(f"{'dataset':<{width}}{'status':<12}title / license")
+        print("-" * 100)
+        for row in table.itertuples():
+            print(f"{row.dataset:<{width}}{row.status:<12}" + textwrap.shorten(str(row.title), 100 - width - 12))
+            print(" " * (width + 12) + textwrap.shorten(f"license: {row.license}", 100 - width - 12))
         return 0
 
     from . import runner
