@@ -82,11 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 
         table = status()
         width = max(map(len, table["dataset"])) + 2
-        print(f"{'dataset':<{width}}{'status':<12}title / license")
+        print(f"{'dataset':<{width}}status / title / license")
         print("-" * 100)
         for row in table.itertuples():
-            print(f"{row.dataset:<{width}}{row.status:<12}" + textwrap.shorten(str(row.title), 100 - width - 12))
-            print(" " * (width + 12) + textwrap.shorten(f"license: {row.license}", 100 - width - 12))
+            print(f"{row.dataset:<{width}}{row.status}")
+            for text in (row.title, f"license: {row.license}"):
+                print(" " * width + textwrap.shorten(str(text), 100 - width))
         return 0
 
     from . import runner
