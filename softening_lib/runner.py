@@ -541,6 +541,9 @@ def drop_unbacked_prose(source: str, glued: dict[str, str]) -> tuple[str, list[s
     return text, dropped
 
 
+READER_VISIBLE = {"parameters", "show-input", "hide-input", "remove-input", "remove-cell", "hide-cell"}
+
+
 def _tidy(path: Path, parameters: dict | None = None, models: Sequence[str] | None = None) -> None:
     """The page as a reader sees it: the parameters cell shows the values this run used
     (papermill's injected cell is hidden); on a page for other models than the chapter's own,
@@ -573,6 +576,9 @@ def _tidy(path: Path, parameters: dict | None = None, models: Sequence[str] | No
                 cell.source = _set_parameters_source(cell.source, parameters)
             except SyntaxError:
                 pass
+        elif cell.cell_type == "code" and not set(tags) & READER_VISIBLE:
+            # readers see results; the code is one click away (a chapter shows a cell with `show-input`)
+            cell.metadata["tags"] = tags + ["hide-input"]
     if models:
         suffix = " -- with " + ", ".join(f"`{m}`" for m in models)
         for cell in nb.cells:

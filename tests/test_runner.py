@@ -282,3 +282,20 @@ def test_prose_quoting_a_value_this_run_did_not_produce_is_left_out():
     assert set(dropped) == {"s_chgnet", "gone"}
     same, none = runner.drop_unbacked_prose(src, {"n": "3", "s_chgnet": "0.9", "s_m3g": "0.8", "gone": "'x'"})
     assert none == [] and same == src
+
+
+def test_code_is_folded_for_readers_except_parameters_and_show_input(tmp_path):
+    nb = new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# 42. Tiny"),
+        new_code_cell('models = ["@test"]\npreset = "default"', metadata={"tags": ["parameters"]}),
+        new_code_cell("x = 1"),
+        new_code_cell("book.how_to_call()", metadata={"tags": ["show-input"]}),
+        new_code_cell("ctx.finish()", metadata={"tags": ["remove-cell"]}),
+    ])
+    path = tmp_path / "42_tiny.ipynb"
+    nbformat.write(nb, path)
+    runner._tidy(path, {"models": ["emt"], "preset": "smoke"})
+    cells = nbformat.read(path, as_version=4).cells
+    assert [c.metadata.get("tags", []) for c in cells[1:]] == [
+        ["parameters"], ["hide-input"], ["show-input"], ["remove-cell"]]
+    assert cells[1].source == "models = ['emt']\npreset = 'smoke'"
