@@ -35,8 +35,9 @@ def main() -> None:
     ref = np.array([a.get_potential_energy() / len(a) for a in pick])
     print(f"{len(pick)} WBM structures, {sum(len(a) for a in pick)} atoms")
     rows = []
-    for name in ["m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", "chgnet-0.3.0"]:
-        for fixed in ([False, True] if name != "chgnet-0.3.0" else [None]):
+    matgl_models = [m for m in models.tagged("default") if models.get_spec(m).family == "matgl"]
+    for name in matgl_models + models.tagged("primary"):
+        for fixed in ([False, True] if name in matgl_models else [None]):
             calc = models.get_calculator(name)
             if fixed is False:
                 matgl_fix.revert()

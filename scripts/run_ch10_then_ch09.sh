@@ -6,7 +6,8 @@
 set -u
 export SOFTENING_DATA_DIR=${SOFTENING_DATA_DIR:-/work/shared/data} OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 PY=.venv/bin/python
-ZM="chgnet-0.3.0 m3gnet-mp-2021.2.8 m3gnet-matpes-pbe tensornet-matpes-pbe sevennet-0"
+# the registry's zoo (softening_lib/models.yml, tag "zoo"), those that run here
+ZM=$($PY -c 'from softening_lib import models; print(" ".join(models.runnable(models.tagged("zoo"))[0]))')
 if [ "${ZOO:-1}" = 1 ]; then
   # the small sets model by model; JaGeo (slow to read) once for all models
   for M in $ZM; do

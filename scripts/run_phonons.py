@@ -26,14 +26,15 @@ import argparse
 import os
 import time
 
+from softening_lib import models
 from softening_lib.tasks import phonons as P
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=None,
-                    help="default: chgnet-0.3.0 m3gnet-mp-2021.2.8 m3gnet-matpes-pbe tensornet-matpes-pbe "
-                         "(with --amplitude-scan: chgnet-0.3.0 m3gnet-mp-2021.2.8)")
+                    help="registry names, import paths or @tags; default: the models tagged 'default' "
+                         "that run here (with --amplitude-scan: those tagged 'scan')")
     ap.add_argument("--n-pbesol", type=int, default=240)
     ap.add_argument("--sets", nargs="+", default=["pbesol", "pbe68"], choices=["pbesol", "pbe68"])
     ap.add_argument("--check-jageo", action="store_true",
@@ -49,11 +50,13 @@ def main() -> None:
                     help="only the chapter's amplitude scan (beyond the paper): model phonons at the DFT "
                          "geometry for finite displacements of 0.003-0.1 Å, materials phonons.SCAN_IDS (cached)")
     args = ap.parse_args()
+    if args.models:
+        args.models = models.expand(args.models)  # "@tag" -> the registry's models
     if args.amplitude_scan:
         amplitude_scan(args.models or list(P.SCAN_MODELS))
         return
     if args.models is None:
-        args.models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe"]
+        args.models = models.runnable(models.tagged("default"))[0]  # the registry's, those that run here
     if args.workers > 1:
         parallel(args.models, args.sets, args.n_pbesol, args.workers, args.stop_after_min)
         return

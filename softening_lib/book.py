@@ -2,8 +2,8 @@
 
 A chapter's first code cell (tagged ``parameters``) holds papermill parameters, at least::
 
-    models = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8"]   # registry names or "pkg.mod:factory"
-    preset = "default"                                # "smoke" | "default" | "full"
+    models = ["@default"]   # registry names, "@tag" (softening_lib/models.yml) or "pkg.mod:factory"
+    preset = "default"      # "smoke" | "default" | "full"
 
 and its second cell::
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import config, models as registry
+from . import config, models as registry, provenance
 
 PRESETS = ("smoke", "default", "full")
 
@@ -151,6 +151,8 @@ class ChapterContext:
             "matgl_fix": matgl_fix_state(),
             "model_specs": {m: _spec_summary(m) for m in self.requested},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            # what this run really used: the runner keys the page on it (see provenance)
+            "used": provenance.snapshot(),
         }
         path = run_dir() / "records" / f"{page_name(self.chapter)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,10 +201,20 @@ def software_versions() -> dict[str, str]:
     return out
 
 
+def expand_models(names: Sequence[str]) -> list[str]:
+    """Registry tags (``"@default"``) replaced by the models that carry them; names as given
+    otherwise."""
+    names = list(names)
+    if any(n.startswith("@") for n in names):
+        return registry.expand(names)
+    return names
+
+
 def setup_chapter(chapter: str, models: Sequence[str], preset: str = "default",
                   **extra_types: tuple[Any, type | tuple]) -> ChapterContext:
     """Check parameters, split models into runnable / skipped, set the plot style."""
     check_parameters(chapter, models, preset, **extra_types)
+    provenance.start()  # note the data files this chapter reads from here on
     import warnings
 
     import pandas as pd
@@ -221,6 +233,7 @@ def setup_chapter(chapter: str, models: Sequence[str], preset: str = "default",
         pass
     pd.set_option("display.max_colwidth", None)
     use_style()
+    models = expand_models(models)
     ok, skipped = registry.runnable(list(models))
     return ChapterContext(chapter=chapter, models=ok, skipped=skipped, preset=preset,
                           requested=list(models))

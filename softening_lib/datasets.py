@@ -490,19 +490,11 @@ READERS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _lazy_reader(module: str, func: str) -> Callable[..., Any]:
-    """A reader living in a task module, imported on first use (keeps ``import datasets`` light)."""
+# readers of the public VASP references (they lived in task modules; core code never imports those)
+from .public_refs import read_mp_surfaces, read_mpcontribs_approxneb  # noqa: E402
 
-    def reader(**kw: Any) -> Any:
-        import importlib
-
-        return getattr(importlib.import_module(module), func)(**kw)
-
-    return reader
-
-
-READERS["mp_surfaces_tran2016"] = _lazy_reader("softening_lib.tasks.surfaces", "read_mp_surfaces")
-READERS["mpcontribs_approxneb"] = _lazy_reader("softening_lib.tasks.migration", "read_mpcontribs_approxneb")
+READERS["mp_surfaces_tran2016"] = read_mp_surfaces
+READERS["mpcontribs_approxneb"] = read_mpcontribs_approxneb
 
 
 def register_reader(key: str, func: Callable[..., Any]) -> None:

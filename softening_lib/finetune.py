@@ -350,8 +350,7 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
     n_train, n_val = split_sizes(len(frames), settings.val_fraction)
     spec = registry.get_spec(model)
     registry.check_available(model)
-    path = registry._mirror_model_dir(spec)
-    potential = matgl.load_model(path if path is not None else spec.matgl_name)
+    potential = matgl.load_model(registry.matgl_weights_dir(model))  # every file sha256-checked
     if settings.from_scratch:
         torch.manual_seed(settings.seed)
         fresh = type(potential.model)(**potential.model.hparams) if hasattr(potential.model, "hparams") else None

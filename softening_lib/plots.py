@@ -6,26 +6,18 @@ from typing import Sequence
 
 import numpy as np
 
-# One colour per model, stable across chapters (colour-blind-safe Okabe-Ito order).
-MODEL_COLORS = {
-    "dft": "#000000",
-    "chgnet-0.3.0": "#0072B2",
-    "m3gnet-mp-2021.2.8": "#E69F00",
-    "mace-mp-0-medium": "#009E73",
-    "m3gnet-matpes-pbe": "#CC79A7",
-    "tensornet-matpes-pbe": "#D55E00",
-    "emt": "#999999",
-}
-_EXTRA = ["#56B4E9", "#F0E442", "#882255", "#44AA99", "#117733", "#332288"]
+from .models import REGISTRY as _REGISTRY
+from .models import colour as _model_colour
+
+# One colour per model, stable across chapters: the registry's (softening_lib/models.yml,
+# colour-blind-safe Okabe-Ito order); other names get a stable colour from models.colour.
+MODEL_COLORS = {"dft": "#000000", **{name: _model_colour(name) for name in _REGISTRY}}
 
 
 def color(model: str) -> str:
     if model in MODEL_COLORS:
         return MODEL_COLORS[model]
-    base = model.split("*")[0]
-    if base in MODEL_COLORS:
-        return MODEL_COLORS[base]
-    return _EXTRA[sum(map(ord, model)) % len(_EXTRA)]
+    return _model_colour(model)
 
 
 def label(model: str) -> str:

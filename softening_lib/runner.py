@@ -17,6 +17,7 @@ default page.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -57,192 +58,100 @@ class ChapterRun:
     status: str = "pending"  # executed | cached | failed
     seconds: float = 0.0
     error: str = ""
+    user_params: dict = field(default_factory=dict)  # what the user gave (-m, -p): names the page
 
 
 def chapters() -> list[Path]:
-    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")) + sorted(
-        (ROOT / "chapters").glob("appendix_*.ipynb"))
+    """The chapter sources: MyST Markdown notebooks ``chapters/NN_name.md`` and ``appendix_*.md``."""
+    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.md")) + sorted(
+        (ROOT / "chapters").glob("appendix_*.md"))
 
 
 def find_chapter(spec: str) -> Path:
-    """'05', '5', '05_ion_migration' or a path -> the chapter notebook."""
+    """'05', '5', '05_ion_migration', 'ion_migration', 'appendix' or a path -> the chapter source.
+
+    A number must be a chapter's number (``0`` is no chapter); a name must match one chapter."""
+    spec = str(spec).strip()
     path = Path(spec)
-    if path.suffix == ".ipynb" and path.is_file():
+    if path.suffix in (".md", ".ipynb") and path.is_file():
         return path.resolve()
-    for nb in chapters():
-        stem = nb.stem
-        if stem == spec or stem.split("_")[0] == spec.zfill(2) or stem.startswith(spec):
-            return nb
-    raise RunnerError(f"no chapter {spec!r}; chapters: {', '.join(p.stem for p in chapters())}")
+    found = chapters()
+    names = ", ".join(p.stem for p in found)
+    if spec.isdigit():
+        hits = [p for p in found if p.stem.split("_")[0] == spec.zfill(2)]
+    else:
+        hits = [p for p in found if p.stem == spec] or [
+            p for p in found if p.stem.startswith(spec) or p.stem.partition("_")[2].startswith(spec)]
+    if len(hits) == 1 and spec:
+        return hits[0]
+    if len(hits) > 1:
+        raise RunnerError(f"chapter {spec!r} is ambiguous: {', '.join(p.stem for p in hits)}")
+    raise RunnerError(f"no chapter {spec!r}; chapters: {names}")
 
 
-def _file_digests(paths: Sequence[Path], pattern: str = "*", base: Path | None = None) -> dict[str, str]:
-    """{path relative to the repo (or to ``base``): sha256} of files and of the files under folders."""
-    base = ROOT if base is None else Path(base)
-    out: dict[str, str] = {}
-    for root in paths:
-        if not root.exists():
-            continue
-        files = [root] if root.is_file() else sorted(p for p in root.rglob(pattern) if p.is_file())
-        for p in files:
-            if "__pycache__" in p.parts:
-                continue
-            out[p.relative_to(base).as_posix()] = (hashlib.sha256(p.read_bytes()).hexdigest()
-                                             if p.stat().st_size < 5e7 else f"size {p.stat().st_size}")
+def to_notebook(source: Path, out_dir: Path | None = None) -> Path:
+    """The notebook papermill executes for a chapter source: a ``.md`` (MyST, jupytext) is
+    converted into ``_build/nb/<stem>.ipynb`` with stable cell ids, rewritten only when its
+    content changed; an ``.ipynb`` is used as it is."""
+    source = Path(source)
+    if source.suffix == ".ipynb":
+        return source
+    import jupytext
+    import nbformat
+
+    nb = jupytext.read(source, fmt="md:myst")
+    for i, cell in enumerate(nb.cells):  # stable ids: an unchanged chapter converts to the same bytes
+        cell["id"] = hashlib.sha1(f"{i}:{cell.cell_type}:{cell.source}".encode()).hexdigest()[:8]
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    out = (BUILD / "nb" if out_dir is None else Path(out_dir)) / f"{source.stem}.ipynb"
+    _write_if_changed(out, nbformat.writes(nb) + "\n")
     return out
 
 
-def _tree_digest(paths: Sequence[Path], pattern: str = "*") -> str:
-    return hashlib.sha256(json.dumps(_file_digests(paths, pattern), sort_keys=True).encode()).hexdigest()
-
-
-_MODULE_STRING = re.compile(r"\bsoftening_lib(?:\.[A-Za-z_]\w*)+")
-
-
-def _module_file(name: str) -> Path | None:
-    """``softening_lib.tasks.surfaces`` -> its source file, or None if no such module."""
-    parts = name.split(".")
-    if parts[0] != "softening_lib":
-        return None
-    base = ROOT.joinpath(*parts)
-    for cand in (base.with_suffix(".py"), base / "__init__.py"):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def _imported_modules(source: str, module: str | None = None, strings: bool = True) -> set[str]:
-    """softening_lib modules a piece of code imports: import statements anywhere in it (also
-    inside functions: lazy imports count), relative ones resolved against ``module``, and
-    module names written as strings (``importlib.import_module("softening_lib.tasks.x")``)."""
-    import ast
-
-    # notebook magics and shell escapes are not Python
-    text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-    found: set[str] = set()
+def _digest(path: Path) -> str:
+    """sha256 of a file in the repository; size and mtime of one outside it (the data mirror,
+    read-only and large); ``missing`` when gone."""
     try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        tree = None
-    is_pkg = module is not None and (_module_file(module) or Path()).name == "__init__.py"
-    for node in ast.walk(tree) if tree is not None else ():
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                if module is None:
-                    continue
-                pkg = module.split(".")
-                pkg = pkg if is_pkg else pkg[:-1]
-                pkg = pkg[: len(pkg) - (node.level - 1)]
-                base = ".".join(pkg + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)
-    for name in _MODULE_STRING.findall(source) if strings else ():
-        parts = name.split(".")
-        while parts and _module_file(".".join(parts)) is None:
-            parts.pop()  # "softening_lib.tasks.migration.fetch" -> the module
-        if parts:
-            found.add(".".join(parts))
-    return {m for m in found if _module_file(m) is not None}
-
-
-def code_closure(notebook: Path, strings: bool = True) -> list[Path]:
-    """The library source files a chapter can execute: what its code cells import, and what
-    those modules import in turn (with their packages' ``__init__``). The runner, the command
-    line and the what-ran page are not among them unless a chapter imports them, so changing
-    the build machinery, or a task module of another chapter, re-executes nothing here.
-    ``strings=False`` follows import statements only, not module names written in strings
-    (lazy dataset readers, messages): the closure whose ``REFERENCE_DIRS`` a chapter reads."""
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
-    todo = set()
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            todo |= _imported_modules(cell.source, strings=strings)
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        parts = name.split(".")
-        todo |= {".".join(parts[:i]) for i in range(1, len(parts))} - seen  # parent packages
-        todo |= _imported_modules(_module_file(name).read_text(), name, strings=strings) - seen
-    return sorted({_module_file(m) for m in seen})
-
-
-REFERENCE = "data/reference"  # the committed reference data, relative to the repo
-MANIFEST = "data/datasets.yml"
-
-
-def declared_reference_dirs(module_file: Path) -> tuple[str, ...]:
-    """The ``REFERENCE_DIRS`` a library module declares (the folders under data/reference it
-    reads), read from its source with ``ast``, not imported; () when it declares none."""
-    import ast
-
-    try:
-        tree = ast.parse(Path(module_file).read_text())
-    except (OSError, SyntaxError):
-        return ()
-    for node in tree.body:
-        targets = (node.targets if isinstance(node, ast.Assign)
-                   else [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
-        if any(isinstance(t, ast.Name) and t.id == "REFERENCE_DIRS" for t in targets):
-            try:
-                value = ast.literal_eval(node.value)
-            except ValueError as exc:
-                raise RunnerError(f"{module_file}: REFERENCE_DIRS must be a literal tuple of folder names") from exc
-            return (value,) if isinstance(value, str) else tuple(value)
-    return ()
-
-
-def dataset_reference_dirs(root: Path | None = None) -> list[str]:
-    """Folders under data/reference that a ``local:`` dataset of data/datasets.yml points to
-    (relative to data/reference)."""
-    root = ROOT if root is None else Path(root)
-    try:
-        manifest = yaml.safe_load((root / MANIFEST).read_text()) or {}
+        st = path.stat()
     except OSError:
-        return []
-    ref = (root / REFERENCE).resolve()
-    out = set()
-    for ent in manifest.values():
-        local = ent.get("local") if isinstance(ent, dict) else None
-        if isinstance(local, str):
-            path = (root / local).resolve()
-            if path != ref and path.is_relative_to(ref):
-                out.add(path.relative_to(ref).as_posix())
-    return sorted(out)
+        return "missing"
+    if not path.is_file():
+        return "not a file"
+    if not path.resolve().is_relative_to(ROOT) or st.st_size > 5e7:
+        return f"size {st.st_size} mtime {st.st_mtime_ns}"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def reference_dirs(closure: Sequence[Path], root: Path | None = None) -> list[str]:
-    """The folders under data/reference a chapter with this code closure reads: the union of
-    its modules' ``REFERENCE_DIRS``, plus every ``local:`` dataset folder when the closure
-    holds the dataset layer (softening_lib/datasets.py)."""
-    dirs = {d for f in closure for d in declared_reference_dirs(f)}
-    if any(Path(f).resolve() == (ROOT / "softening_lib" / "datasets.py").resolve() for f in closure):
-        dirs |= set(dataset_reference_dirs(root))
-    return sorted(dirs)
+def _dir_digest(path: Path) -> str:
+    """What a listing of the folder saw: its entries' names (a new campaign record counts)."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return "missing"
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
-def data_inputs(closure: Sequence[Path], root: Path | None = None,
-                digests: dict[str, str] | None = None) -> dict[str, str]:
-    """The data part of a chapter's key, {file: sha256}: data/datasets.yml, every file directly
-    in data/reference, and the files under the folders :func:`reference_dirs` names. A record a
-    background campaign adds to another folder re-executes nothing here. ``root`` is the tree
-    holding data/ (the repo; tests give a temporary one); ``digests`` of all of data/reference
-    and the manifest, when already computed (see :func:`plan`)."""
-    root = ROOT if root is None else Path(root)
-    if digests is None:
-        digests = _file_digests([root / REFERENCE, root / MANIFEST], base=root)
-    prefixes = tuple(f"{REFERENCE}/{d.strip('/')}/" for d in reference_dirs(closure, root))
-    return {f: h for f, h in digests.items()
-            if f == MANIFEST or (f.startswith(REFERENCE + "/") and "/" not in f[len(REFERENCE) + 1:])
-            or f.startswith(prefixes)}
+def _rel(path: str | Path) -> str:
+    path = Path(path)
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
+def _abs(rel: str) -> Path:
+    path = Path(rel)
+    return path if path.is_absolute() else ROOT / path
+
+
+def used_digests(used: dict) -> dict[str, dict[str, str]]:
+    """Digests of what a run used (its record's ``used``: modules, files, dirs) as they are now."""
+    return {"code": {_rel(f): _digest(_abs(_rel(f))) for f in used.get("modules", [])},
+            "data": {_rel(f): _digest(_abs(_rel(f))) for f in used.get("files", [])},
+            "dirs": {_rel(d): _dir_digest(_abs(_rel(d))) for d in used.get("dirs", [])}}
+
+
+def _key_of(inputs: dict) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _versions() -> dict[str, str]:
@@ -255,7 +164,7 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     """Default parameters of a chapter (papermill's inference of its parameters cell)."""
     import papermill as pm
 
-    return {name: info["default"] for name, info in pm.inspect_notebook(str(path)).items()}
+    return {name: info["default"] for name, info in pm.inspect_notebook(str(to_notebook(path))).items()}
 
 
 def check_parameter_types(path: Path, parameters: dict[str, Any]) -> None:
@@ -265,7 +174,7 @@ def check_parameter_types(path: Path, parameters: dict[str, Any]) -> None:
     defaults = notebook_parameters(path)
     for name, value in parameters.items():
         if name not in defaults:
-            raise RunnerError(f"{path.stem} has no parameter {name!r}; it takes: {', '.join(defaults)}")
+            raise RunnerError(f"{Path(path).stem} has no parameter {name!r}; it takes: {', '.join(defaults)}")
         try:
             default = ast.literal_eval(defaults[name])
         except (ValueError, SyntaxError):
@@ -278,44 +187,68 @@ def check_parameter_types(path: Path, parameters: dict[str, Any]) -> None:
             ok = True
         if not ok:
             raise RunnerError(
-                f"{path.stem}: parameter {name!r} must be {type(default).__name__} "
+                f"{Path(path).stem}: parameter {name!r} must be {type(default).__name__} "
                 f"(default {defaults[name]}), got {type(value).__name__} {value!r}"
             )
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60]
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:48]
+
+
+def page_for(stem: str, user_params: dict) -> str:
+    """The page a run renders. The chapter's own page for its defaults; for other models or
+    parameters a page of its own, ``NN_name__<readable>-<hash>``: the hash keeps two inputs
+    that read alike (``chgnet_0.3.0`` / ``chgnet-0.3.0``) on two pages."""
+    if not user_params:
+        return stem
+    readable = _slug("-".join(user_params["models"])) if "models" in user_params else ""
+    rest = {k: v for k, v in user_params.items() if k != "models"}
+    if rest:
+        readable = "-".join(filter(None, [readable, _slug("-".join(f"{k}-{v}" for k, v in sorted(rest.items())))]))
+    digest = hashlib.sha256(json.dumps(user_params, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{stem}__{readable[:48].strip('-')}-{digest}" if readable else f"{stem}__{digest}"
+
+
+def _expand_models(names: Sequence[str]) -> list[str]:
+    from .book import expand_models
+
+    return expand_models(names)
 
 
 def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | None = None,
-         preset: str = "default", extra: dict | None = None, data_root: Path | None = None) -> list[ChapterRun]:
-    """One run per chapter with its key. ``data_root``: the tree holding data/reference and
-    data/datasets.yml (default the repo; tests point it at a temporary one)."""
+         preset: str = "default", extra: dict | None = None) -> list[ChapterRun]:
+    """One run per chapter. The chapter's parameters are checked here (before any kernel);
+    models given as registry tags are expanded, so the page shows what ran. The key covers
+    the chapter's text, its parameters, the software versions, and what its last execution
+    of this page really used (modules imported, data files and folders read; see
+    :mod:`softening_lib.provenance`) as those files are now."""
     paths = [find_chapter(c) for c in chapter_specs] if chapter_specs else chapters()
-    # inputs only: results under data/results are what the chapters themselves compute and
-    # reuse; after a background computation adds results, rerun with --force. Of the reference
-    # data, each chapter's key holds only what its own code reads (data_inputs).
-    data_root = ROOT if data_root is None else Path(data_root)
-    all_data = _file_digests([data_root / REFERENCE, data_root / MANIFEST], base=data_root)
     versions = _versions()
+    last = _load_json(_inputs_path())
     runs = []
-    for nb in paths:
-        params: dict[str, Any] = {"preset": preset}
+    for src in paths:
+        user: dict[str, Any] = dict(extra or {})
         if models:
-            params["models"] = list(models)
-        params.update(extra or {})
-        check_parameter_types(nb, params)
-        name = nb.name
-        if params.get("models"):  # --model or -p models=[...]: a page of its own
-            name = f"{nb.stem}__{_slug('-'.join(params['models']))}.ipynb"
-        closure = code_closure(nb)
-        inputs = {"notebook": hashlib.sha256(nb.read_bytes()).hexdigest(), "parameters": params,
-                  "code": _file_digests(closure),
-                  # reference data: what the modules it really imports declare (not string-named ones)
-                  "data": data_inputs(code_closure(nb, strings=False), data_root, all_data),
+            user["models"] = list(models)
+        if "preset" in user:
+            raise RunnerError("give the preset with --preset, not -p preset=...")
+        check_parameter_types(src, {**user, "preset": preset})
+        params: dict[str, Any] = {"preset": preset, **user}
+        defaults = notebook_parameters(src)
+        if "models" in defaults:
+            import ast
+
+            given = params.get("models", ast.literal_eval(defaults["models"]))
+            params["models"] = _expand_models(given)
+        page = page_for(src.stem, user)
+        rel = f"chapters/{page}.ipynb"
+        inputs = {"notebook": hashlib.sha256(src.read_bytes()).hexdigest(), "parameters": params,
                   "versions": versions}
-        key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
-        runs.append(ChapterRun(nb.stem, nb, STAGE / "chapters" / name, params, key, inputs))
+        if rel in last:  # what its last execution used, as it is now
+            inputs.update(used_digests(last[rel].get("used") or {}))
+        runs.append(ChapterRun(src.stem, src, STAGE / "chapters" / f"{page}.ipynb", params, _key_of(inputs),
+                               inputs, user_params=user))
     return runs
 
 
@@ -327,7 +260,7 @@ def what_changed(old: dict | None, new: dict) -> str:
     for part in ("notebook", "parameters", "versions"):
         if json.dumps(old.get(part), sort_keys=True, default=str) != json.dumps(new.get(part), sort_keys=True, default=str):
             out.append(part)
-    for part in ("code", "data"):
+    for part in ("code", "data", "dirs"):
         a, b = old.get(part) or {}, new.get(part) or {}
         files = sorted(f for f in set(a) | set(b) if a.get(f) != b.get(f))
         if files:
@@ -343,73 +276,309 @@ def _keys_path() -> Path:
     return BUILD / "run_keys.json"
 
 
-def _load_keys() -> dict[str, str]:
+def _load_json(path: Path) -> dict:
     try:
-        return json.loads(_keys_path().read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
 
+def _load_keys() -> dict[str, str]:
+    return _load_json(_keys_path())
+
+
+@contextlib.contextmanager
+def _lock(name: str, wait: bool = True, what: str = ""):
+    """An exclusive lock file under ``_build/locks``. ``wait=False``: refuse at once, naming
+    the process that holds it."""
+    import fcntl
+
+    folder = BUILD / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise RunnerError(f"{what or name} is being executed by {holder}; wait for it to finish "
+                              "(or stop it) and run again") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _update_shared(page_rel: str, key: str | None, inputs: dict | None) -> None:
+    """Record (or forget, with ``key=None``) one page in run_keys.json / run_inputs.json:
+    read, change one entry, write atomically, under a lock (concurrent runs keep each other's)."""
+    with _lock("run-index"):
+        keys, last = _load_keys(), _load_json(_inputs_path())
+        if key is None:
+            keys.pop(page_rel, None)
+        else:
+            keys[page_rel], last[page_rel] = key, inputs
+        atomic_write_text(_keys_path(), json.dumps(keys, indent=1, sort_keys=True))
+        atomic_write_text(_inputs_path(), json.dumps(last, default=str, sort_keys=True))
+
+
+def _record_of(page: str) -> dict:
+    return _load_json(BUILD / "run" / "records" / f"{page}.json")
+
+
 def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "python3",
             log=print) -> list[ChapterRun]:
+    """Execute each run whose key changed (or all with ``force``). A page is written only by a
+    successful run: a failed one leaves the previous page in place and its executed notebook
+    in ``_build/reports``. Two runs of one page at once: the second refuses, naming the first."""
     import papermill as pm
 
-    keys = _load_keys()
-    try:
-        last_inputs = json.loads(_inputs_path().read_text())
-    except (OSError, json.JSONDecodeError):
-        last_inputs = {}
     (STAGE / "chapters").mkdir(parents=True, exist_ok=True)
     REPORTS.mkdir(parents=True, exist_ok=True)
-    env_run_dir = str(BUILD / "run")
-    os.environ["SOFTENING_RUN_DIR"] = env_run_dir
-    for run in runs:
+    os.environ["SOFTENING_RUN_DIR"] = str(BUILD / "run")
+    keys = _load_keys()
+    last_inputs = _load_json(_inputs_path())
+    total = len(runs)
+    for i, run in enumerate(runs, 1):
         rel = str(run.output.relative_to(STAGE))
+        page = run.output.stem
+        tag = f"[{i}/{total}]"
         if not force and keys.get(rel) == run.key and run.output.is_file():
             run.status = "cached"
-            log(f"[cached]   {run.chapter} ({rel})")
+            log(f"{tag} cached    {page}")
             continue
         why = "forced" if force else what_changed(last_inputs.get(rel), run.inputs)
-        log(f"[execute]  {run.chapter} -> {rel} with {run.parameters} (changed: {why})")
+        shown = {k: v for k, v in run.parameters.items() if k != "models" or run.user_params.get("models")}
+        log(f"{tag} executing {page} {shown or ''} (changed: {why})")
         t0 = time.time()
-        os.environ["SOFTENING_RUN_PAGE"] = run.output.stem  # the kernel files its record under it
+        tmp = BUILD / "nb" / "executing" / f"{page}.{os.getpid()}.ipynb"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        os.environ["SOFTENING_RUN_PAGE"] = page  # the kernel files its record under it
         try:
-            pm.execute_notebook(str(run.source), str(run.output), parameters=run.parameters,
-                                kernel_name=kernel, cwd=str(ROOT / "chapters"), progress_bar=False,
-                                log_output=False, request_save_on_cell_execute=False)
-            run.status = "executed"
-            _tidy(run.output, run.parameters.get("models"))
-            keys[rel] = run.key
-            last_inputs[rel] = run.inputs
+            with _lock(f"page-{page}", wait=False, what=f"page {page}"):
+                pm.execute_notebook(str(to_notebook(run.source)), str(tmp), parameters=run.parameters,
+                                    kernel_name=kernel, cwd=str(ROOT / "chapters"), progress_bar=False,
+                                    log_output=False, request_save_on_cell_execute=False,
+                                    stdout_file=None, stderr_file=None,
+                                    # the kernel's own log (TCP notice, the KeyboardInterrupt of a
+                                    # normal shutdown) is not the reader's business: errors still raise
+                                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                _tidy(tmp, run.parameters, run.user_params.get("models"))
+                os.replace(tmp, run.output)
+                run.status = "executed"
+                used = _record_of(page).get("used") or {}
+                inputs = {**{k: v for k, v in run.inputs.items() if k not in ("code", "data", "dirs")},
+                          **used_digests(used), "used": used}
+                run.key = _key_of({k: v for k, v in inputs.items() if k != "used"})
+                _update_shared(rel, run.key, inputs)
+                log(f"{tag} executed  {page} in {time.time() - t0:.0f} s")
+        except RunnerError as exc:
+            run.status, run.error = "failed", str(exc)
+            log(f"{tag} REFUSED   {page}: {exc}")
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell
             run.status = "failed"
             run.error = str(exc)
-            report = REPORTS / f"{run.output.stem}.failed.ipynb"
-            if run.output.is_file():  # out of the book: a page with a traceback is no page
-                shutil.move(run.output, report)
-            atomic_write_text(REPORTS / f"{run.output.stem}.error.txt", str(exc))
-            keys.pop(rel, None)
-            log(f"[FAILED]   {run.chapter}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
-                f"\n           executed notebook kept at {report}")
+            report = REPORTS / f"{page}.failed.ipynb"
+            if tmp.is_file():
+                os.replace(tmp, report)
+            atomic_write_text(REPORTS / f"{page}.error.txt", str(exc))
+            _update_shared(rel, None, None)  # the next build retries it
+            kept = ("the previous page is kept in the book" if run.output.is_file()
+                    else "no page for it in the book")
+            last_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+            log(f"{tag} FAILED    {page}: {last_line}\n"
+                f"           {kept}; executed notebook: {report}")
         finally:
             os.environ.pop("SOFTENING_RUN_PAGE", None)
+            tmp.unlink(missing_ok=True)
         run.seconds = time.time() - t0
-        atomic_write_text(_keys_path(), json.dumps(keys, indent=1))
-        atomic_write_text(_inputs_path(), json.dumps(last_inputs, default=str))
     return list(runs)
 
 
-def _tidy(path: Path, models: Sequence[str] | None = None) -> None:
-    """Hide papermill's injected-parameters cell in the rendered page; on a page for other
-    models than the chapter's own, name those models in the title (the table of contents
-    would otherwise list two pages of the same name)."""
+def summary(runs: Sequence[ChapterRun]) -> str:
+    """A closing table: one line per page (status, seconds, report) and the counts."""
+    lines = [f"{'page':<52} {'status':<9} {'s':>5}  report"]
+    for r in runs:
+        report = str(REPORTS / f"{r.output.stem}.failed.ipynb") if r.status == "failed" else ""
+        lines.append(f"{r.output.stem[:52]:<52} {r.status:<9} {r.seconds:5.0f}  {report}")
+    counts = {s: sum(r.status == s for r in runs) for s in ("executed", "cached", "failed")}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(lines)
+
+
+def _set_parameters_source(source: str, parameters: dict) -> str:
+    """The parameters cell's text with the values of ``parameters`` written in (comments and
+    other lines kept), so the page shows the parameters the run used."""
+    import ast
+
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    edits = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id in parameters:
+            edits.append((node.value, repr(parameters[node.targets[0].id])))
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    text = source
+    for value, new in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
+        start = offsets[value.lineno - 1] + len(lines[value.lineno - 1].encode()[:value.col_offset].decode())
+        end = offsets[value.end_lineno - 1] + len(lines[value.end_lineno - 1].encode()[:value.end_col_offset].decode())
+        text = text[:start] + new + text[end:]
+    return text
+
+
+_GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})")
+_LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+[.)])\s")
+
+
+def glued_values(nb) -> dict[str, str]:
+    """{glue key: its text/plain} of an executed notebook (myst-nb's glue outputs)."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = (o.get("metadata") or {}).get("scrapbook", {}).get("name")
+            if name and "text/plain" in (o.get("data") or {}):
+                out[name] = o["data"]["text/plain"]
+    return out
+
+
+def _unbacked(text: str, glued: dict[str, str]) -> list[str]:
+    """Glue keys a piece of prose names that this run did not glue, or glued as a non-finite number."""
+    import ast
+    import math
+
+    bad = []
+    for ref in _GLUE_ROLE.findall(text):
+        key = ref.split(":")[0].strip()
+        if "::" in ref:
+            continue  # from another page
+        if key not in glued:
+            bad.append(key)
+            continue
+        try:
+            value = ast.literal_eval(glued[key])
+        except (ValueError, SyntaxError):
+            value = glued[key]
+        if (isinstance(value, float) and not math.isfinite(value)) or str(value).strip() in ("nan", "inf", "-inf"):
+            bad.append(key)
+    return bad
+
+
+def _blocks(lines: list[str]) -> list[list[str]]:
+    """Markdown lines split into blocks: paragraphs, tables, lists, and whole fenced blocks."""
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    fence = None
+    for line in lines:
+        m = _FENCE.match(line)
+        if fence is None and m:
+            if current:
+                blocks.append(current)
+            current, fence = [line], m.group(1)
+            continue
+        if fence is not None:
+            current.append(line)
+            if line.strip().startswith(fence[0] * len(fence)) and line.strip().strip(fence[0]) == "" and len(current) > 1:
+                blocks.append(current)
+                current, fence = [], None
+            continue
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            blocks.append([line])
+            current = []
+        else:
+            current.append(line)
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def drop_unbacked_prose(source: str, glued: dict[str, str]) -> tuple[str, list[str]]:
+    """The markdown with every passage that quotes a value this run did not produce left out:
+    a table row, a list item, or else the paragraph or fenced block holding the glue role. So a
+    page for a model that did not compute some result says nothing about it, instead of 'nan'
+    or a sentence about a model that did not run. Returns (text, keys of the passages left out)."""
+    dropped: list[str] = []
+    out: list[str] = []
+    for block in _blocks(source.splitlines()):
+        text = "\n".join(block)
+        bad = _unbacked(text, glued)
+        if not bad:
+            out.extend(block)
+            continue
+        if all(line.lstrip().startswith("|") for line in block):  # a table: drop its rows only
+            keep = [line for line in block if not _unbacked(line, glued)]
+            dropped += bad
+            out.extend(keep if len(keep) > 2 else [])
+            continue
+        if _LIST_ITEM.match(block[0]) and not _FENCE.match(block[0]):  # a list: drop its items only
+            items: list[list[str]] = []
+            for line in block:
+                if _LIST_ITEM.match(line) and len(_LIST_ITEM.match(line).group(1)) <= len(_LIST_ITEM.match(block[0]).group(1)):
+                    items.append([line])
+                else:
+                    (items[-1] if items else items.append([]) or items[-1]).append(line)
+            for item in items:
+                if _unbacked("\n".join(item), glued):
+                    dropped += _unbacked("\n".join(item), glued)
+                else:
+                    out.extend(item)
+            continue
+        dropped += bad
+    text = "\n".join(out)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+    return text, dropped
+
+
+READER_VISIBLE = {"parameters", "show-input", "hide-input", "remove-input", "remove-cell", "hide-cell"}
+
+
+def _tidy(path: Path, parameters: dict | None = None, models: Sequence[str] | None = None) -> None:
+    """The page as a reader sees it: the parameters cell shows the values this run used
+    (papermill's injected cell is hidden); on a page for other models than the chapter's own,
+    the title names those models."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    glued = glued_values(nb)
+    dropped: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and _GLUE_ROLE.search(cell.source):
+            cell.source, lost = drop_unbacked_prose(cell.source, glued)
+            dropped += lost
+    if dropped:
+        for cell in nb.cells:  # say so under the title
+            if cell.cell_type == "markdown" and cell.source.startswith("# "):
+                title, _, rest = cell.source.partition("\n")
+                note = (f"\n\n```{{note}}\n{len(set(dropped))} value(s) this chapter discusses were not computed "
+                        "in this run (models that did not run, or results not available for them); "
+                        "the passages quoting them are left out of this page.\n```\n")
+                if "were not computed in this run" not in rest:
+                    cell.source = title + note + rest
+                break
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell.metadata["tags"] = tags + ["remove-cell"]
+        elif "parameters" in tags and parameters:
+            try:
+                cell.source = _set_parameters_source(cell.source, parameters)
+            except SyntaxError:
+                pass
+        elif cell.cell_type == "code" and not set(tags) & READER_VISIBLE:
+            # readers see results; the code is one click away (a chapter shows a cell with `show-input`)
+            cell.metadata["tags"] = tags + ["hide-input"]
     if models:
         suffix = " -- with " + ", ".join(f"`{m}`" for m in models)
         for cell in nb.cells:
@@ -516,8 +685,37 @@ def stage_static() -> None:
                 _copy_if_changed(path, STAGE / "figures" / path.relative_to(fig_src))
 
 
+def _title_of(source: Path) -> str:
+    for line in source.read_text().splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return source.stem
+
+
+def stage_placeholder(stem: str) -> bool:
+    """A chapter of the table of contents with no executed page in this build gets a short page
+    that says so and how to build it (every link and cross-reference to it stays valid); an
+    executed page replaces it. Returns True when a placeholder is in place."""
+    chapters_dir = STAGE / "chapters"
+    placeholder = chapters_dir / f"{stem}.md"
+    if (chapters_dir / f"{stem}.ipynb").is_file():
+        placeholder.unlink(missing_ok=True)
+        return False
+    source = ROOT / "chapters" / f"{stem}.md"
+    title = _title_of(source) if source.is_file() else stem
+    number = stem.split("_")[0]
+    report = REPORTS / f"{stem}.failed.ipynb"
+    why = (f"its last execution failed (the executed notebook is `_build/reports/{report.name}`)."
+           if report.is_file() else "it was not executed.")
+    text = (f"# {title}\n\n```{{note}}\nThis chapter has no page in this build: {why}\n"
+            f"Build it with `python -m softening_lib book --chapter {number}`.\n```\n")
+    _write_if_changed(placeholder, text)
+    return True
+
+
 def write_toc() -> Path:
-    """The staged _toc.yml: the repo's toc plus one sub-page per extra-model run."""
+    """The staged _toc.yml: the repo's toc (a chapter not executed in this build gets a
+    placeholder page) plus one sub-page per page for other models or parameters."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     staged = {p.stem for p in (STAGE / "chapters").glob("*.ipynb")}
 
@@ -526,8 +724,7 @@ def write_toc() -> Path:
         for ent in entries:
             if "file" in ent and ent["file"].startswith("chapters/"):
                 stem = Path(ent["file"]).stem
-                if stem not in staged:
-                    continue  # chapter not executed in this build
+                stage_placeholder(stem)
                 extras = sorted(s for s in staged if s.startswith(stem + "__"))
                 if extras:
                     ent = dict(ent)
@@ -543,7 +740,6 @@ def write_toc() -> Path:
 
     if "parts" in toc:
         toc["parts"] = [dict(p, chapters=visit(p["chapters"])) for p in toc["parts"]]
-        toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
     else:
         toc["chapters"] = visit(toc.get("chapters", []))
     path = STAGE / "_toc.yml"
@@ -559,14 +755,23 @@ def build(strict: bool = True, log=print) -> Path:
     write_page(STAGE / "what_ran_here.md", pages={p.stem for p in (STAGE / "chapters").glob("*.ipynb")})
     write_toc()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--path-output", str(BUILD / "book")]
+    failed_marker = REPORTS / "last-build-failed"
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
+        if failed_marker.is_file():
+            # Sphinx re-reads only changed pages and so would not repeat the last build's warnings:
+            # after a failed strict build, rebuild everything it checks
+            cmd += ["--all"]
     log("[build]    " + " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    log_path = REPORTS / "jupyter-book-build.log"
     REPORTS.mkdir(parents=True, exist_ok=True)
+    with _lock("sphinx-build"):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    log_path = REPORTS / "jupyter-book-build.log"
     atomic_write_text(log_path, proc.stdout + "\n" + proc.stderr)
-    if proc.returncode != 0:
+    if proc.returncode == 0:
+        failed_marker.unlink(missing_ok=True)
+    else:
+        atomic_write_text(failed_marker, time.strftime("%Y-%m-%dT%H:%M:%S"))
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
         raise RunnerError(f"jupyter-book build failed (log: {log_path}):\n{tail}")
     html = BUILD / "book" / "_build" / "html"
@@ -575,10 +780,13 @@ def build(strict: bool = True, log=print) -> Path:
 
 
 def run_and_build(chapter_specs=None, models=None, preset="default", force=False, strict=True,
-                  log=print, extra: dict | None = None) -> Path:
-    runs = execute(plan(chapter_specs, models, preset, extra), force=force, log=log)
+                  log=print, extra: dict | None = None, runs: Sequence[ChapterRun] | None = None) -> Path:
+    """Execute (what changed) and build. Every page the build holds is in its table of contents;
+    failed chapters keep their previous page (or a placeholder) and are named at the end."""
+    runs = execute(runs if runs is not None else plan(chapter_specs, models, preset, extra), force=force, log=log)
     failed = [r for r in runs if r.status == "failed"]
     html = build(strict=strict, log=log)
+    log(summary(runs))
     if failed:
         raise RunnerError("chapters failed: " + ", ".join(r.chapter for r in failed)
                           + f" (executed notebooks and errors in {REPORTS})")

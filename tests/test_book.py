@@ -111,40 +111,34 @@ def test_what_ran_page_is_rendered_only_when_its_inputs_change(tmp_path, monkeyp
     assert len(calls) == 3 and page.read_text() == "# page 3\n"
 
 
-GENERATORS = [("make_ch01.py", []), ("make_ch02_03.py", ["notebooks"]), ("make_ch04_05.py", ["notebooks"]),
-              ("make_ch06.py", []), ("make_ch07_08.py", []), ("make_ch09_10.py", [])]
-
-
-@pytest.mark.parametrize("script,args", GENERATORS, ids=[g[0] for g in GENERATORS])
-def test_chapter_notebooks_are_what_their_generator_writes(script, args, tmp_path):
-    """A chapter edited in the notebook but not in its scripts/make_chNN*.py would be lost the
-    next time the script runs: the committed notebook must be byte-identical to the script's."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "NBTOOLS_OUT_DIR": str(tmp_path)}
-    subprocess.run([sys.executable, str(repo / "scripts" / script), *args], check=True, env=env,
-                   capture_output=True, cwd=repo)
-    written = sorted(tmp_path.glob("*.ipynb"))
-    assert written, f"{script} wrote no notebook"
-    for nb in written:
-        committed = repo / "chapters" / nb.name
-        assert nb.read_text() == committed.read_text(), (
-            f"chapters/{nb.name} differs from what scripts/{script} writes: edit the script, then run it")
-
-
-def test_every_chapter_notebook_is_valid_nbformat_with_cell_ids():
-    """Hand-edited notebooks (the appendix has no generator) keep valid nbformat 4.5 with a
-    unique id on every cell (a missing id is a warning today and a hard error in later nbformat)."""
+def test_every_chapter_is_myst_text_that_converts_to_a_valid_notebook(tmp_path):
+    """Chapters are MyST Markdown notebooks (no committed .ipynb, no generator scripts): each
+    converts to valid nbformat with one ``parameters`` cell, the same bytes twice (stable cell
+    ids), and holds no control character (a ``"\\r"`` in a Python string once turned
+    ``$E_{\\rm DFT}$`` into a carriage return)."""
     from pathlib import Path
 
     import nbformat
 
-    for path in sorted((Path(__file__).resolve().parent.parent / "chapters").glob("*.ipynb")):
-        raw = json.loads(path.read_text())
-        ids = [c.get("id") for c in raw["cells"]]
-        assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: cells without a unique id"
-        nbformat.validate(nbformat.reads(path.read_text(), as_version=4))
+    from softening_lib import runner
+
+    repo = Path(__file__).resolve().parent.parent
+    assert not list((repo / "chapters").glob("*.ipynb")), "chapters are .md files; commit no .ipynb"
+    assert not list((repo / "scripts").glob("make_ch*.py")), "chapters are edited as text, not generated"
+    sources = runner.chapters()
+    assert len(sources) == 12
+    for src in sources:
+        text = src.read_bytes().decode()
+        bad = [c for c in text if ord(c) < 32 and c not in "\n"]
+        assert not bad, f"{src.name}: control characters {sorted(set(map(repr, bad)))}"
+        first = runner.to_notebook(src, tmp_path / "a")
+        second = runner.to_notebook(src, tmp_path / "b")
+        assert first.read_bytes() == second.read_bytes()
+        nb = nbformat.read(first, as_version=4)
+        nbformat.validate(nb)
+        ids = [c.id for c in nb.cells]
+        assert len(set(ids)) == len(ids), f"{src.name}: duplicate cell ids"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and tagged[0].cell_type == "code", f"{src.name}: one parameters code cell"
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), (
+            f"{src.name}: starts with its title")

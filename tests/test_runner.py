@@ -35,7 +35,6 @@ def test_parameter_of_wrong_type_is_refused(tiny_notebook):
 
 @pytest.mark.slow
 def test_execute_skips_unchanged_and_reports_failures(tiny_notebook, monkeypatch):
-    monkeypatch.setattr(runner, "_file_digests", lambda *a, **k: {})  # code/data unchanged
     runs = runner.plan([str(tiny_notebook)], preset="smoke")
     (run,) = runner.execute(runs, log=lambda *_: None)
     assert run.status == "executed" and run.output.is_file()
@@ -46,9 +45,9 @@ def test_execute_skips_unchanged_and_reports_failures(tiny_notebook, monkeypatch
     # another model -> its own page, executed, default page untouched
     (other,) = runner.execute(runner.plan([str(tiny_notebook)], models=["ase.calculators.emt:EMT"],
                                           preset="smoke"), log=lambda *_: None)
-    assert other.status == "executed" and other.output.name == "42_tiny__ase-calculators-emt-emt.ipynb"
+    assert other.status == "executed" and other.output.name.startswith("42_tiny__ase-calculators-emt-emt-")
     # the kernel knows its page (run records and figures are filed under it)
-    assert "page 42_tiny__ase-calculators-emt-emt" in json.dumps(nbformat.read(other.output, as_version=4).cells[-1].outputs)
+    assert f"page {other.output.stem}" in json.dumps(nbformat.read(other.output, as_version=4).cells[-1].outputs)
     assert run.output.is_file()  # the default page is still there
     # a failing run keeps the executed notebook as a report
     (bad,) = runner.execute(runner.plan([str(tiny_notebook)], preset="smoke", extra={"n": -1}),
@@ -56,46 +55,25 @@ def test_execute_skips_unchanged_and_reports_failures(tiny_notebook, monkeypatch
     assert bad.status == "failed" and "n must be positive" in bad.error
     assert (runner.REPORTS / f"{bad.output.stem}.failed.ipynb").is_file()
     assert not bad.output.exists()  # the failed page is not left in the staged book
+    assert run.output.is_file() and other.output.is_file()  # nor does it remove another page
 
 
 def test_cli_models_and_data_tables():
     out = subprocess.run([sys.executable, "-m", "softening_lib", "models"], capture_output=True, text=True,
                          check=True).stdout
-    assert "chgnet-0.3.0" in out and "mace-mp-0-medium" in out and "False" in out
+    assert "chgnet-0.3.0" in out and "mace-mp-0-medium" in out
+    assert "fix: download" in out  # MACE's weights are not here: the row says how to get them
+    assert max(map(len, out.splitlines())) <= 100  # fits a terminal
     out = subprocess.run([sys.executable, "-m", "softening_lib", "data"], capture_output=True, text=True,
                          check=True).stdout
     assert "wbm-he-figshare" in out and "jageo-pbe-68" in out
+    assert max(map(len, out.splitlines())) <= 100
 
 
 def test_cli_unknown_chapter_is_a_clear_error():
     proc = subprocess.run([sys.executable, "-m", "softening_lib", "run", "--chapter", "77"],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "no chapter '77'" in proc.stderr
-
-
-def test_code_closure_follows_imports_of_the_chapter(tmp_path):
-    nb = new_notebook(cells=[
-        new_code_cell('models = ["emt"]\npreset = "smoke"', metadata={"tags": ["parameters"]}),
-        new_code_cell("%matplotlib inline\nfrom softening_lib import book\nfrom softening_lib.tasks import phonons as P"),
-    ])
-    path = tmp_path / "43_closure.ipynb"
-    nbformat.write(nb, path)
-    lib = runner.ROOT / "softening_lib"
-    files = set(runner.code_closure(path))
-    # what the cells import, what those import (relative and lazy imports), and the packages
-    assert {lib / "book.py", lib / "tasks" / "phonons.py", lib / "tasks" / "__init__.py",
-            lib / "__init__.py", lib / "models.py", lib / "config.py"} <= files
-    # datasets.py names its lazy readers' modules as strings: they count
-    assert lib / "tasks" / "surfaces.py" in files
-    # the build machinery and unrelated code do not: changing them re-executes nothing
-    assert not {lib / "runner.py", lib / "cli.py", lib / "what_ran.py", lib / "finetune.py"} & files
-    # relative to softening_lib.tasks: no tasks.models / tasks.config exist, only the package
-    assert runner._imported_modules("from .models import get_calculator\nfrom . import config",
-                                    "softening_lib.tasks.phonons") == {"softening_lib.tasks"}
-    assert runner._imported_modules("from ..models import get_calculator",
-                                    "softening_lib.tasks.phonons") >= {"softening_lib.models"}
-    assert runner._imported_modules("from . import surfaces", "softening_lib.tasks") >= {
-        "softening_lib.tasks.surfaces"}
 
 
 def test_changed_parameter_changes_only_that_chapters_key(tiny_notebook, tmp_path):
@@ -114,14 +92,14 @@ def test_other_models_get_their_own_page_and_title(tiny_notebook):
     (mine,) = runner.plan([str(tiny_notebook)], models=["mypkg.calc:make"], preset="smoke")
     (via_p,) = runner.plan([str(tiny_notebook)], preset="smoke", extra={"models": ["mypkg.calc:make"]})
     assert default.output.name == "42_tiny.ipynb"
-    assert mine.output.name == via_p.output.name == "42_tiny__mypkg-calc-make.ipynb"
+    assert mine.output.name == via_p.output.name and mine.output.stem.startswith("42_tiny__mypkg-calc-make-")
     nb = nbformat.read(tiny_notebook, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_markdown_cell("# 42. Tiny\n\ntext"))
     out = runner.STAGE / "chapters" / mine.output.name
     out.parent.mkdir(parents=True)
     nbformat.write(nb, out)
-    runner._tidy(out, ["mypkg.calc:make"])
-    runner._tidy(out, ["mypkg.calc:make"])  # idempotent
+    runner._tidy(out, None, ["mypkg.calc:make"])
+    runner._tidy(out, None, ["mypkg.calc:make"])  # idempotent
     title = nbformat.read(out, as_version=4).cells[0].source.splitlines()[0]
     assert title == "# 42. Tiny -- with `mypkg.calc:make`"
 
@@ -136,7 +114,8 @@ def test_toc_lists_each_extra_model_page_under_its_chapter(tiny_notebook, monkey
     assert [s["file"] for s in entries["chapters/05_ion_migration"]["sections"]] == [
         "chapters/05_ion_migration__a-b-make", "chapters/05_ion_migration__c-d-make"]
     assert "sections" not in entries["chapters/06_phonons"]
-    assert "chapters/02_surfaces" not in entries  # not executed in this build
+    assert entries["chapters/02_surfaces"] == {"file": "chapters/02_surfaces"}  # a placeholder page
+    assert (chapters / "02_surfaces.md").is_file()
 
 
 def test_stage_static_serves_mathjax_locally(tiny_notebook):
@@ -168,122 +147,155 @@ def test_cli_passes_chapter_parameters_to_book_and_run(monkeypatch):
     monkeypatch.setattr(runner, "plan", lambda *a, **k: calls.append(("plan", a, k)) or [])
     monkeypatch.setattr(runner, "execute", lambda runs, **k: [])
     assert cli.main(["book", "--chapter", "04", "-p", "seed=1", "--preset", "smoke"]) == 0
-    assert cli.main(["run", "-c", "05", "-m", "mypkg.calc:make", "-p", "profile_path='MgO-vac-s1'"]) == 0
-    (_, args, kw), (_, pargs, _) = calls
-    assert args[:3] == (["04"], None, "smoke") and kw["extra"] == {"seed": 1}
-    assert pargs == (["05"], ["mypkg.calc:make"], "default", {"profile_path": "MgO-vac-s1"})
+    assert cli.main(["run", "-c", "05", "-m", "ase.calculators.emt:EMT", "--no-compute",
+                     "-p", "profile_path='MgO-vac-s1'"]) == 0
+    (_, args, kw), = [c for c in calls if c[0] == "book"]
+    (_, pargs, _) = [c for c in calls if c[0] == "plan"][-1]
+    assert args[:3] == (["04_solid_solution"], None, "smoke") and kw["extra"] == {"seed": 1}
+    assert pargs == (["05_ion_migration"], ["ase.calculators.emt:EMT"], "default", {"profile_path": "MgO-vac-s1"})
+
+
 
 
 # --------------------------------------------------------------------------------------
-# the data part of a chapter's key: only the reference data its own code reads
+# pages: names, placeholders, parameters shown, failures keep the old page
 # --------------------------------------------------------------------------------------
 
-@pytest.fixture
-def reference_tree(tmp_path):
-    """A copy-free stand-in for the repo's data/: a few reference folders and a manifest with
-    one ``local:`` dataset in data/reference (the real data/reference is never written)."""
-    root = tmp_path / "tree"
-    ref = root / "data" / "reference"
-    for rel in ("surfaces_gpaw/bulk-Al-100-t0.json", "gpaw_validation/mp-149.json",
-                "wbm_he_gpaw/wbm-1-1.extxyz", "tiny_mace/tiny_mace.json", "README.md"):
-        (ref / rel).parent.mkdir(parents=True, exist_ok=True)
-        (ref / rel).write_text(rel)
-    (root / "data" / "datasets.yml").write_text(
-        "wbm-he-gpaw:\n  local: data/reference/wbm_he_gpaw\n  reader: wbm_he_gpaw\n"
-        "wbm-equilibrium:\n  mirror: wbm\n  reader: wbm_equilibrium\n")
-    notebooks = {}
-    for stem, source in {"45_plain": "from softening_lib import config",
-                         "46_data": "from softening_lib import datasets",
-                         "47_validation": "from softening_lib.tasks import gpaw_validation"}.items():
-        nb = new_notebook(cells=[new_code_cell('preset = "default"', metadata={"tags": ["parameters"]}),
-                                 new_code_cell(source)])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        notebooks[stem] = tmp_path / f"{stem}.ipynb"
-        nbformat.write(nb, notebooks[stem])
-    return root, notebooks
+def test_inputs_that_read_alike_get_pages_of_their_own():
+    a = runner.page_for("07_x", {"models": ["chgnet_0.3.0"]})
+    b = runner.page_for("07_x", {"models": ["chgnet-0.3.0"]})
+    c = runner.page_for("07_x", {"seed": 1})
+    assert len({a, b, c, "07_x"}) == 4 and all(p.startswith("07_x__") for p in (a, b, c))
+    assert runner.page_for("07_x", {}) == "07_x"
+    assert runner.page_for("07_x", {"models": ["chgnet-0.3.0"]}) == b  # stable
 
 
-def _keys(root, notebooks):
-    runs = runner.plan([str(p) for p in notebooks.values()], preset="smoke", data_root=root)
-    return {r.chapter: r.key for r in runs}, {r.chapter: r.inputs for r in runs}
+def test_chapter_numbers_must_exist():
+    with pytest.raises(runner.RunnerError, match="no chapter '0'"):
+        runner.find_chapter("0")
+    assert runner.find_chapter("1").stem == "01_softening_primer"
+    assert runner.find_chapter("ion_migration").stem == "05_ion_migration"
+    assert runner.find_chapter("appendix").stem == "appendix_gpaw_validation"
 
 
-def test_reference_data_counts_only_for_the_chapters_that_read_it(reference_tree):
-    root, notebooks = reference_tree
-    ref = root / "data" / "reference"
-    keys, inputs = _keys(root, notebooks)
-    folders = {c: sorted({f.split("/")[2] for f in i["data"] if f.count("/") > 2}) for c, i in inputs.items()}
-    assert folders["45_plain"] == []  # declares nothing: manifest and top-level files only
-    assert set(inputs["45_plain"]["data"]) == {"data/datasets.yml", "data/reference/README.md"}
-    assert "wbm_he_gpaw" in folders["46_data"] and "gpaw_validation" not in folders["46_data"]
-    assert {"gpaw_validation", "wbm_he_gpaw"} <= set(folders["47_validation"])
-    assert "tiny_mace" not in {f for v in folders.values() for f in v}  # finetune is in no closure here
-
-    # a campaign record in a folder only the validation appendix reads: only its key changes
-    (ref / "gpaw_validation" / "mp-23330.json").write_text("{}")
-    new, new_inputs = _keys(root, notebooks)
-    assert new["47_validation"] != keys["47_validation"]
-    assert new["45_plain"] == keys["45_plain"] and new["46_data"] == keys["46_data"]
-    assert "data: data/reference/gpaw_validation/mp-23330.json" in runner.what_changed(
-        inputs["47_validation"], new_inputs["47_validation"])
-    keys, inputs = new, new_inputs
-
-    # a frame added to a local dataset's folder: every chapter that loads datasets
-    (ref / "wbm_he_gpaw" / "wbm-2-2.extxyz").write_text("frame")
-    new, _ = _keys(root, notebooks)
-    assert new["46_data"] != keys["46_data"] and new["47_validation"] != keys["47_validation"]
-    assert new["45_plain"] == keys["45_plain"]
-    keys = new
-
-    # a file directly in data/reference, or the manifest: every chapter
-    (ref / "NOTES.md").write_text("x")
-    new, _ = _keys(root, notebooks)
-    assert all(new[c] != keys[c] for c in keys)
-    keys = new
-    with open(root / "data" / "datasets.yml", "a") as fh:
-        fh.write("# edited\n")
-    new, _ = _keys(root, notebooks)
-    assert all(new[c] != keys[c] for c in keys)
+def test_parameters_cell_shows_the_values_used():
+    src = 'models = ["@default"]   # registry names or tags\npreset = "default"\nsystem = "Si"  # a scan\n'
+    out = runner._set_parameters_source(src, {"models": ["chgnet-0.3.0", "emt"], "preset": "smoke"})
+    assert out == ("models = ['chgnet-0.3.0', 'emt']   # registry names or tags\npreset = 'smoke'\n"
+                   'system = "Si"  # a scan\n')
 
 
-def test_declared_reference_dirs_are_read_from_source(tmp_path):
-    mod = tmp_path / "m.py"
-    mod.write_text('"""doc"""\nimport os\nREFERENCE_DIRS = ("a_gpaw", "b")\nX = 1\n')
-    assert runner.declared_reference_dirs(mod) == ("a_gpaw", "b")
-    mod.write_text('REFERENCE_DIRS: tuple = ("a",)\n')
-    assert runner.declared_reference_dirs(mod) == ("a",)
-    mod.write_text("def f():\n    REFERENCE_DIRS = ('local',)\n")  # module level only
-    assert runner.declared_reference_dirs(mod) == ()
-    mod.write_text("REFERENCE_DIRS = tuple(x for x in 'ab')\n")
-    with pytest.raises(runner.RunnerError, match="literal"):
-        runner.declared_reference_dirs(mod)
-    # the real manifest: the GPAW campaign's dataset lives in data/reference
-    assert "wbm_he_gpaw" in runner.dataset_reference_dirs()
+def test_unexecuted_chapters_get_a_placeholder_and_extra_pages_stay_in_the_toc(tiny_notebook):
+    chapters = runner.STAGE / "chapters"
+    chapters.mkdir(parents=True)
+    (chapters / "07_high_energy_states__sevennet-0-abc123.ipynb").write_text("{}")
+    toc = runner.yaml.safe_load(runner.write_toc().read_text())
+    entries = {c["file"]: c for part in toc["parts"] for c in part["chapters"]}
+    # the extra page is listed although its base chapter was not executed in this build
+    assert [s["file"] for s in entries["chapters/07_high_energy_states"]["sections"]] == [
+        "chapters/07_high_energy_states__sevennet-0-abc123"]
+    placeholder = chapters / "07_high_energy_states.md"
+    assert placeholder.read_text().startswith("# 7.") and "--chapter 07" in placeholder.read_text()
+    assert (chapters / "appendix_gpaw_validation.md").is_file()  # cross-references stay valid
+    (chapters / "07_high_energy_states.ipynb").write_text("{}")  # executed later: replaces it
+    runner.write_toc()
+    assert not placeholder.exists()
 
 
-def test_declared_reference_dirs_match_the_folders_the_modules_read():
-    import re
+def test_second_run_of_a_page_refuses_at_once_naming_the_first(tiny_notebook):
+    with runner._lock("page-42_tiny", wait=False):
+        with pytest.raises(runner.RunnerError, match=r"page 42_tiny is being executed by pid \d+"):
+            with runner._lock("page-42_tiny", wait=False, what="page 42_tiny"):
+                pass
 
-    from softening_lib import config, finetune
-    from softening_lib.tasks import defects, gpaw_validation, migration, softening_primer, solid_solution, surfaces
 
-    read = {
-        softening_primer: {softening_primer.REFERENCE_DIR},
-        migration: {migration.reference_dir()},
-        surfaces: {surfaces.reference_dir()},
-        defects: {defects.reference_dir()},
-        solid_solution: {solid_solution.reference_dir()},
-        gpaw_validation: {gpaw_validation.validation_dir(), gpaw_validation.convergence_dir(),
-                          gpaw_validation.campaign_dir()},
-        finetune: {finetune.tiny_mace_path().parent},
-    }
-    for module, dirs in read.items():
-        assert {d.relative_to(config.reference_dir()).parts[0] for d in dirs} == set(module.REFERENCE_DIRS)
-        # what the runner reads without importing is what the module holds
-        assert runner.declared_reference_dirs(module.__file__) == module.REFERENCE_DIRS
-    # every library module that reads data/reference through config declares what it reads
-    lib = runner.ROOT / "softening_lib"
-    for path in lib.rglob("*.py"):
-        if path.name != "config.py" and re.search(r"\breference_dir\(\)", path.read_text()):
-            assert runner.declared_reference_dirs(path), f"{path.relative_to(lib)} reads data/reference " \
-                                                         "but declares no REFERENCE_DIRS"
+# --------------------------------------------------------------------------------------
+# change detection on what a chapter really used
+# --------------------------------------------------------------------------------------
+
+def test_key_follows_the_modules_and_files_the_last_run_used(tiny_notebook, tmp_path, monkeypatch):
+    used_mod, other_mod = tmp_path / "used_mod.py", tmp_path / "other_mod.py"
+    data = tmp_path / "data.json"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for f in (used_mod, other_mod, data):
+        f.write_text("x = 1\n")
+    monkeypatch.setattr(runner, "_digest", lambda p: runner.hashlib.sha256(p.read_bytes()).hexdigest()
+                        if p.is_file() else "missing")  # the temporary files live outside the repo
+    (first,) = runner.plan([str(tiny_notebook)], preset="smoke")
+    assert runner.what_changed(None, first.inputs) == "not executed before"
+    used = {"modules": [str(used_mod)], "files": [str(data)], "dirs": [str(folder)]}
+    runner._update_shared("chapters/42_tiny.ipynb", "k", {**first.inputs, "used": used})
+
+    def key():
+        (run,) = runner.plan([str(tiny_notebook)], preset="smoke")
+        return run.key, run.inputs
+
+    k0, inputs0 = key()
+    other_mod.write_text("x = 2\n")  # a module the chapter did not import
+    assert key()[0] == k0
+    used_mod.write_text("x = 2\n")  # one it did
+    k1, inputs1 = key()
+    assert k1 != k0 and runner.what_changed(inputs0, inputs1) == f"code: {used_mod}"
+    data.write_text("{}")  # a file it read
+    k2, _ = key()
+    assert k2 != k1
+    (folder / "new-record.json").write_text("{}")  # a folder it listed gains a file
+    assert key()[0] != k2
+
+
+@pytest.mark.slow
+def test_a_run_records_what_it_imported_and_read(tmp_path, monkeypatch):
+    """A real kernel: the record names the library modules the chapter imported and the data
+    file it read, and none it did not."""
+    for name, value in {"BUILD": tmp_path / "_build", "STAGE": tmp_path / "_build" / "src",
+                        "REPORTS": tmp_path / "_build" / "reports"}.items():
+        monkeypatch.setattr(runner, name, value)
+    nb = new_notebook(cells=[
+        new_code_cell('models = ["emt"]\npreset = "smoke"', metadata={"tags": ["parameters"]}),
+        new_code_cell("from softening_lib import book, metrics\n"
+                      "ctx = book.setup_chapter('48', models=models, preset=preset)\n"
+                      "open(book.config.REPO_ROOT / 'data' / 'datasets.yml').read()\n"
+                      "ctx.finish();"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "48_used.ipynb"
+    nbformat.write(nb, path)
+    (run,) = runner.execute(runner.plan([str(path)], preset="smoke"), log=lambda *_: None)
+    assert run.status == "executed", run.error
+    inputs = runner._load_json(runner._inputs_path())["chapters/48_used.ipynb"]
+    assert "softening_lib/metrics.py" in inputs["code"] and "softening_lib/book.py" in inputs["code"]
+    assert not any("tasks/" in f for f in inputs["code"])
+    assert "data/datasets.yml" in inputs["data"]
+    (again,) = runner.execute(runner.plan([str(path)], preset="smoke"), log=lambda *_: None)
+    assert again.status == "cached"
+
+
+def test_prose_quoting_a_value_this_run_did_not_produce_is_left_out():
+    src = ("# T\n\nCHGNet has s = {glue:text}`s_chgnet:.2f`.\nMore of it.\n\nKept: {glue:text}`n`.\n\n"
+           "| model | s |\n|---|---|\n| CHGNet | {glue:text}`s_chgnet:.2f` |\n| M3GNet | {glue:text}`s_m3g:.2f` |\n\n"
+           "- one {glue:text}`s_chgnet`\n  continued\n- two {glue:text}`n`\n\n"
+           "```{admonition} Solutions\n:class: dropdown\n1. {glue:text}`gone`\n\n2. x\n```\nend")
+    text, dropped = runner.drop_unbacked_prose(src, {"n": "3", "s_chgnet": "nan", "s_m3g": "0.8"})
+    assert "s_chgnet" not in text and "gone" not in text and "More of it" not in text
+    assert "Kept: {glue:text}`n`." in text and "| M3GNet |" in text and "- two" in text and text.endswith("end")
+    assert set(dropped) == {"s_chgnet", "gone"}
+    same, none = runner.drop_unbacked_prose(src, {"n": "3", "s_chgnet": "0.9", "s_m3g": "0.8", "gone": "'x'"})
+    assert none == [] and same == src
+
+
+def test_code_is_folded_for_readers_except_parameters_and_show_input(tmp_path):
+    nb = new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# 42. Tiny"),
+        new_code_cell('models = ["@test"]\npreset = "default"', metadata={"tags": ["parameters"]}),
+        new_code_cell("x = 1"),
+        new_code_cell("book.how_to_call()", metadata={"tags": ["show-input"]}),
+        new_code_cell("ctx.finish()", metadata={"tags": ["remove-cell"]}),
+    ])
+    path = tmp_path / "42_tiny.ipynb"
+    nbformat.write(nb, path)
+    runner._tidy(path, {"models": ["emt"], "preset": "smoke"})
+    cells = nbformat.read(path, as_version=4).cells
+    assert [c.metadata.get("tags", []) for c in cells[1:]] == [
+        ["parameters"], ["hide-input"], ["show-input"], ["remove-cell"]]
+    assert cells[1].source == "models = ['emt']\npreset = 'smoke'"

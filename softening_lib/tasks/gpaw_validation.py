@@ -29,12 +29,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import config
+from .. import models as _registry
 
 TARGET = 0.03  # slope of GPAW against VASP within 1.00 +/- TARGET
 FUNCTIONAL = "PBEsol"  # PhononDB's functional, hence the validation's
 MAX_COLS = 4  # parity panels per row
 ZERO_BY_SYMMETRY = "zero by site symmetry"
-CROSSCHECK_MODELS = ["chgnet-0.3.0", "m3gnet-matpes-pbe", "tensornet-matpes-pbe"]
+CROSSCHECK_MODELS = _registry.tagged("crosscheck")  # the registry's tag (softening_lib/models.yml)
 # what it reads under data/reference (the book runner keys on it): validation, convergence, campaign
 REFERENCE_DIRS = ("gpaw_validation", "gpaw_convergence", "wbm_he_gpaw")
 CAMPAIGN_FIELDS = ("formula", "n_atoms", "n_frames", "n_failed", "s_per_frame", "md_wall_s", "md_total_time_ps")

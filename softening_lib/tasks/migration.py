@@ -53,13 +53,17 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Iterable, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 from ase import Atoms
 from ase.geometry import find_mic
 
 from .. import cache, config
+from ..public_refs import (  # noqa: F401  (moved to a core module; names kept here)
+    MPCONTRIBS_API, MPCONTRIBS_DATASET, MPCONTRIBS_PROJECT, kra_barrier, mpcontribs_cache_dir,
+    parse_aneb_wf_data, read_mpcontribs_approxneb,
+)
 from .solid_solution import model_key
 
 TASK = "migration"
@@ -81,16 +85,6 @@ class MigrationError(RuntimeError):
 # --------------------------------------------------------------------------------------
 # the barrier
 # --------------------------------------------------------------------------------------
-
-def kra_barrier(energies: Sequence[float]) -> float:
-    """``E_KRA = max_i E_i - (E_0 + E_N) / 2`` over the whole path (end images included)."""
-    e = np.asarray(energies, dtype=float)
-    if e.ndim != 1 or len(e) < 2:
-        raise ValueError("need the energies of at least the two end images")
-    if not np.all(np.isfinite(e)):
-        raise ValueError("energies must be finite (a failed image?)")
-    return float(e.max() - 0.5 * (e[0] + e[-1]))
-
 
 def referenced(energies: Sequence[float]) -> np.ndarray:
     """Energies relative to the mean of the two end images (the profile of Fig. 3a)."""
@@ -755,78 +749,6 @@ def _record_coordinate(records: list[dict], meta: dict) -> list[float] | None:
 # the public reference: Rutt et al. (2022) ApproxNEB data on MPContribs
 # --------------------------------------------------------------------------------------
 
-MPCONTRIBS_PROJECT = "mg_cathode_screening_2022"
-MPCONTRIBS_API = "https://contribs-api.materialsproject.org"
-MPCONTRIBS_DATASET = "mg-approxneb-mpcontribs"
-
-
-def mpcontribs_cache_dir() -> Path:
-    path = config.cache_dir() / "downloads" / MPCONTRIBS_DATASET
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def parse_aneb_wf_data(data: dict, material_id: str = "", formula: str = "") -> list[dict]:
-    """One MPContribs ``aneb_wf_data`` attachment -> one record per hop.
-
-    The attachment (as uploaded by the project's own notebook) holds ``hop_data``:
-    ``{hop_key: [end point, image 1..5, end point]}``, each entry a task document with
-    ``input_structure`` (pymatgen dict) and, when the calculation finished, ``output``
-    with ``energy`` (eV, VASP PBE(+U) MP-compatible) and possibly ``structure``.
-    Hops with a missing image are kept with ``complete=False`` and ``e_kra=None``.
-    """
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    out = []
-    for hop_key, entries in (data.get("hop_data") or {}).items():
-        energies, images = [], []
-        for ent in entries:
-            out_doc = ent.get("output") or {}
-            e = out_doc.get("energy")
-            energies.append(float(e) if e is not None else None)
-            sdict = out_doc.get("structure") or ent.get("input_structure")
-            images.append(AseAtomsAdaptor.get_atoms(Structure.from_dict(sdict)) if sdict else None)
-        complete = len(energies) >= 3 and all(e is not None for e in energies)
-        out.append({"material_id": material_id, "formula": formula, "hop_key": str(hop_key),
-                    "n_images": len(entries) - 2, "energies": energies, "images": images,
-                    "complete": complete, "e_kra": kra_barrier(energies) if complete else None,
-                    "dataset": MPCONTRIBS_DATASET})
-    return out
-
-
-def read_mpcontribs_approxneb(subset: Iterable[str] | None = None, path: str | Path | None = None,
-                              **_: Any) -> list[dict]:
-    """Reader registered for the manifest entry ``mg-approxneb-mpcontribs``.
-
-    Reads ``<material_id>.aneb_wf_data.json[.gz]`` files from ``path`` (default: the
-    download cache, filled by :func:`fetch_mpcontribs_approxneb`); returns one record per
-    hop (see :func:`parse_aneb_wf_data`).
-    """
-    from ..datasets import DatasetUnavailableError
-
-    root = Path(path) if path is not None else mpcontribs_cache_dir()
-    files = sorted(root.glob("*.aneb_wf_data.json")) + sorted(root.glob("*.aneb_wf_data.json.gz"))
-    if not files:
-        raise DatasetUnavailableError(
-            f"no MPContribs ApproxNEB attachments under {root}. With the internet and a Materials "
-            f"Project API key run: MP_API_KEY=... SOFTENING_ONLINE=1 python -c 'from softening_lib.tasks "
-            f"import migration; migration.fetch_mpcontribs_approxneb()' (project {MPCONTRIBS_PROJECT})."
-        )
-    wanted = set(subset) if subset is not None else None
-    out = []
-    for f in files:
-        mid = f.name.split(".aneb_wf_data")[0]
-        if wanted is not None and mid not in wanted:
-            continue
-        opener = gzip.open if f.suffix == ".gz" else open
-        with opener(f, "rt") as fh:
-            blob = json.load(fh)
-        formula = blob.pop("_formula", "") if isinstance(blob, dict) else ""
-        out.extend(parse_aneb_wf_data(blob, material_id=mid, formula=formula))
-    return out
-
-
 def _unpack_attachment(content: str) -> dict:
     raw = base64.b64decode(content)
     if raw[:2] == b"\x1f\x8b":
@@ -1105,10 +1027,3 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
     return fig
 
 
-def _register() -> None:
-    from .. import datasets
-
-    datasets.register_reader("mpcontribs_approxneb", read_mpcontribs_approxneb)
-
-
-_register()

@@ -26,62 +26,18 @@ import numpy as np
 from ase import Atoms
 
 from .. import cache, datasets, metrics, models, predict
+from ..models import SEVENNET_FIX, sevennet0, sevennet0_available  # noqa: F401  (SevenNet-0's loader is the registry's)
 
 log = logging.getLogger(__name__)
 
 TASK = "model_zoo"
-SEVENNET = "sevennet-0"  # registry entry; its factory is :func:`sevennet0` below
-ZOO_MODELS = ["chgnet-0.3.0", "m3gnet-mp-2021.2.8", "m3gnet-matpes-pbe", "tensornet-matpes-pbe", SEVENNET,
-              "mace-mp-0-medium"]
+SEVENNET = "sevennet-0"  # registry entry (family sevenn)
+ZOO_MODELS = models.tagged("zoo")
 # chapter 7's frame sets: high-energy states first, then the near-equilibrium phonon contrast
 ZOO_DATASETS = ("wbm-he-gpaw", "wbm-he-figshare", "phonondb-pbesol", "jageo-pbe-68")
 TRAINING_FAMILIES = {"MPF": "MPF (MP relaxation frames, 188 k)", "MPtrj": "MPtrj (MP relaxation trajectories, 1.58 M)",
                      "MatPES": "MatPES (MD-sampled PES, 2025)", "other": "other / user"}
 FAMILY_MARKERS = {"MPF": "s", "MPtrj": "o", "MatPES": "D", "other": "^"}
-
-# SevenNet-0: its wheel ships the weights, but sevenn >= 0.11 pins e3nn >= 0.5 while mace-torch
-# 0.3.16 pins e3nn == 0.4.4; sevenn 0.10.4 (no e3nn pin) runs with e3nn 0.4.4 and is installed
-# beside mace-torch (pip install --no-deps sevenn==0.10.4 braceexpand scikit-learn threadpoolctl).
-SEVENNET_FIX = ("pip install --no-deps 'sevenn==0.10.4' braceexpand scikit-learn threadpoolctl "
-                "(sevenn>=0.11 needs e3nn>=0.5, which conflicts with mace-torch's e3nn==0.4.4)")
-
-
-def sevennet0_available() -> tuple[bool, str, str]:
-    """(ok, reason, fix) for SevenNet-0: the sevenn package and the checkpoint inside its wheel."""
-    import importlib.util
-    from pathlib import Path
-
-    try:
-        found = importlib.util.find_spec("sevenn") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        return False, "the sevenn package is not installed here", SEVENNET_FIX
-    try:
-        import sevenn._const as const
-
-        path = Path(const.SEVENNET_0_11Jul2024)
-    except Exception as exc:  # an incompatible sevenn version
-        return False, f"sevenn has no SevenNet-0 (11Jul2024) checkpoint ({exc})", SEVENNET_FIX
-    if not path.is_file():
-        return False, f"the sevenn wheel holds no checkpoint at {path}", SEVENNET_FIX
-    return True, "weights ship inside the sevenn wheel", ""
-
-
-def sevennet0(device: str = "cpu", **kw: Any):
-    """SevenNet-0 (11Jul2024; weights inside the ``sevenn`` wheel) as an ASE calculator."""
-    ok, reason, fix = sevennet0_available()
-    if not ok:
-        raise models.ModelUnavailableError(f"SevenNet-0: {reason}. Fix: {fix}")
-    import torch
-
-    # sevenn 0.10.4 checkpoints pickle a `slice`; torch >= 2.6 loads with weights_only=True and
-    # refuses it unless allow-listed
-    torch.serialization.add_safe_globals([slice])
-    from sevenn.calculator import SevenNetCalculator
-
-    return SevenNetCalculator("7net-0", device=device, **kw)
-
 
 def zoo_label(model: str) -> str:
     from .. import plots

@@ -1195,7 +1195,7 @@ def material_table(ids: Sequence[str], models_: Sequence[str], settings: PhononS
 
 SCAN_AMPLITUDES = (0.003, 0.01, 0.03, 0.1)  # Å; PhononDB's own displacements are 0.01 Å
 SCAN_IDS = ("mp-1315", "mp-1541", "mp-24084", "mp-23259", "mp-1342", "mp-1784")  # MgS BeSe KH LiBr BaO CsF
-SCAN_MODELS = ("chgnet-0.3.0", "m3gnet-mp-2021.2.8")
+SCAN_MODELS = tuple(models.tagged("scan"))  # the registry's tag
 SCAN_KIND = "amplitude_scan"
 SCAN_VERSION = 1
 SCAN_COLUMNS = ["material_id", "formula", "model", "amplitude_A", "min_freq_thz", "max_freq_thz", "imaginary",

@@ -39,7 +39,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -47,7 +46,11 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from ase import Atoms
 
-EV_A2_TO_J_M2 = 16.021766208
+from ..public_refs import (  # noqa: F401  (moved to a core module; names kept here)
+    EV_A2_TO_J_M2, MP_API_URL, MP_SURFACES, SurfaceError, fetch_mp_surfaces, miller_tag,
+    parse_mp_surfaces, read_mp_surfaces,
+)
+
 
 # Prototype spacegroups used to pick an elemental structure from the MP candidate polymorphs.
 PROTOTYPE_SPACEGROUP = {"fcc": "Fm-3m", "bcc": "Im-3m", "hcp": "P6_3/mmc", "diamond": "Fd-3m"}
@@ -75,10 +78,6 @@ EMT_SYSTEMS = ["Al", "Cu", "Ag", "Au", "Pd", "Pt"]  # what ASE's EMT can describ
 
 VARIANTS = ("static", "relaxed")
 TASK = "surfaces"
-
-
-class SurfaceError(ValueError):
-    """Bad input to the surface task (unknown system, impossible slab, bad parameters)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -164,10 +163,6 @@ class SurfaceCase:
                 "termination": self.termination, "n_atoms": len(self.slab), "n_bulk": len(self.bulk),
                 "area_A2": round(self.area, 3), "thickness_A": round(self.thickness, 2),
                 "vacuum_A": round(self.vacuum, 2)}
-
-
-def miller_tag(miller: Sequence[int]) -> str:
-    return "".join(f"m{-i}" if i < 0 else str(i) for i in miller)
 
 
 def _plain_atoms(structure, center: bool = False) -> Atoms:
@@ -896,104 +891,3 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
 # the public VASP data: Materials Project surface energies (Tran et al. 2016)
 # --------------------------------------------------------------------------------------
 
-MP_SURFACES = "mp-surfaces-tran2016"
-MP_API_URL = "https://api.materialsproject.org/materials/surface_properties/"
-
-
-def parse_mp_surfaces(data: Any, source: str = MP_SURFACES):
-    """Tran et al. / MP surface documents -> one row per facet.
-
-    Accepts the Dryad file ``surfaces.json`` (a list of documents) or an MP API response
-    (``{"data": [...]}``). Each document: ``material_id``, ``pretty_formula``, ``polymorph``,
-    ``surfaces`` = [{``miller_index``, ``surface_energy`` (J/m^2), ``surface_energy_EV_PER_ANG2``,
-    ``is_reconstructed``, ``area_fraction``, ...}], ``weighted_surface_energy`` ...
-    """
-    import pandas as pd
-
-    docs = data.get("data", data) if isinstance(data, dict) else data
-    if not isinstance(docs, list):
-        raise SurfaceError("MP surface data must be a list of documents or {'data': [...]}")
-    rows = []
-    for doc in docs:
-        for surf in doc.get("surfaces") or []:
-            ev = surf.get("surface_energy_EV_PER_ANG2", surf.get("surface_energy_ev_per_ang2"))
-            jm = surf.get("surface_energy")
-            if ev is None and jm is None:
-                raise SurfaceError(f"{doc.get('material_id')}: a surface without surface energy")
-            ev = float(ev) if ev is not None else float(jm) / EV_A2_TO_J_M2
-            jm = float(jm) if jm is not None else ev * EV_A2_TO_J_M2
-            miller = tuple(int(i) for i in surf["miller_index"])
-            rows.append({"material_id": doc.get("material_id") or doc.get("task_id"),
-                         "formula": doc.get("pretty_formula") or doc.get("formula_pretty"),
-                         "polymorph": doc.get("polymorph"), "miller": miller_tag(miller),
-                         "miller_index": miller, "gamma_eV_A2": ev, "gamma_J_m2": jm,
-                         "is_reconstructed": bool(surf.get("is_reconstructed", False)),
-                         "area_fraction": surf.get("area_fraction"), "source": source})
-    return pd.DataFrame(rows)
-
-
-def fetch_mp_surfaces(material_ids: Sequence[str] | None = None, api_key: str | None = None) -> dict:
-    """Surface documents from the MP API (needs ``MP_API_KEY``); returns ``{"data": [...]}``."""
-    import requests
-
-    key = api_key or os.environ.get("MP_API_KEY")
-    if not key:
-        raise SurfaceError("the Materials Project API needs a key: set MP_API_KEY (free at "
-                           "https://next-gen.materialsproject.org/api), or download surfaces.json "
-                           "from Dryad doi:10.5061/dryad.f2n6f into the mirror")
-    docs, skip = [], 0
-    while True:
-        params = {"_all_fields": "true", "_limit": 500, "_skip": skip}
-        if material_ids:
-            params["material_ids"] = ",".join(material_ids)
-        resp = requests.get(MP_API_URL, params=params, headers={"X-API-KEY": key}, timeout=60)
-        resp.raise_for_status()
-        batch = resp.json().get("data", [])
-        docs += batch
-        if len(batch) < 500:
-            break
-        skip += 500
-    return {"data": docs}
-
-
-def read_mp_surfaces(subset: Iterable[str] | None = None, path: str | Path | None = None, **_: Any):
-    """Reader of dataset ``mp-surfaces-tran2016``: a table of facets (see :func:`parse_mp_surfaces`).
-
-    Looks for ``surfaces.json`` (Dryad) in the repo / mirror / download cache; when it is not
-    there and ``SOFTENING_ONLINE=1`` with ``MP_API_KEY`` set, fetches the MP API and caches the
-    response as ``mp_api_surface_properties.json``. ``subset``: material ids or formulas.
-    """
-    from .. import config, datasets
-    from ..cache import atomic_write_text
-
-    if path is None:
-        found = None
-        for name in ("surfaces.json", "mp_api_surface_properties.json"):
-            found = datasets.locate(MP_SURFACES, name, required=False, download=False)
-            if found is not None:
-                break
-        if found is None and config.online() and os.environ.get("MP_API_KEY"):
-            data = fetch_mp_surfaces()
-            found = config.cache_dir() / "downloads" / MP_SURFACES / "mp_api_surface_properties.json"
-            atomic_write_text(found, json.dumps(data))
-        if found is None:
-            raise datasets.DatasetUnavailableError(
-                f"{MP_SURFACES}: no surfaces.json here. Download it from Dryad (doi:10.5061/dryad.f2n6f) "
-                f"into {config.cache_dir() / 'downloads' / MP_SURFACES}/ or the mirror, or set "
-                "SOFTENING_ONLINE=1 and MP_API_KEY to fetch it from the Materials Project API.")
-        path = found
-    with open(path) as fh:
-        table = parse_mp_surfaces(json.load(fh))
-    if subset is not None:
-        wanted = set(subset)
-        table = table[table["material_id"].isin(wanted) | table["formula"].isin(wanted)]
-    return table.reset_index(drop=True)
-
-
-def _register() -> None:
-    from .. import datasets
-
-    datasets.register_reader("mp_surfaces_tran2016", read_mp_surfaces)
-
-
-_register()
