@@ -877,7 +877,7 @@ def figure_3a(tables: dict[str, Any], path_id: str, *, mode: str = "relaxed", re
             series[name] = r.iloc[0]
     if not series:
         ax.text(0.5, 0.5, f"no {mode} results for {path_id} yet\n(run the 'full' preset or\n"
-                "scripts/make_ch04_05.py precompute)", ha="center", va="center", transform=ax.transAxes,
+                "python -m softening_lib compute --chapter 05)", ha="center", va="center", transform=ax.transAxes,
                 color="0.3", fontsize=9)
     for name, row in series.items():
         y = np.asarray(row["referenced"])

@@ -1037,7 +1037,7 @@ def compute_plan(preset: str, models_: Sequence[str]) -> Any:
 
     ``smoke``: the first model (plus DFT) live, on the smoke materials; ``default``: ``False``,
     the cache only -- a book build never computes phonons, materials not cached yet are
-    reported missing and the coverage is stated (``scripts/run_phonons.py`` fills the cache);
+    reported missing and the coverage is stated (``python -m softening_lib compute --chapter 06`` fills the cache);
     ``full``: everything that is missing.
     """
     plans = {"smoke": list(models_[:1]), "default": False, "full": True}
@@ -1427,7 +1427,7 @@ def amplitude_note(table) -> str:
     from .. import plots
 
     if table.empty:
-        return "No amplitude scan in the cache yet (`scripts/run_phonons.py --amplitude-scan` computes it)."
+        return "No amplitude scan in the cache yet (`python -m softening_lib compute --chapter 06 --model NAME --preset full` computes it)."
     out = []
     for model, grp in table.groupby("model", sort=False):
         ok = grp[grp["status"] == "ok"]
