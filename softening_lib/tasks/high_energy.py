@@ -756,9 +756,9 @@ def case_records(model: str, cases_: Sequence[dict], *, calc=None, progress=None
             if c["id"] in errors:
                 out[c["id"]] = errors[c["id"]]
             elif rec is not None and "error" not in rec:
-                values = {k: rec.get(k) for k in RECORD_FIELDS if k in rec}
+                values = {"dataset": dataset, "material_id": mid, **{k: rec.get(k) for k in RECORD_FIELDS if k in rec}}
                 out[c["id"]] = task.run_case(lambda v=values: v, c["id"], model, cached=was_cached[c["id"]],
-                                             finite=("softening_scale", "mae"), dataset=dataset, material_id=mid)
+                                             finite=("softening_scale", "mae"))
             elif rec is not None:
                 out[c["id"]] = task.record(c["id"], model, "failed", rec["error"], dataset=dataset, material_id=mid)
             else:
