@@ -143,3 +143,28 @@ def test_compute_chapter_mixed_chemistry_emt(emt_module, results_dir):
     assert status == {"Cu": "ok", "MgO": "skipped"}
     again = surfaces.compute(emt_module, cases)
     assert [r["cached"] for r in again if r["status"] == "ok"] == [True] * sum(r["status"] == "ok" for r in again)
+
+
+def test_high_energy_case_records_on_toy_frames(results_dir, labelled_frames, emt_module):
+    """Chapter 7's records through the contract: computed, then cached; a model that cannot
+    describe the elements (EMT via import path on a LiF cell) gives a skipped row, no exception."""
+    from ase.build import bulk
+
+    from softening_lib.tasks import high_energy as he
+
+    frames = labelled_frames("soft", 0.8, n=4)
+    cases = [{"id": "toy/soft", "dataset": "toy", "material_id": "soft", "parity": True}]
+    first = he.case_records("emt", cases, frames=frames)
+    assert first[0]["status"] == "ok" and not first[0]["cached"]
+    assert first[0]["softening_scale"] == pytest.approx(0.8, rel=1e-6)
+    again = he.case_records("emt", cases, frames=frames)
+    assert again[0]["status"] == "ok" and again[0]["cached"]
+    lif = bulk("LiF", "rocksalt", a=4.03)
+    lif.rattle(0.05, seed=1)
+    lif.info.update(material_id="lif", frame_id=0)
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    lif.calc = SinglePointCalculator(lif, energy=0.0, forces=np.ones((len(lif), 3)))
+    recs = he.case_records(emt_module, cases + [{"id": "toy/lif", "dataset": "toy", "material_id": "lif"}],
+                           frames=frames + [lif])
+    assert [r["status"] for r in recs] == ["ok", "skipped"]
