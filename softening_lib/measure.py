@@ -396,7 +396,8 @@ def phonon_ratio(phonopy_yaml_or_object, model_or_calc, *, mesh: float = 40.0,
     scaled by ``s`` has ``freq_ratio = sqrt(s)``), ``sqrt_fc_ratio``, ``min_freq_model_thz``,
     ``n_displacements``, ``n_atoms_supercell``, ``max_abs_residual`` (eV/Å), ``formula``,
     ``model``. No relaxation with the model (chapter 6 also relaxes; this isolates the PES
-    curvature).
+    curvature). Frequencies are on the phonopy ``mesh`` only (chapter 6 also takes a band
+    path, which moves its maxima by ~1e-4 relative); ``fc_ratio`` is chapter 6's number.
 
     >>> import softening_lib
     >>> from ase.build import bulk

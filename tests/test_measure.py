@@ -224,6 +224,22 @@ def test_command_prints_and_writes_csv_and_json(tmp_path, cache_dir, capsys):
     assert "plain.extxyz: frame 0: no DFT forces" in capsys.readouterr().err
 
 
+def test_ase_database_and_progress_bar(tmp_path, cache_dir, capsys):
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    frames = []
+    for atoms in _emt_frames(3):
+        labels = atoms.arrays.pop("dft_forces")
+        atoms.calc = SinglePointCalculator(atoms, forces=labels)  # how a database stores forces
+        frames.append(atoms)
+    write(tmp_path / "frames.db", frames)
+    table = softening_lib.measure(tmp_path / "frames.db", EMT(), progress=True, n_boot=0)
+    assert len(table) == 1 and table["n_frames"][0] == 3 and abs(table["s"][0] - 0.8) < 1e-12
+    assert "frame" in capsys.readouterr().err  # tqdm's bar
+
+
 def test_an_installed_package_finds_no_checkout(monkeypatch, tmp_path):
     assert config.source_checkout() == ROOT and config.manifest_path() == ROOT / "data" / "datasets.yml"
     monkeypatch.setattr(config, "REPO_ROOT", tmp_path / "site-packages")  # no _toc.yml, no data/
