@@ -387,3 +387,95 @@ def test_per_material_names_a_missing_column():
 
     with pytest.raises(metrics.MetricError, match=r"no column\(s\) \['dft_forces'\]"):
         metrics.per_material(pd.DataFrame({"model": [], "material_id": [], "model_forces": []}))
+
+
+# --------------------------------------------------------------------------------------
+# datasets: manifest hashes, subsets, labels
+# --------------------------------------------------------------------------------------
+
+#: files without a pinned hash, each with its reason in the manifest; this set may only shrink
+KNOWN_UNPINNED = {("wbm-he-figshare", "WBM_high_energy_states.json"), ("mp-surfaces-tran2016", "surfaces.json")}
+
+
+def test_every_non_local_manifest_file_has_a_64_hex_sha256():
+    import re
+
+    from softening_lib import datasets
+
+    unpinned = set()
+    for name, ent in datasets.manifest().items():
+        if ent.get("local"):
+            continue
+        for filename, spec in (ent.get("files") or {}).items():
+            sha = (spec or {}).get("sha256")
+            if sha is None:
+                assert (spec or {}).get("unpinned"), f"{name}/{filename}: sha256 null without an `unpinned` reason"
+                unpinned.add((name, filename))
+            else:
+                assert re.fullmatch(r"[0-9a-f]{64}", sha), f"{name}/{filename}: sha256 {sha!r} is not 64 hex digits"
+    assert unpinned <= KNOWN_UNPINNED, f"new unpinned files: {unpinned - KNOWN_UNPINNED}"
+
+
+def test_an_unpinned_file_is_never_downloaded(tmp_path, monkeypatch):
+    from softening_lib import datasets
+
+    monkeypatch.setenv("SOFTENING_ONLINE", "1")
+    monkeypatch.setenv("SOFTENING_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SOFTENING_DATA_DIR", str(tmp_path / "no-mirror"))
+    with pytest.raises(datasets.UnpinnedDownloadError, match="'wbm-he-figshare': file 'WBM_high_energy_states.json' has no pinned sha256"):
+        datasets.locate("wbm-he-figshare", "WBM_high_energy_states.json")
+    assert not list(tmp_path.rglob("WBM_high_energy_states.json"))
+
+
+def test_a_mirror_file_with_a_flipped_byte_is_refused(tmp_path, monkeypatch, mirror_available):
+    import shutil
+
+    from softening_lib import datasets
+
+    src = mirror_available / "wbm" / "wbm-random-pbe52-equilibrium-2025.1.json.gz"
+    (tmp_path / "wbm").mkdir()
+    dst = tmp_path / "wbm" / src.name
+    shutil.copy(src, dst)
+    raw = bytearray(dst.read_bytes())
+    raw[1000] ^= 0x01
+    dst.write_bytes(bytes(raw))
+    monkeypatch.setenv("SOFTENING_DATA_DIR", str(tmp_path))
+    with pytest.raises(datasets.DatasetHashError, match="wbm-random-pbe52-equilibrium-2025.1.json.gz fails its sha256"):
+        datasets.locate("wbm-equilibrium", src.name, download=False)
+
+
+@pytest.mark.parametrize("subset, match", [
+    ("wbm-1-10", r"subset must be a list of ids, got the string 'wbm-1-10'; write subset=\['wbm-1-10'\]"),
+    ({"a": 1}, "subset must be a list of ids, got a dict"),
+    ([1, 2], "subset holds non-string ids"),
+    (5, "subset must be a list of ids, got int"),
+])
+def test_dataset_subset_must_be_a_list_of_ids(subset, match):
+    from softening_lib import datasets
+
+    with pytest.raises(ValueError, match=match):
+        datasets.load("wbm-he-gpaw", subset=subset)
+
+
+def test_labelled_refuses_non_finite_labels():
+    from softening_lib import datasets
+
+    with pytest.raises(datasets.DatasetError, match="energy of mp-9 frame 2 is nan"):
+        datasets.labelled(cu(), energy=float("nan"), material_id="mp-9", frame_id=2)
+    forces = np.zeros((4, 3))
+    forces[0, 0] = np.inf
+    with pytest.raises(datasets.DatasetError, match="forces of mp-9 frame 1 hold non-finite"):
+        datasets.labelled(cu(), forces=forces, material_id="mp-9", frame_id=1)
+
+
+def test_unknown_dataset_name_type():
+    from softening_lib import datasets
+
+    with pytest.raises(datasets.UnknownDatasetError, match="dataset name must be a string, got NoneType"):
+        datasets.load(None)
+
+
+def test_wbm_he_gpaw_still_loads_600_frames():
+    from softening_lib import datasets
+
+    assert len(datasets.load("wbm-he-gpaw")) == 600
