@@ -479,3 +479,166 @@ def test_wbm_he_gpaw_still_loads_600_frames():
     from softening_lib import datasets
 
     assert len(datasets.load("wbm-he-gpaw")) == 600
+
+
+# --------------------------------------------------------------------------------------
+# relax, dft, correction, finetune
+# --------------------------------------------------------------------------------------
+
+def test_relax_refuses_a_broken_structure_before_the_calculator():
+    from softening_lib.relax import relax
+
+    calls = []
+
+    class Spy(EMT):
+        def calculate(self, *a, **kw):
+            calls.append(1)
+            super().calculate(*a, **kw)
+
+    atoms = cu("mp-30", 5)
+    atoms.positions[2] = atoms.positions[1] + [0.05, 0, 0]
+    with pytest.raises(StructureError, match="mp-30 frame 5: atoms 1 and 2 are 0.050 A apart"):
+        relax(atoms, Spy())
+    atoms = cu("mp-30", 6)
+    atoms.cell[1] = 0
+    with pytest.raises(StructureError, match="mp-30 frame 6: singular cell"):
+        relax(atoms, Spy(), cell_filter="frechet")
+    assert not calls, "the calculator must never see a refused structure"
+
+
+def _fake_labeller(calls):
+    from softening_lib.datasets import labelled
+
+    def fake(atoms, **settings):
+        calls.append(len(calls))
+        work = atoms.copy()
+        work.calc = EMT()
+        out = atoms.copy()
+        labelled(out, energy=work.get_potential_energy(), forces=work.get_forces(), stress=work.get_stress())
+        return out, {"code": "fake", "n": len(calls)}
+
+    return fake
+
+
+def _queue_frames(n=4):
+    return [cu("q", i, rattle=0.05, seed=i) for i in range(n)]
+
+
+def test_label_queue_sets_aside_a_torn_partial_file_and_goes_on(tmp_path):
+    from softening_lib import dft
+
+    out = tmp_path / "scan.extxyz"
+    frames = _queue_frames()
+    calls = []
+    dft.label_queue(frames[:3], out, labeller=_fake_labeller(calls), log=None)  # as if killed after 3 ...
+    os.replace(out, out.with_suffix(".partial.extxyz"))  # ... with the partial file left behind
+    partial = out.with_suffix(".partial.extxyz")
+    text = partial.read_text()
+    partial.write_text(text[: len(text) * 2 // 3])  # torn mid-frame
+    calls.clear()
+    done = dft.label_queue(frames, out, labeller=_fake_labeller(calls), log=None)
+    assert len(done) == 4 and len(calls) == 4, "a torn partial file is recomputed from the start"
+    assert len(list(tmp_path.glob("scan.partial.extxyz.corrupt-*"))) == 1
+    assert not partial.exists()
+
+
+def test_label_queue_resumes_an_intact_partial_file_without_recomputing(tmp_path):
+    from softening_lib import dft
+
+    out = tmp_path / "scan.extxyz"
+    frames = _queue_frames()
+    calls = []
+    dft.label_queue(frames[:2], out, labeller=_fake_labeller(calls), log=None)
+    os.replace(out, out.with_suffix(".partial.extxyz"))
+    calls.clear()
+    done = dft.label_queue(frames, out, labeller=_fake_labeller(calls), log=None)
+    assert len(done) == 4 and len(calls) == 2
+
+
+def test_label_queue_refuses_to_mix_another_queue(tmp_path):
+    from softening_lib import dft
+
+    out = tmp_path / "scan.extxyz"
+    calls = []
+    dft.label_queue(_queue_frames()[:2], out, labeller=_fake_labeller(calls), log=None)
+    os.replace(out, out.with_suffix(".partial.extxyz"))
+    other = [cu("q", i, rattle=0.05, seed=100 + i) for i in range(3)]
+    calls.clear()
+    dft.label_queue(other, out, labeller=_fake_labeller(calls), log=None)
+    assert len(calls) == 3
+    assert list(tmp_path.glob("scan.partial.extxyz.corrupt-*"))
+
+
+def test_dft_label_refuses_a_broken_structure_before_gpaw():
+    from softening_lib import dft
+
+    atoms = cu("wbm-1-2", 4)
+    atoms.positions[0] = np.nan
+    with pytest.raises(StructureError, match="wbm-1-2 frame 4: non-finite"):
+        dft.label(atoms)
+    mol = Atoms("N2", positions=[[0, 0, 0], [1.1, 0, 0]], info={"material_id": "n2"})
+    with pytest.raises(StructureError, match="n2: is not periodic"):
+        dft.label(mol)
+
+
+@pytest.mark.parametrize("c", [0, -1, np.nan, "x"])
+def test_correction_apply_refuses_a_nonsense_c(c):
+    from softening_lib import correction
+
+    with pytest.raises(correction.CorrectionError, match="c must be a"):
+        correction.apply(EMT(), c)
+
+
+def test_correction_heldout_train_indices_and_frame_counts():
+    from softening_lib import correction
+
+    f = [np.ones((2, 3)), np.ones((2, 3)) * 2]
+    with pytest.raises(correction.CorrectionError, match=r"train indices \[5\] are out of range for 2 frames"):
+        correction.heldout_scores(f, f, train=[5])
+    with pytest.raises(correction.CorrectionError, match="train must be a list of frame indices, got 0"):
+        correction.heldout_scores(f, f, train=0)
+    with pytest.raises(metrics.MetricError, match="2 DFT frames but 1 model frames"):
+        correction.frame_stats(f, f[:1])
+    with pytest.raises(correction.CorrectionError, match="atoms must be one labelled ase.Atoms, got list"):
+        correction.fit_scale_on_frame([cu()], "emt")
+
+
+def test_finetune_refuses_a_tampered_foundation_model(tmp_path):
+    import shutil
+
+    from softening_lib import finetune
+
+    src = finetune.tiny_mace_path()
+    if not src.is_file():
+        pytest.skip("tiny MACE model missing")
+    finetune.check_trusted_model(src)  # the shipped file is trusted
+    bad = tmp_path / "tiny_mace.model"
+    shutil.copy(src, bad)
+    raw = bytearray(bad.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(finetune.FineTuneError, match=r"tiny_mace.model \(sha256 [0-9a-f]{64}\) is a pickled model.*foundation_sha256"):
+        finetune.finetune_mace([], bad)
+    with pytest.raises(finetune.FineTuneError, match="not the expected"):
+        finetune.check_trusted_model(bad, "0" * 64)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_an_untrusted_pickle_never_runs(tmp_path):
+    import pickle
+
+    from softening_lib import finetune
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.model"
+    evil.write_bytes(pickle.dumps(_Evil(str(marker))))
+    with pytest.raises(finetune.FineTuneError, match="evil.model .sha256 .* is a pickled model"):
+        finetune._load_foundation(evil)
+    assert not marker.exists(), "the pickle ran"
