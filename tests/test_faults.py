@@ -642,3 +642,22 @@ def test_an_untrusted_pickle_never_runs(tmp_path):
     with pytest.raises(finetune.FineTuneError, match="evil.model .sha256 .* is a pickled model"):
         finetune._load_foundation(evil)
     assert not marker.exists(), "the pickle ran"
+
+
+# --------------------------------------------------------------------------------------
+# kill -9 of predict_cached (the fast version of benchmarks/kill_resume.py)
+# --------------------------------------------------------------------------------------
+
+def test_predict_cached_survives_three_kill_9(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import kill_resume
+    finally:
+        sys.path.pop(0)
+    row = kill_resume.kill_and_resume("predict", tmp_path / "predict", n_kills=3, seed=1, delay=0.3,
+                                      window=(1.3, 2.5))
+    assert row["kills"] + row["ended_before_kill"] == 3
+    assert row["kills"] >= 1, "no kill landed: the workload ended too soon"
+    assert row["unreadable"] == 0, row["unreadable_files"]
+    assert row["recomputed_units"] == row["lost_units"], row
+    assert len(list((tmp_path / "predict" / "predictions" / "killbench" / "slow-emt").glob("m*.npz"))) == 12
