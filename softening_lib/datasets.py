@@ -255,6 +255,19 @@ class PhononReference:
         return out
 
 
+def _private_tmp():
+    """A temporary folder unique to this call (``tempfile``), removed afterwards."""
+    import tempfile
+    from contextlib import contextmanager
+
+    @contextmanager
+    def cm():
+        with tempfile.TemporaryDirectory(prefix="softening-") as d:
+            yield Path(d)
+
+    return cm()
+
+
 def _extract_member(archive: Path, suffix: str, mode: str) -> bytes:
     with tarfile.open(archive, mode) as tar:
         for member in tar.getmembers():
@@ -304,14 +317,13 @@ def read_phonondb_pbesol(subset: Iterable[str] | None = None, **_: Any) -> list[
 
             prim = np.array([float(Fraction(x)) for x in prim.split()]).reshape(3, 3)
         poscar = _extract_member(path, "POSCAR-unitcell", "r:xz").decode()
-        tmp = config.cache_dir() / "tmp"
-        tmp.mkdir(exist_ok=True)
-        poscar_path = tmp / f"{mp_id}-POSCAR-unitcell"
-        poscar_path.write_text(poscar)
-        cell, _ = read_crystal_structure(str(poscar_path), interface_mode="vasp")
-        fs_path = tmp / f"{mp_id}-FORCE_SETS"
-        fs_path.write_bytes(_extract_member(path, "FORCE_SETS", "r:xz"))
-        dataset = parse_FORCE_SETS(filename=str(fs_path))
+        with _private_tmp() as tmp:  # unique per call: two runs never share a temporary name
+            poscar_path = tmp / "POSCAR-unitcell"
+            poscar_path.write_text(poscar)
+            cell, _ = read_crystal_structure(str(poscar_path), interface_mode="vasp")
+            fs_path = tmp / "FORCE_SETS"
+            fs_path.write_bytes(_extract_member(path, "FORCE_SETS", "r:xz"))
+            dataset = parse_FORCE_SETS(filename=str(fs_path))
         unit = phonopy_to_atoms(cell)
         out.append(PhononReference(
             material_id=mp_id, dataset=name, formula=unit.get_chemical_formula(mode="metal", empirical=True),
@@ -369,15 +381,14 @@ def read_jageo_pbe_68(subset: Iterable[str] | None = None, **_: Any) -> list[Pho
     path = locate(name, "dft_pbe_phonopy_yaml.tar.xz")
     members = _jageo_yaml_members(str(path))
     ids = list(subset) if subset is not None else sorted(members)
-    tmp = config.cache_dir() / "tmp"
-    tmp.mkdir(exist_ok=True)
     out = []
     for mp_id in ids:
         if mp_id not in members:
             raise DatasetError(f"{mp_id} is not in {name} (68 materials: see its index.csv)")
-        yaml_path = tmp / f"{name}-{mp_id}-phonopy.yaml"
-        yaml_path.write_bytes(members[mp_id])
-        ph = phonopy.load(str(yaml_path), produce_fc=False, log_level=0)
+        with _private_tmp() as tmp:
+            yaml_path = tmp / "phonopy.yaml"
+            yaml_path.write_bytes(members[mp_id])
+            ph = phonopy.load(str(yaml_path), produce_fc=False, log_level=0)
         unit = phonopy_to_atoms(ph.unitcell)
         out.append(PhononReference(
             material_id=mp_id, dataset=name, formula=phonopy_to_atoms(ph.primitive).get_chemical_formula(mode="metal", empirical=True),
