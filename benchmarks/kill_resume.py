@@ -290,7 +290,7 @@ def main(argv=None) -> int:
                     continue
                 window, delay = (3.0, 40.0), 0.0
             elif kind == "campaign":
-                window, delay = (3.0, 5.5), 0.5
+                window, delay = (3.0, 5.5), 1.0
             else:
                 window, delay = (1.3, 3.0), 0.5
             rows.append(kill_and_resume(kind, Path(tmp) / kind, args.kills, args.seed + i, delay, window))
