@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/kill_resume.py [--kills 10] [--seed 0] [--only predict,gpaw,campaign]
 
-Three workloads, each run in a child process that is killed with SIGKILL after a random
+Four workloads, each run in a child process that is killed with SIGKILL after a random
 (seeded) delay, ``--kills`` times, then run once more to the end:
 
 * ``predict``: :func:`softening_lib.predict.predict_cached` over 12 toy materials with a slowed
@@ -10,7 +10,9 @@ Three workloads, each run in a child process that is killed with SIGKILL after a
 * ``gpaw``: :func:`softening_lib.dft.label_queue` over 3 small Si cells with real GPAW
   (skipped with a message if GPAW cannot be imported);
 * ``campaign``: :func:`softening_lib.campaign.run` on 3 toy compounds, EMT as the MLIP and a
-  slowed EMT labeller standing in for GPAW (the kill, the files and the resume logic are real).
+  slowed EMT labeller standing in for GPAW (the kill, the files and the resume logic are real);
+* ``chapter``: the book runner executing a small chapter (papermill and its kernel, the staged
+  page, run_keys.json / run_inputs.json, the run record).
 
 After the kills every cache file is read back (0 unreadable expected) and the final run's
 work is compared with what was missing before it (it must recompute only that). Prints a table.
@@ -141,7 +143,56 @@ def child_campaign(root: Path, delay: float, log: Path | None) -> None:
                      total_time_ps=0.02, md_batch=1)
 
 
-CHILDREN = {"predict": child_predict, "gpaw": child_gpaw, "campaign": child_campaign}
+CHAPTER = """---
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# 49. A chapter that takes a while
+
+```{code-cell}
+:tags: [parameters]
+
+models = ["emt"]
+preset = "smoke"
+delay = 0.5
+```
+
+```{code-cell}
+import time
+from softening_lib import book
+ctx = book.setup_chapter("49", models=models, preset=preset)
+for _ in range(6):
+    time.sleep(delay)
+ctx.glue("answer", 42)
+ctx.finish();
+```
+
+The answer is {glue:text}`answer`.
+"""
+
+
+def child_chapter(root: Path, delay: float, log: Path | None) -> None:
+    """The book runner executing one chapter (papermill, a kernel, the staged page, the key
+    files, the run record) into a build folder under ``root``."""
+    from softening_lib import runner
+
+    build = root / "_build"
+    runner.BUILD, runner.STAGE, runner.REPORTS = build, build / "src", build / "reports"
+    src = root / "49_kill.md"
+    if not src.is_file():
+        src.write_text(CHAPTER)
+    lines = []
+    runs = runner.execute(runner.plan([str(src)], preset="smoke", extra={"delay": delay}), log=lines.append)
+    if any(r.status == "failed" for r in runs):
+        raise SystemExit("chapter failed: " + "; ".join(r.error for r in runs))
+    if log is not None:
+        log.write_text("".join(f"{r.output.stem}\n" for r in runs if r.status == "executed"))
+
+
+CHILDREN = {"predict": child_predict, "gpaw": child_gpaw, "campaign": child_campaign, "chapter": child_chapter}
 
 
 # --------------------------------------------------------------------------------------
@@ -153,6 +204,14 @@ def _readable(path: Path) -> bool:
 
     if path.suffix == ".npz":
         return cache.load_arrays(path) is not None
+    if path.suffix == ".ipynb":
+        import nbformat
+
+        try:
+            nbformat.validate(nbformat.read(path, as_version=4))
+            return True
+        except Exception:
+            return False
     if path.suffix == ".json":
         try:
             json.loads(path.read_text())
@@ -194,6 +253,10 @@ def lost_units(kind: str, root: Path) -> int:
             return 3 - (len(read(part, index=":")) if part.is_file() else 0)
         except Exception:
             return 3
+    if kind == "chapter":  # the page, and the key that says it is current
+        keys = root / "_build" / "run_keys.json"
+        done = keys.is_file() and any(k.startswith("chapters/49_kill") for k in json.loads(keys.read_text()))
+        return 0 if done and list((root / "_build" / "src" / "chapters").glob("49_kill*.ipynb")) else 1
     if kind == "campaign":
         from softening_lib.campaign import read_extxyz
 
@@ -271,7 +334,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", default="predict,gpaw,campaign")
+    ap.add_argument("--only", default="predict,gpaw,campaign,chapter")
     ap.add_argument("--child", choices=sorted(CHILDREN))
     ap.add_argument("--root", type=Path)
     ap.add_argument("--delay", type=float, default=0.02)
@@ -291,6 +354,8 @@ def main(argv=None) -> int:
                 window, delay = (3.0, 40.0), 0.0
             elif kind == "campaign":
                 window, delay = (3.0, 5.5), 1.0
+            elif kind == "chapter":
+                window, delay = (2.0, 16.0), 0.5
             else:
                 window, delay = (1.3, 3.0), 0.5
             rows.append(kill_and_resume(kind, Path(tmp) / kind, args.kills, args.seed + i, delay, window))

@@ -347,6 +347,19 @@ def _record_of(page: str) -> dict:
     return _load_json(BUILD / "run" / "records" / f"{page}.json")
 
 
+def _clear_stale_outputs() -> None:
+    """Executed notebooks left by runs that were killed (``<page>.<pid>.ipynb`` of a process
+    that no longer exists)."""
+    for path in (BUILD / "nb" / "executing").glob("*.*.ipynb"):
+        try:
+            pid = int(path.stem.rsplit(".", 1)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
 def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "python3",
             log=print) -> list[ChapterRun]:
     """Execute each run whose key changed (or all with ``force``). A page is written only by a
@@ -357,6 +370,7 @@ def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "pyth
     (STAGE / "chapters").mkdir(parents=True, exist_ok=True)
     REPORTS.mkdir(parents=True, exist_ok=True)
     os.environ["SOFTENING_RUN_DIR"] = str(BUILD / "run")
+    _clear_stale_outputs()
     keys = _load_keys()
     last_inputs = _load_json(_inputs_path())
     total = len(runs)
