@@ -43,6 +43,7 @@ Usage::
 
     export OMP_NUM_THREADS=1 SOFTENING_DATA_DIR=/work/shared/data
     python scripts/gpaw_solid_solution_migration.py --estimate            # queue + CPU-hour estimate
+    python scripts/gpaw_solid_solution_migration.py --list --stage solid-relaxed   # per item, cheapest first
     nice -n 10 python scripts/gpaw_solid_solution_migration.py --stage solid-static mig-static
     python scripts/gpaw_solid_solution_migration.py --check               # < 2 min plumbing test
     python scripts/gpaw_solid_solution_migration.py --stage mig-static --only 'Li2S-vac-s1/*' \
@@ -456,6 +457,8 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--retry-failed", action="store_true")
     ap.add_argument("--estimate", action="store_true", help="list the queue with a CPU-time estimate")
+    ap.add_argument("--list", action="store_true",
+                    help="print every item (done/todo/failed/mirror) with its CPU-minute estimate, cheapest first")
     ap.add_argument("--kpt-density", type=float, default=REFERENCE_DFT["kpt_density"],
                     help="k-points per reciprocal Angstrom (a convergence check: use with --reference-dir)")
     ap.add_argument("--only", default=None, help="comma-separated glob(s) on item ids, e.g. 'Li2S-vac-s1/*'")
@@ -483,6 +486,23 @@ def main(argv=None) -> None:
             ap.error(f"--warm-start {warm}: {exc}. Install it, name another model, or pass --warm-start none")
     items = [{**it, "settings": settings, "warm_start": warm} for it in queue(args.stage, args.reference_dir)
              if not args.only or any(fnmatch.fnmatch(it["id"], pat) for pat in args.only.split(","))]
+    if args.list:
+        def state(it):
+            if _done(it["out"]):
+                return "done"
+            if it["out"].is_file():
+                try:
+                    if json.loads(it["out"].read_text()).get("status") == "failed":
+                        return "failed"
+                except json.JSONDecodeError:
+                    pass
+            return "mirror" if it.get("mirror_of") is not None else "todo"
+        rows = [(state(it), it["id"], len(it["atoms"] if it["atoms"] is not None else it["built"]["initial"]),
+                 0.0 if _done(it["out"]) else estimate(it) / 60) for it in items]
+        order = {"done": 0, "todo": 1, "failed": 2, "mirror": 3}
+        for st, iid, n, est in sorted(rows, key=lambda r: (order[r[0]], r[3])):
+            print(f"{st:6s} {iid:40s} atoms={n:4d} est={est:7.1f} CPU min")
+        return
     if args.estimate:
         totals: dict[str, list] = {}
         for it in items:
