@@ -130,8 +130,9 @@ def test_every_chapter_has_exercises_with_hints_and_solutions(source):
     text = source.read_text()
     exercises = text.split("## Exercises", 1)
     assert len(exercises) == 2, f"{source.name}: no '## Exercises' section"
-    body = exercises[1]
-    numbered = re.findall(r"^\d+\.\s", body.split("```", 1)[0], re.M)
+    body = exercises[1].split("\n## ", 1)[0]
+    outside = re.sub(r"^(`{3,}|:{3,}).*?^\1\s*$", "", body, flags=re.S | re.M)  # fenced blocks out
+    numbered = re.findall(r"^\d+\.\s", outside, re.M)
     assert len(numbered) >= 2, f"{source.name}: fewer than two exercises"
     assert re.search(r"\{admonition\} Hints?\b", body), f"{source.name}: no hints"
     assert pages.solution_texts(text), f"{source.name}: no solutions block"
