@@ -40,7 +40,7 @@ BUILD = ROOT / "_build"
 STAGE = BUILD / "src"
 REPORTS = BUILD / "reports"
 STATIC_DIR = "_book_static"  # served as _static in the HTML (see stage_static)
-STATIC_PAGES = ("intro.md", "pitfalls.md", "laptop.md", "references.bib", "logo.png")
+STATIC_PAGES = ("intro.md", "pitfalls.md", "laptop.md", "teacher.md", "references.bib", "logo.png")
 
 
 class RunnerError(RuntimeError):
