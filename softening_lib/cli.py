@@ -45,11 +45,17 @@ def check_models(names: list[str] | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["measure"]:  # the book-free command: softening_lib.measure.main
+        from .measure import main as measure_main
+
+        return measure_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m softening_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("models", help="the model registry: what can run here, and why not")
     sub.add_parser("data", help="datasets: local / mirrored / downloadable / missing")
+    sub.add_parser("measure", help="a model's softening scale on your DFT-labelled frames (measure --help)")
     pc = sub.add_parser("compute", help="compute what a chapter needs for a model (cached, resumable)")
     pc.add_argument("--chapter", "-c", required=True, action="append", help="chapter number or name (repeatable)")
     pc.add_argument("--model", "-m", required=True, action="append",

@@ -36,7 +36,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from . import config
 
-MANIFEST = config.REPO_ROOT / "data" / "datasets.yml"
+MANIFEST = config.manifest_path()  # data/datasets.yml in a checkout, else the wheel's copy
 
 
 class DatasetError(RuntimeError):
@@ -118,8 +118,8 @@ def locate(name: str, filename: str, *, url: str | None = None, expected: str | 
     url = url or spec.get("url")
     expected = expected if expected is not None else spec.get("sha256")
     candidates = []
-    if ent.get("local"):
-        candidates.append(config.REPO_ROOT / ent["local"] / filename)
+    if ent.get("local") and config.local_path(ent["local"]) is not None:
+        candidates.append(config.local_path(ent["local"]) / filename)
     root = config.data_dir()
     if root is not None and ent.get("mirror"):
         candidates.append(root / ent["mirror"] / filename)
@@ -432,7 +432,11 @@ def read_wbm_high_energy(subset: Iterable[str] | None = None, **_: Any) -> list[
 def read_wbm_he_gpaw(subset: Iterable[str] | None = None, **_: Any) -> list[Atoms]:
     from ase.io import read
 
-    root = config.REPO_ROOT / entry("wbm-he-gpaw")["local"]
+    root = config.local_path(entry("wbm-he-gpaw")["local"])
+    if root is None:
+        raise DatasetUnavailableError(
+            "wbm-he-gpaw is computed by the book (data/reference/wbm_he_gpaw of its source "
+            "checkout); an installed package does not hold it")
     files = sorted(root.glob("*.extxyz.gz")) + sorted(root.glob("*.extxyz"))
     if not files:
         raise DatasetUnavailableError(
@@ -516,8 +520,8 @@ def fingerprint(name: str) -> str:
     h = hashlib.sha256(name.encode())
     for filename, spec in sorted((ent.get("files") or {}).items()):
         h.update(f"{filename}:{(spec or {}).get('sha256')}".encode())
-    if ent.get("local"):
-        root = config.REPO_ROOT / ent["local"]
+    if ent.get("local") and config.local_path(ent["local"]) is not None:
+        root = config.local_path(ent["local"])
         for path in sorted(root.glob("*")):
             if path.is_file() and path.name != "PROVENANCE.md":
                 h.update(path.name.encode())
@@ -535,8 +539,8 @@ def status():
         where = []
         state = "missing"
         if ent.get("local"):
-            root = config.REPO_ROOT / ent["local"]
-            n = len(list(root.glob("*.extxyz*"))) if root.is_dir() else 0
+            root = config.local_path(ent["local"]) or Path(ent["local"])
+            n = len(list(root.glob("*.extxyz*"))) if config.local_path(ent["local"]) and root.is_dir() else 0
             state = "local" if n else "missing (not computed yet)"
             where.append(str(root))
         else:

@@ -707,15 +707,25 @@ def _source_hash(module_name: str) -> str | None:
     return _cached_sha256(Path(origin))[:12]
 
 
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+IMPORT_PATH = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:@[A-Za-z0-9._+-]{{1,40}})?")
+
+
 def resolve(name: str) -> ModelSpec:
     """The spec of a registry name or of an import path ``pkg.mod:factory[@version]``.
 
     A misspelt name raises :class:`UnknownModelError` with the closest registry names
     ("did you mean chgnet-0.3.0?") and the import-path hint; ``"@tag"`` is refused here
     (expand it with :func:`expand`)."""
+    if not isinstance(name, str):
+        raise UnknownModelError(f"a model name is a string, got {type(name).__name__} {name!r}")
     if name in REGISTRY:
         return REGISTRY[name]
     if is_import_path(name):
+        if not IMPORT_PATH.fullmatch(name):
+            raise UnknownModelError(
+                f"{name!r} is not an import path: expected 'package.module:function' (Python identifiers "
+                "separated by dots, one colon), optionally '@version' with letters, digits and . _ + -")
         path, version = split_version(name)
         return ModelSpec(
             name=name, display_name=name, family="import",

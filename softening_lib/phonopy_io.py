@@ -15,3 +15,21 @@ def atoms_to_phonopy(atoms: Atoms):
 def phonopy_to_atoms(cell) -> Atoms:
     return Atoms(symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions,
                  masses=cell.masses, pbc=True)
+
+
+def harmonic_forces(force_constants, dataset: dict) -> list:
+    """Forces F_i = -sum_j Phi_ij u_j the force constants give for each displacement of a
+    phonopy ``dataset``: type 1 (``first_atoms``: ``number``, ``displacement``) or type 2
+    (``displacements``: (n, natom, 3)). ``force_constants``: full (natom, natom, 3, 3)."""
+    import numpy as np
+
+    fc = np.asarray(force_constants)
+    if "first_atoms" not in dataset:
+        return [-np.einsum("ijab,jb->ia", fc, np.asarray(u, dtype=float))
+                for u in dataset["displacements"]]
+    out = []
+    for d in dataset["first_atoms"]:
+        j = int(d["number"])
+        u = np.asarray(d["displacement"], dtype=float)
+        out.append(-np.einsum("iab,b->ia", fc[:, j], u))
+    return out

@@ -210,6 +210,20 @@ def page_for(stem: str, user_params: dict) -> str:
     return f"{stem}__{readable[:48].strip('-')}-{digest}" if readable else f"{stem}__{digest}"
 
 
+def _model_ids(names: Sequence[str]) -> dict[str, str]:
+    """The cache id of each model: a user's factory is keyed by a hash of its module's source,
+    so editing the factory re-executes its pages (its results get a new id, hence recomputed)."""
+    from . import models as registry
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = registry.model_id(name)
+        except registry.ModelError as exc:  # the chapter lists it as not run, with the reason
+            out[name] = f"unknown: {exc}"
+    return out
+
+
 def _expand_models(names: Sequence[str]) -> list[str]:
     from .book import expand_models
 
@@ -244,7 +258,7 @@ def plan(chapter_specs: Sequence[str] | None = None, models: Sequence[str] | Non
         page = page_for(src.stem, user)
         rel = f"chapters/{page}.ipynb"
         inputs = {"notebook": hashlib.sha256(src.read_bytes()).hexdigest(), "parameters": params,
-                  "versions": versions}
+                  "versions": versions, "model_ids": _model_ids(params.get("models") or [])}
         if rel in last:  # what its last execution used, as it is now
             inputs.update(used_digests(last[rel].get("used") or {}))
         runs.append(ChapterRun(src.stem, src, STAGE / "chapters" / f"{page}.ipynb", params, _key_of(inputs),
@@ -257,7 +271,7 @@ def what_changed(old: dict | None, new: dict) -> str:
     if not old:
         return "not executed before"
     out = []
-    for part in ("notebook", "parameters", "versions"):
+    for part in ("notebook", "parameters", "model_ids", "versions"):
         if json.dumps(old.get(part), sort_keys=True, default=str) != json.dumps(new.get(part), sort_keys=True, default=str):
             out.append(part)
     for part in ("code", "data", "dirs"):

@@ -136,8 +136,7 @@ def page_key(pages: set[str] | None = None) -> str:
     lib = Path(__file__).resolve().parent
     for name in ("what_ran.py", "pages.py", "book.py", "models.py", "datasets.py", "config.py", "matgl_fix.py"):
         h.update((lib / name).read_bytes())
-    h.update((config.REPO_ROOT / "data" / "datasets.yml").read_bytes()
-             if (config.REPO_ROOT / "data" / "datasets.yml").is_file() else b"")
+    h.update(config.manifest_path().read_bytes() if config.manifest_path().is_file() else b"")
     return h.hexdigest()
 
 

@@ -137,11 +137,11 @@ def test_unconverged_relaxation_is_flagged_with_fmax_and_left_out(cu_cases):
 def test_cached_compute_records_unsupported_elements_as_skipped(results_dir):
     """A registry model that does not cover an element: the case is stored as skipped, with why."""
     cases = D.build_cases(["Cu", "CaSn3"], kinds=("vacancy",))  # EMT has no Ca or Sn
-    table = D.compute(cases, "emt", progress=False)
+    table = D.compute_cases(cases, "emt", progress=False)
     skipped = table[table["skipped"] != ""]
     assert set(skipped["system"]) == {"CaSn3"} and skipped["skipped"].str.contains("Ca|Sn").all()
     done = table[table["skipped"] == ""]
     assert set(done["system"]) == {"Cu"} and np.isfinite(done["e_f"]).all()
     # the second call reads everything (skips included) from the cache
-    again = D.compute(cases, "emt", progress=False, compute_missing=False)
+    again = D.compute_cases(cases, "emt", progress=False, compute_missing=False)
     assert len(again) == len(cases) == len(table)

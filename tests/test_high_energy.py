@@ -19,7 +19,7 @@ from softening_lib.tasks import high_energy as he
 @pytest.fixture()
 def toy(results_dir, labelled_frames):
     frames = labelled_frames("soft", 0.8, n=4) + labelled_frames("stiff", 1.25, n=4, seed=20)
-    skipped = he.compute("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
+    skipped = he.compute_dataset("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
     return frames, skipped
 
 
@@ -60,18 +60,18 @@ def test_compute_resumes_from_the_store(toy, results_dir, labelled_frames):
     frames, _ = toy
     path = he.store().path("emt", "toy__soft")
     before = path.stat().st_mtime_ns
-    he.compute("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
+    he.compute_dataset("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
     assert path.stat().st_mtime_ns == before
     # verify=True notices changed labels and recomputes that material only
     changed = labelled_frames("soft", 0.5, n=4) + frames[4:]
-    he.compute("toy", ["emt"], frames=changed, progress=False, verify=True)
+    he.compute_dataset("toy", ["emt"], frames=changed, progress=False, verify=True)
     assert he.cached_record("emt", "toy", "soft")["softening_scale"] == pytest.approx(0.5)
     assert he.cached_record("emt", "toy", "stiff")["softening_scale"] == pytest.approx(1.25)
 
 
 def test_unsupported_element_is_skipped_with_reason(results_dir, labelled_frames):
     frames = labelled_frames("ok", 0.9, n=4) + labelled_frames("bad", None, n=4, second="Fe")  # EMT has no Fe
-    skipped = he.compute("toy", ["emt"], frames=frames, progress=False)
+    skipped = he.compute_dataset("toy", ["emt"], frames=frames, progress=False)
     assert list(skipped["emt"]) == ["bad"] and "Fe" in skipped["emt"]["bad"]
     assert he.cached_record("emt", "toy", "bad") is None
     assert he.cached_record("emt", "toy", "ok") is not None
@@ -188,7 +188,7 @@ def test_jageo_frames_reproduce_the_upstream_dft_phonons(mirror_available):
 
 def test_jageo_without_forces_or_duplicated_is_skipped_with_reason(mirror_available, results_dir):
     no_forces = ["mp-2809", "mp-603640", "mp-7436", "mp-938"]
-    skipped = he.compute("jageo-pbe-68", ["emt"], no_forces + ["mp-2201"], progress=False)["emt"]
+    skipped = he.compute_dataset("jageo-pbe-68", ["emt"], no_forces + ["mp-2201"], progress=False)["emt"]
     assert set(skipped) == set(no_forces) | {"mp-2201"}
     assert all("no displaced supercells with DFT forces" in skipped[m] for m in no_forces)
     assert "exact copy of mp-9935" in skipped["mp-2201"]  # byte-identical upstream file

@@ -94,7 +94,7 @@ def test_rescore_surfaces_scales_surface_energies_by_c():
 
 def test_tables_and_figures_from_records(results_dir, labelled_frames):
     frames = labelled_frames("soft", 0.8, n=4) + labelled_frames("stiff", 1.1, n=4, seed=10)
-    he.compute("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
+    he.compute_dataset("toy", ["emt"], frames=frames, progress=False, parity=["soft"])
     table = lc.heldout_table("toy", ["emt"], train_frame=1)
     assert len(table) == 2
     soft = table[table["material_id"] == "soft"].iloc[0]

@@ -93,7 +93,7 @@ def test_record_table_reads_chapter7_records_and_figures_render(results_dir, lab
 
     frames = emt_frames(labelled_frames)
     names = ["emt", "test_model_zoo:scaled_emt_07"]
-    high_energy.compute("emt-test", names, frames=frames, progress=False)
+    high_energy.compute_dataset("emt-test", names, frames=frames, progress=False)
     per = model_zoo.record_table(names + ["mace-mp-0-medium"], ids={"emt-test": ["cu", "al"]})
     scaled = per[per.model == "test_model_zoo:scaled_emt_07"]
     assert sorted(scaled.material_id) == ["al", "cu"]

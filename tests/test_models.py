@@ -129,3 +129,11 @@ def test_mirror_weights_failing_hash_are_refused(mirror_available, tmp_path, mon
     monkeypatch.setenv("SOFTENING_DATA_DIR", str(tmp_path))
     ok, reason, fix = models.get_spec("m3gnet-mp-2021.2.8").availability()
     assert not ok and "sha256" in reason and "refusing" in reason
+
+
+@pytest.mark.parametrize("name", ["a.b:x<img src=x onerror=alert(1)>", "../x:y", "mod:make@v<2>", "mod:", ":make",
+                                  "x<img src=x onerror=alert(1)>"])
+def test_names_that_are_neither_registry_names_nor_import_paths_are_refused(name):
+    """A model name ends up in page titles, file names and the what-ran page: refused before."""
+    with pytest.raises(models.UnknownModelError):
+        models.resolve(name)

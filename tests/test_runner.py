@@ -299,3 +299,17 @@ def test_code_is_folded_for_readers_except_parameters_and_show_input(tmp_path):
     assert [c.metadata.get("tags", []) for c in cells[1:]] == [
         ["parameters"], ["hide-input"], ["show-input"], ["remove-cell"]]
     assert cells[1].source == "models = ['emt']\npreset = 'smoke'"
+
+
+def test_editing_a_users_factory_changes_its_pages_key(tiny_notebook, tmp_path, monkeypatch):
+    mod = tmp_path / "usermods" / "my_factory_mod.py"
+    mod.parent.mkdir()
+    mod.write_text("def make():\n    from ase.calculators.emt import EMT\n    return EMT()\n")
+    monkeypatch.syspath_prepend(str(mod.parent))
+    (before,) = runner.plan([str(tiny_notebook)], models=["my_factory_mod:make"], preset="smoke")
+    (same,) = runner.plan([str(tiny_notebook)], models=["my_factory_mod:make"], preset="smoke")
+    mod.write_text(mod.read_text().replace("return EMT()", "return EMT()  # edited"))
+    (after,) = runner.plan([str(tiny_notebook)], models=["my_factory_mod:make"], preset="smoke")
+    assert before.key == same.key and after.key != before.key
+    assert after.output == before.output  # the same page, re-executed
+    assert runner.what_changed(before.inputs, after.inputs) == "model_ids"

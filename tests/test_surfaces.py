@@ -233,13 +233,13 @@ def test_model_tables_demo_reference_and_report(results_dir, capsys):
 
     matplotlib.use("Agg")
     cases, _ = S.build_cases(["Cu", "MgO"], max_index=1)
-    tables = S.model_tables(S.compute, cases, ["emt"], ["static", "relaxed"], what="surfaces")
+    tables = S.model_tables(S.compute_cases, cases, ["emt"], ["static", "relaxed"], what="surfaces")
     assert "emt static: %d of %d surfaces available" % (len(cases), len(cases)) in capsys.readouterr().out
     static = tables["emt"]["static"]
     assert set(static.loc[static["skipped"] != "", "system"]) == {"MgO"}  # EMT has no Mg: listed, skipped
     assert len(tables["emt"]["relaxed"]) == 0  # relaxations are only read unless compute_relaxed
     empty = {v: S.load_reference(v, root=results_dir / "none") for v in S.VARIANTS}
-    reference, label, demo = S.reference_or_demo(S.compute, cases, empty, ["static"], S.EMT_SYSTEMS)
+    reference, label, demo = S.reference_or_demo(S.compute_cases, cases, empty, ["static"], S.EMT_SYSTEMS)
     assert demo and "NOT DFT" in label and set(reference["static"]["system"]) == {"Cu"}
     ref = reference["static"].assign(gamma_eV_A2=reference["static"]["gamma_eV_A2"] / 0.9)  # model 10 % soft
     fig, summary, note, flagged = S.parity_report(S.parity_figure, {"static": ref}, {"emt": {"static": static}},
@@ -248,5 +248,5 @@ def test_model_tables_demo_reference_and_report(results_dir, capsys):
     n_cu = sum(c.system == "Cu" for c in cases)
     assert row["n"] == n_cu and row["frac_under"] == 1.0 and row["slope"] == pytest.approx(0.9)
     assert note == f"{n_cu} static / 0 relaxed GPAW surfaces." and len(flagged) == 0
-    real, label, demo = S.reference_or_demo(S.compute, cases, {"static": ref}, ["static"], S.EMT_SYSTEMS)
+    real, label, demo = S.reference_or_demo(S.compute_cases, cases, {"static": ref}, ["static"], S.EMT_SYSTEMS)
     assert not demo and label == "GPAW-PBE" and real["static"] is ref

@@ -386,11 +386,13 @@ def _case_key(case: DefectCase, variant: str, fmax: float, steps: int) -> str:
     return f"{case.id}-{variant}-" + key_of(geometry_hash(frames), variant, fmax, steps)
 
 
-def compute(cases: Sequence[DefectCase], model: str, variant: str = "static", fmax: float = 0.05,
-            steps: int = 500, progress: bool = True, compute_missing: bool = True):
+def compute_cases(cases: Sequence[DefectCase], model: str, variant: str = "static", fmax: float = 0.05,
+                  steps: int = 500, progress: Any = True, compute_missing: bool = True, calc=None,
+                  records: list | None = None):
     """Model defect energies, cached per (model id, case, geometry, variant) in ResultStore("defects").
 
     mu_i and the host energy are computed once per element / supercell with the model.
+    ``calc``/``records``: see :func:`softening_lib.tasks.surfaces.cached_compute`.
     """
     from .surfaces import cached_compute
 
@@ -411,7 +413,42 @@ def compute(cases: Sequence[DefectCase], model: str, variant: str = "static", fm
 
     return cached_compute(TASK, cases, model, variant=variant, progress=progress,
                           compute_missing=compute_missing, key=lambda c: _case_key(c, variant, fmax, steps),
-                          elements=lambda c: set(c.elements()), evaluate=one, desc=f"{model} {variant} defects")
+                          elements=lambda c: set(c.elements()), evaluate=one, desc=f"{model} {variant} defects",
+                          calc=calc, records=records, finite=("e_f",))
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+def preset_systems(preset: str = "default") -> list[str]:
+    return {"smoke": ["Cu", "Al"], "default": list(DEFAULT_SYSTEMS), "full": list(DEFAULT_SYSTEMS)}[preset]
+
+
+def cases(preset: str = "default", *, systems: Sequence[str] | None = None, min_distance: float = 7.0,
+          variants: Sequence[str] | None = None) -> list[dict]:
+    """The chapter's (defect, variant) cases: smoke = Cu, Al vacancies, static; default / full =
+    every kind in every system of :data:`DEFAULT_SYSTEMS`, static and relaxed."""
+    if preset not in ("smoke", "default", "full"):
+        raise DefectError(f"preset must be smoke, default or full, got {preset!r}")
+    smoke = preset == "smoke"
+    built = build_cases(list(systems) if systems is not None else preset_systems(preset),
+                        min_distance=min_distance, kinds=("vacancy",) if smoke else KINDS)
+    variants = list(variants) if variants is not None else (["static"] if smoke else list(VARIANTS))
+    return [{"id": f"{c.id}-{v}", "item": c, "variant": v} for v in variants for c in built]
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per (defect, variant) case for ``model``: cached ones read, the rest computed."""
+    from .surfaces import _compute_variants
+
+    return _compute_variants(compute_cases, model, cases, calc=calc, progress=progress)
+
+
+def reference(variant: str | None = None, **_: Any):
+    """The GPAW-PBE reference: ``{variant: table}`` (empty tables while it is being computed)."""
+    variants = [variant] if variant else list(VARIANTS)
+    return {v: load_reference(v) for v in variants}
 
 
 # --------------------------------------------------------------------------------------

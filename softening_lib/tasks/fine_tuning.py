@@ -405,31 +405,77 @@ def wall_time_table(table):
     return t[[c for c in cols if c in t]].sort_values(["method", "n_train_structures", "seed"]).reset_index(drop=True)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m softening_lib.tasks.fine_tuning [--epochs 100] [--seeds 0 1 2] ...`` (the campaign)."""
-    import argparse
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
 
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--dataset", default=DEFAULT_DATASET)
-    p.add_argument("--material", default=DEFAULT_MATERIAL)
-    p.add_argument("--model", default="chgnet-0.3.0")
-    p.add_argument("--pool", type=int, default=10)
-    p.add_argument("--ns", type=int, nargs="+", default=[1, 2, 5, 10])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--scratch-seeds", type=int, nargs="+", default=None)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--max-seconds", type=float, default=None)
-    a = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    frames = load_frames(a.dataset, a.material)
-    split = make_split(frames, pool_size=a.pool, dataset=a.dataset, material_id=a.material)
-    settings = finetune.FineTuneSettings(epochs=a.epochs)
-    table = run_campaign(split, model=a.model, ns=a.ns, seeds=a.seeds, scratch_seeds=a.scratch_seeds,
-                         settings=settings, max_seconds=a.max_seconds)
-    print(summary(table).to_string())
+SMOKE_TASK = "_smoke_fine_tuning"  # the smoke preset's scratch store (2 epochs: not the book's numbers)
 
 
-if __name__ == "__main__":
-    main()
+def cases(preset: str = "default", *, dataset: str = DEFAULT_DATASET, material: str = DEFAULT_MATERIAL,
+          pool_size: int = 10, ns: Sequence[int] = (1, 2, 5, 10), seeds: Sequence[int] = (0, 1, 2),
+          scratch_seeds: Sequence[int] = (0, 1), epochs: int = 30, epochs_paper: int = 100) -> list[dict]:
+    """The chapter's runs, in priority order (:func:`plan`): smoke = N 1, 2, seed 0, 2 epochs, 10
+    test frames, in a scratch store; default / full = the learning curve (``epochs``) and the
+    paper's protocol (``epochs_paper``: fine-tune N = 1 and N max, scratch N max, seed 0)."""
+    if preset not in ("smoke", "default", "full"):
+        raise ValueError(f"preset must be smoke, default or full, got {preset!r}")
+    base = {"dataset": dataset, "material": material, "pool_size": pool_size}
+    if preset == "smoke":
+        runs = [(m, n, s, 2) for m, n, s in plan([1, 2], [0], [0], pool_size=pool_size)]
+        base.update(task=SMOKE_TASK, n_test=10)
+    else:
+        runs = [(m, n, s, epochs) for m, n, s in plan(list(ns), list(seeds), list(scratch_seeds), pool_size=pool_size)]
+        nmax = max(n for n in ns if n <= pool_size)
+        runs += [(m, n, s, epochs_paper) for m, n, s in plan([1, nmax], [0], [0], pool_size=pool_size)
+                 if m in ("finetune", "scratch") and epochs_paper != epochs]
+        base.update(task=TASK, n_test=None)
+    out = []
+    for method, n, seed, ep in runs:
+        tag = f"-e{ep}" if method in ("finetune", "scratch") else ""
+        out.append({**base, "id": f"{material}/{method}-N{n}-seed{seed}{tag}", "method": method, "n": n,
+                    "seed": seed, "epochs": ep})
+    return out
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per run (method, N, seed, epochs) scored on the held-out frames; cached runs
+    are read, the others trained (fine-tunes take minutes each on a CPU). ``calc`` is not used:
+    fine-tuning needs the model's weights, not a calculator."""
+    from .. import task
+
+    if calc is not None:
+        raise ValueError("fine_tuning trains the registry model's weights; a calculator cannot be fine-tuned")
+    splits: dict[tuple, Split | Exception] = {}
+    out = []
+    for case in task.progress_iter(list(cases), progress, desc=f"fine-tuning {model}"):
+        skey = (case["dataset"], case["material"], case["pool_size"], case.get("n_test"))
+        if skey not in splits:
+            try:
+                frames = load_frames(case["dataset"], case["material"])
+                splits[skey] = make_split(frames, pool_size=case["pool_size"], n_test=case.get("n_test"),
+                                          dataset=case["dataset"], material_id=case["material"])
+            except Exception as exc:  # noqa: BLE001 - every run of this split gets the reason
+                splits[skey] = exc
+        split = splits[skey]
+        if isinstance(split, Exception):
+            out.append(task.record(case["id"], model, "skipped", f"frames not here: {split}"))
+            continue
+        store = cache.ResultStore(case.get("task", TASK))
+        method = case["method"]
+        settings = finetune.FineTuneSettings(epochs=case["epochs"])
+        key = _key(split, model, method, case["n"], case["seed"], settings if method in ("finetune", "scratch") else None)
+        cached = store.has(model, _record_name(method, case["n"], case["seed"], key))
+        r = task.run_case(lambda: run_one(split, model, method, case["n"], case["seed"], settings=settings,
+                                          store=store),
+                          case["id"], model, cached=cached, finite=("test_mae", "test_softening_scale"),
+                          elements=set(split.frames[0].get_chemical_symbols()))
+        keep = ("case", "model", "status", "reason", "cached", "method", "n_train_structures", "seed", "test_mae",
+                "test_softening_scale", "test_cmae", "c", "wall_seconds", "record")
+        out.append({k: v for k, v in r.items() if k in keep} | {"epochs": case["epochs"]})
+    return out
+
+
+def reference(*, dataset: str = DEFAULT_DATASET, material: str = DEFAULT_MATERIAL, **_: Any) -> None:
+    """The DFT forces are the frames' own labels (held-out test frames of the split): no separate table."""
+    return None

@@ -444,3 +444,59 @@ def campaign_note(dir: str | Path | None = None) -> str:
         return "The campaign has not written `progress.json` yet."
     return (f"{len(prog['compounds'])} compounds labelled; failures recorded: {len(prog.get('failures', []))}. "
             "Settings and selection rule: `data/reference/wbm_he_gpaw/PROVENANCE.md`.")
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+TASK = "gpaw_validation"
+CROSSCHECK_SIZES = {"smoke": 2, "default": 20, "full": None}
+
+
+def cases(preset: str = "default", *, n: int | None = None) -> list[dict]:
+    """The model side of the appendix: the MatPES cross-check, one case per campaign material
+    (``wbm-he-gpaw``, the first ``n``: smoke 2, default 20, full all). The GPAW reference
+    itself is built by the DFT queues (scripts/gpaw_*.py), not here."""
+    from .. import datasets
+
+    if preset not in CROSSCHECK_SIZES:
+        raise ValueError(f"preset must be smoke, default or full, got {preset!r}")
+    n = CROSSCHECK_SIZES[preset] if n is None else n
+    try:
+        frames = datasets.load("wbm-he-gpaw")
+    except datasets.DatasetError as exc:
+        return [{"id": "wbm-he-gpaw/*", "material_id": None, "unavailable": str(exc)}]
+    ids = sorted({str(a.info["material_id"]) for a in frames})[:n]
+    return [{"id": f"wbm-he-gpaw/{mid}", "material_id": mid} for mid in ids]
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """Per campaign material: the model's softening scale on its GPAW-PBE frames (single points,
+    not cached, as :func:`matpes_crosscheck`)."""
+    from .. import datasets, metrics, predict, task
+
+    out, by_id = [], None
+    for case in task.progress_iter(list(cases), progress, desc=f"gpaw validation {model}"):
+        if case.get("material_id") is None:
+            out.append(task.record(case["id"], model, "skipped", f"dataset not here: {case.get('unavailable', '')}"))
+            continue
+        if by_id is None:
+            by_id = {}
+            for a in datasets.load("wbm-he-gpaw"):
+                by_id.setdefault(str(a.info["material_id"]), []).append(a)
+        frs = by_id.get(case["material_id"], [])
+
+        def one(frs=frs):
+            pred = predict.predict(frs, model, calc=calc) if calc is not None else predict.predict(frs, model)
+            return {"softening_scale": metrics.softening_scale([a.get_forces() for a in frs], pred["forces"]),
+                    "frames": len(frs)}
+
+        elements = {s for a in frs for s in a.get_chemical_symbols()}
+        out.append(task.run_case(one, case["id"], model, elements=elements, finite=("softening_scale",)))
+    return out
+
+
+def reference(**_: Any):
+    """GPAW against VASP (PhononDB PBEsol forces): the per-material validation summary."""
+    return load_summary()

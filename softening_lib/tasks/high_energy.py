@@ -242,9 +242,9 @@ def parity_path(model: str, dataset: str, material_id: str):
     return store().root / "parity" / cache._safe(dataset) / cache._safe(_store_model(model)) / f"{cache._safe(material_id)}.npz"
 
 
-def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = None, *,
-            progress: bool = True, verify: bool = False, parity: Sequence[str] = (),
-            batch_size: int = 1, frames: Sequence | None = None) -> dict[str, dict[str, str]]:
+def compute_dataset(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = None, *,
+                    progress: bool = True, verify: bool = False, parity: Sequence[str] = (),
+                    batch_size: int = 1, frames: Sequence | None = None, calc=None) -> dict[str, dict[str, str]]:
     """Fill the record store for ``models_`` x ``ids`` of ``dataset`` (missing ones only).
 
     Frames are read only for materials with a missing record (all of them when ``verify``,
@@ -252,6 +252,7 @@ def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = No
     also get their force components saved (``parity_path``) for the parity figures.
     ``frames`` (labelled Atoms with ``info["material_id"]``) replaces reading ``dataset``:
     any user data set (chapter 11) goes through the same records under its own name.
+    ``calc`` (one model only) replaces the registry calculator; the model name is then its label.
     Returns ``{model: {material_id: reason}}`` of what was skipped.
     """
     if frames is not None and ids is None:
@@ -284,7 +285,7 @@ def compute(dataset: str, models_: Sequence[str], ids: Sequence[str] | None = No
             continue
         sub = [a for mid in need for a in by_material[mid]]
         preds = predict.predict_cached(sub, model, dataset, progress=progress, batch_size=batch_size,
-                                       with_stress=False)
+                                       with_stress=False, calc=calc, cache_tag=model if calc is not None else None)
         skipped[model].update(predict.skipped_materials(model, dataset))
         pred_by: dict[str, list[dict]] = {}
         for p in preds:
@@ -404,7 +405,7 @@ def fig5a(dataset: str, material_id: str, models_: Sequence[str], compute_missin
     from .. import plots
 
     if compute_missing:
-        compute(dataset, models_, [material_id], parity=[material_id], progress=False)
+        compute_dataset(dataset, models_, [material_id], parity=[material_id], progress=False)
     panels = []
     for model in models_:
         arr = cache.load_arrays(parity_path(model, dataset, material_id))
@@ -412,7 +413,7 @@ def fig5a(dataset: str, material_id: str, models_: Sequence[str], compute_missin
         if arr is not None and rec is not None and "error" not in rec:
             panels.append((model, arr, rec))
     if not panels:
-        raise NoDataError(f"no cached forces for {material_id} in {dataset}; run compute(..., parity=[{material_id!r}])")
+        raise NoDataError(f"no cached forces for {material_id} in {dataset}; run compute_dataset(..., parity=[{material_id!r}])")
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
     lim_hi = max(float(np.max(np.abs(np.concatenate([a["dft"], a["model"]])))) for _, a, _ in panels) * 1.05
     rows = []
@@ -492,7 +493,7 @@ def fig5a_interactive(dataset: str, material_id: str, models_: Sequence[str], ma
             "frame": np.repeat(frame, 3), "atom": np.repeat(atom, 3),
             "component": np.tile(["x", "y", "z"], len(dft)), "s": f"{rec['softening_scale']:.3f}"}))
     if not parts:
-        raise NoDataError(f"no cached forces for {material_id} in {dataset}; run compute(..., parity=[{material_id!r}])")
+        raise NoDataError(f"no cached forces for {material_id} in {dataset}; run compute_dataset(..., parity=[{material_id!r}])")
     table = pd.concat(parts, ignore_index=True)
     formula = cached_record(str(table["model"].iloc[0]), dataset, material_id)["formula"]
     return plots.interactive_scatter(
@@ -683,46 +684,96 @@ def parity_choice(dataset: str, ids: Sequence[str]) -> list[str]:
     return list(ids) if dataset in HIGH_ENERGY else list(ids[:1])
 
 
-def precompute(models_: Sequence[str], preset: str = "default", datasets_: Sequence[str] = (
-        "wbm-he-gpaw", "wbm-he-figshare", "phonondb-pbesol", "jageo-pbe-68"), progress: bool = True) -> dict:
-    """Fill the record store for a preset, one model at a time, skipping absent datasets."""
-    report: dict[str, Any] = {}
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+ALL_DATASETS = ("wbm-he-gpaw", "wbm-he-figshare", "phonondb-pbesol", "jageo-pbe-68")
+RECORD_FIELDS = ("formula", "n_frames", "n_atoms", "softening_scale", "mae", "cmae", "c_all")
+
+
+def cases(preset: str = "default", *, datasets_: Sequence[str] = ALL_DATASETS) -> list[dict]:
+    """One case per (dataset, material) of the preset's lists (:func:`preset_ids`); a dataset
+    that is not here is one case, skipped with the reason."""
+    out = []
     for dataset in datasets_:
         try:
             ids = preset_ids(dataset, preset)
-        except NoDataError as exc:
-            for model in models_:
-                report[(model, dataset)] = f"unavailable: {exc}"
-            log.warning("%s: %s", dataset, exc)
+        except (NoDataError, datasets.DatasetError, OSError) as exc:
+            out.append({"id": f"{dataset}/*", "dataset": dataset, "material_id": None, "unavailable": str(exc)})
             continue
-        # frames are read once per dataset; the models then run one after the other
-        skipped = compute(dataset, models_, ids, progress=progress, parity=parity_choice(dataset, ids))
-        for model in models_:
-            report[(model, dataset)] = {"n": len(ids), "skipped": skipped[model]}
-            log.warning("%s %s: %d materials, %d skipped", model, dataset, len(ids), len(skipped[model]))
-    return report
+        parity = set(parity_choice(dataset, ids))
+        out += [{"id": f"{dataset}/{mid}", "dataset": dataset, "material_id": mid, "parity": mid in parity}
+                for mid in ids]
+    return out
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m softening_lib.tasks.high_energy --models chgnet-0.3.0 --preset default``"""
-    import argparse
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--models", nargs="+", default=list(models.DEFAULT_MODELS))
-    parser.add_argument("--preset", default="default", choices=("smoke", "default", "full"))
-    parser.add_argument("--datasets", nargs="+", default=["wbm-he-gpaw", "wbm-he-figshare", "phonondb-pbesol", "jageo-pbe-68"])
-    args = parser.parse_args(argv)
-    ok, skipped = models.runnable(args.models)
-    for name, reason in skipped.items():
-        log.warning("skipping model %s: %s", name, reason)
-    report = precompute(ok, args.preset, args.datasets)
-    for key, value in report.items():
-        print(key, value if isinstance(value, str) else f"{value['n']} materials, skipped {len(value['skipped'])}: "
-              f"{dict(list(value['skipped'].items())[:5])}", flush=True)
+def _is_cached(model: str, case: dict) -> bool:
+    return cached_record(model, case["dataset"], case["material_id"]) is not None and (
+        not case.get("parity") or parity_path(model, case["dataset"], case["material_id"]).is_file())
 
 
-if __name__ == "__main__":
-    main()
+def case_records(model: str, cases_: Sequence[dict], *, calc=None, progress=None,
+                 frames: Sequence | None = None) -> list[dict]:
+    """The contract's ``compute`` for any list of (dataset, material) cases (chapters 7, 8, 10, 11):
+    per dataset one batched :func:`compute_dataset` call; if it raises, each material again on its
+    own, so one material's error is that material's record."""
+    from .. import task
+
+    out: dict[str, dict] = {}
+    by_set: dict[str, list[dict]] = {}
+    for case in cases_:
+        if case.get("material_id") is None:
+            out[case["id"]] = task.record(case["id"], model, "skipped",
+                                          f"dataset not here: {case.get('unavailable', '')}")
+            task.advance(progress)
+        else:
+            by_set.setdefault(case["dataset"], []).append(case)
+    for dataset, group in by_set.items():
+        was_cached = {c["id"]: _is_cached(model, c) for c in group}
+        ids = [c["material_id"] for c in group]
+        parity = [c["material_id"] for c in group if c.get("parity")]
+        skipped: dict[str, str] = {}
+        errors: dict[str, dict] = {}
+        todo = [c for c in group if not was_cached[c["id"]]]
+        if todo:
+            try:
+                skipped = compute_dataset(dataset, [model], [c["material_id"] for c in todo], parity=parity,
+                                          progress=False, frames=frames, calc=calc)[model]
+            except Exception:  # noqa: BLE001 - redone material by material below
+                for c in todo:
+                    elements = None
+                    r = task.run_case(lambda c=c: compute_dataset(
+                        dataset, [model], [c["material_id"]], parity=parity, progress=False, frames=frames,
+                        calc=calc)[model], c["id"], model, elements=elements)
+                    if r["status"] != "ok":
+                        errors[c["id"]] = r
+                    elif c["material_id"] in r:
+                        skipped[c["material_id"]] = r[c["material_id"]]
+        for c in group:
+            mid = c["material_id"]
+            rec = cached_record(model, dataset, mid)
+            if c["id"] in errors:
+                out[c["id"]] = errors[c["id"]]
+            elif rec is not None and "error" not in rec:
+                values = {"dataset": dataset, "material_id": mid, **{k: rec.get(k) for k in RECORD_FIELDS if k in rec}}
+                out[c["id"]] = task.run_case(lambda v=values: v, c["id"], model, cached=was_cached[c["id"]],
+                                             finite=("softening_scale", "mae"))
+            elif rec is not None:
+                out[c["id"]] = task.record(c["id"], model, "failed", rec["error"], dataset=dataset, material_id=mid)
+            else:
+                why = skipped.get(mid) or "no frames with DFT forces here / no record"
+                out[c["id"]] = task.record(c["id"], model, "skipped", why, dataset=dataset, material_id=mid)
+            task.advance(progress)
+    return [out[c["id"]] for c in cases_]
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per (dataset, material) case: softening scale, MAE, cMAE (chapter 7's records,
+    cached in ``data/results/high_energy``); only what is not cached is computed."""
+    return case_records(model, cases, calc=calc, progress=progress)
+
+
+def reference(**_: Any) -> None:
+    """The DFT labels are the datasets' own forces (per frame, inside each case): no separate table."""
+    return None

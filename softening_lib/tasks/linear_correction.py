@@ -104,7 +104,7 @@ def fig6a_left(dataset: str, material_id: str, model: str, train_frame: int = 0,
     from .. import metrics, plots
 
     if compute_missing:
-        he.compute(dataset, [model], [material_id], parity=[material_id], progress=False)
+        he.compute_dataset(dataset, [model], [material_id], parity=[material_id], progress=False)
     arr = cache.load_arrays(he.parity_path(model, dataset, material_id))
     rec = he.cached_record(model, dataset, material_id)
     if arr is None or rec is None:
@@ -358,3 +358,25 @@ def si_fig5(models_: Sequence[str], c_by_model: dict[str, float], variant: str =
     axes[0][0].set_ylabel("model γ (eV/Å²)")
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+TASK = "linear_correction"
+
+
+def cases(preset: str = "default", **params: Any) -> list[dict]:
+    """Chapter 7's (dataset, material) cases: the correction is fitted on chapter 7's records."""
+    return he.cases(preset, **params)
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per (dataset, material): chapter 7's record (``c_all`` is the closed-form c)."""
+    return he.case_records(model, cases, calc=calc, progress=progress)
+
+
+def reference(**_: Any) -> None:
+    """The DFT forces are the data sets' own (chapter 7): no separate reference table."""
+    return None

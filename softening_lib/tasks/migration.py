@@ -877,7 +877,7 @@ def figure_3a(tables: dict[str, Any], path_id: str, *, mode: str = "relaxed", re
             series[name] = r.iloc[0]
     if not series:
         ax.text(0.5, 0.5, f"no {mode} results for {path_id} yet\n(run the 'full' preset or\n"
-                "scripts/make_ch04_05.py precompute)", ha="center", va="center", transform=ax.transAxes,
+                "python -m softening_lib compute --chapter 05)", ha="center", va="center", transform=ax.transAxes,
                 color="0.3", fontsize=9)
     for name, row in series.items():
         y = np.asarray(row["referenced"])
@@ -1027,3 +1027,63 @@ def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", r
     return fig
 
 
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+def cases(preset: str = "default", *, profile_path: str = "auto", interpolation: str = "linear",
+          constraint: str = "fixed", modes: Sequence[str] | None = None, fmax: float = 0.05) -> list[dict]:
+    """(path, mode) cases: smoke = the profile path of Fig. 3a, static; default / full = every
+    hop of :data:`PATHS`, static (straight-line images) and relaxed (ApproxNEB)."""
+    if preset not in ("smoke", "default", "full"):
+        raise ValueError(f"preset must be smoke, default or full, got {preset!r}")
+    if preset == "smoke":
+        if profile_path == "auto":
+            profile_path = profile_path_for(load_reference())
+        paths = [p for p in PATHS if p.id == profile_path]
+    else:
+        paths = list(PATHS)
+    modes = list(modes) if modes is not None else (["static"] if preset == "smoke" else ["static", "relaxed"])
+    return [{"id": f"{p.id}-{mode}", "item": p, "mode": mode, "interpolation": interpolation,
+             "constraint": constraint, "fmax": fmax} for mode in modes for p in paths]
+
+
+def _score_key(p: PathSpec, mode: str, interpolation: str, constraint: str, fmax: float) -> str:
+    extra = [ANCHOR_RULE, path_anchor(build_path(p))] if mode == "relaxed" else []
+    return cache.key_of(VERSION, p.id, p.n_images, mode, interpolation, constraint,
+                        fmax if mode == "relaxed" else None, *extra)
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per (path, mode): the KRA barrier, cached in ``data/results/migration`` (the
+    same keys as :func:`score`); the missing ones computed (relaxed: an ApproxNEB, minutes)."""
+    from .. import models as registry
+    from .. import task
+
+    store = cache.ResultStore(TASK)
+    mkey = model_key(model, calc)
+    out = []
+    for case in task.progress_iter(list(cases), progress, desc=f"{TASK} {model}"):
+        p, mode = case["item"], case["mode"]
+        interp, cons, fmax = case.get("interpolation", "linear"), case.get("constraint", "fixed"), case.get("fmax", 0.05)
+        key = _score_key(p, mode, interp, cons, fmax)
+        host = HOSTS[p.host]
+
+        def one(p=p, mode=mode, interp=interp, cons=cons, fmax=fmax, key=key, host=host):
+            if calc is None:
+                registry.check_elements(model, {host.cation, host.anion})
+            score([p], model, mode=mode, calc=calc, interpolation=interp, constraint=cons, fmax=fmax,
+                  progress=False)
+            rec = store.get(mkey, key)
+            return {k: rec.get(k) for k in ("mode", "host", "shell", "mover", "e_kra", "flags")}
+
+        out.append(task.run_case(one, case["id"], model, cached=store.get(mkey, key) is not None,
+                                 elements={host.cation, host.anion}, finite=("e_kra",)))
+    return out
+
+
+def reference(mode: str | None = None, **_: Any):
+    """The GPAW-PBE barriers of the hops (this project's queue; pending paths in ``attrs``)."""
+    return load_reference(mode)

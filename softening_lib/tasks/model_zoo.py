@@ -10,7 +10,7 @@ MPtrj, MatPES): the paper's model-size discussion and SI Figs. 6-7, extended to 
 SevenNet-0.
 
 >>> from softening_lib.tasks import model_zoo
->>> model_zoo.compute(["chgnet-0.3.0", "sevennet-0"], preset="smoke")   # fills chapter 7's records
+>>> model_zoo.compute("sevennet-0", model_zoo.cases("smoke"))   # fills chapter 7's records (task contract)
 >>> per = model_zoo.record_table(["chgnet-0.3.0", "sevennet-0"], preset="smoke")
 >>> model_zoo.summary(per, model_zoo.model_card(["chgnet-0.3.0", "sevennet-0"]))
 
@@ -295,8 +295,8 @@ def _load(dataset: str, ids: Sequence[str]) -> list[Atoms]:
     return frames
 
 
-def compute(model_names: Sequence[str], preset: str = "default", datasets_: Sequence[str] = ZOO_DATASETS,
-            progress: bool = True) -> dict:
+def compute_models(model_names: Sequence[str], preset: str = "default", datasets_: Sequence[str] = ZOO_DATASETS,
+                   progress: bool = True) -> dict:
     """Fill chapter 7's record store (``high_energy``) for every runnable model on chapter 7's
     frames: per dataset the frames are read once, then the models run one after the other
     (resumable: existing records are kept). Returns ``{model: {dataset: skipped}}`` plus the
@@ -311,7 +311,7 @@ def compute(model_names: Sequence[str], preset: str = "default", datasets_: Sequ
         frames = _load(dataset, todo) if todo else []
         for model in ok:
             try:
-                skipped = high_energy.compute(dataset, [model], ids if not todo else None, progress=progress,
+                skipped = high_energy.compute_dataset(dataset, [model], ids if not todo else None, progress=progress,
                                               parity=high_energy.parity_choice(dataset, ids),
                                               frames=frames if todo else None)
             except Exception as exc:  # e.g. EMT on oxides: reported, the other models go on
@@ -331,9 +331,9 @@ def record_table(model_names: Sequence[str], preset: str = "default",
                  ids: dict[str, Sequence[str]] | None = None) -> "Any":
     """Per-(model, dataset, material) softening scale, MAE, cMAE from chapter 7's records.
 
-    Only reads the record store unless ``compute_missing`` (then :func:`compute` runs first).
+    Only reads the record store unless ``compute_missing`` (then :func:`compute_models` runs first).
     ``ids`` (``{dataset: material ids}``) replaces chapter 7's preset lists (any record set,
-    e.g. a user data set computed with ``high_energy.compute(..., frames=...)``).
+    e.g. a user data set computed with ``high_energy.compute_dataset(..., frames=...)``).
     Models without records for a dataset are simply absent; :data:`LAST_SKIPPED` says why.
     """
     import pandas as pd
@@ -342,7 +342,7 @@ def record_table(model_names: Sequence[str], preset: str = "default",
 
     failed: dict[str, str] = {}
     if compute_missing and ids is None:
-        report = compute(model_names, preset, datasets_, progress=False)
+        report = compute_models(model_names, preset, datasets_, progress=False)
         failed = {m: f"{d}: {r['*']}" for m, per_set in report.items() if m != "_not_runnable"
                   for d, r in per_set.items() if "*" in r}
     ok, skipped = models.runnable(list(model_names))
@@ -358,7 +358,7 @@ def record_table(model_names: Sequence[str], preset: str = "default",
                                                                                       "softening_scale"])
     for name in model_names:
         if name not in skipped and not (per["model"] == name).any():
-            skipped[name] = "no records in the cache (run `python -m softening_lib.tasks.model_zoo`)"
+            skipped[name] = "no records in the cache (run `python -m softening_lib compute --chapter 10 --model NAME`)"
     LAST_SKIPPED.clear()
     LAST_SKIPPED.update(skipped)
     per["training_family"] = per["model"].map(training_family)
@@ -464,36 +464,25 @@ def scaled_emt(c: float = 0.8):
     return models.ScaledCalculator(EMT(), c)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m softening_lib.tasks.model_zoo --models ... --preset default``: fill chapter 7's
-    record store for the zoo models on chapter 7's frames, one model at a time, then print the summary."""
-    import argparse
-    import warnings
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
 
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--preset", default="default", choices=("smoke", "default", "full"))
-    p.add_argument("--datasets", nargs="+", default=list(ZOO_DATASETS))
-    p.add_argument("--models", nargs="+", default=list(ZOO_MODELS))
-    p.add_argument("--no-count", action="store_true", help="do not load the models to count parameters")
-    a = p.parse_args(argv)
-    import pandas as pd
-    import torch
+def cases(preset: str = "default", *, datasets_: Sequence[str] = ZOO_DATASETS) -> list[dict]:
+    """Chapter 7's (dataset, material) cases of the preset, on the data sets that are here
+    (the zoo's numbers are chapter 7's records: the same cases, the same cache)."""
+    from . import high_energy
 
-    torch.set_num_threads(1)
-    report = compute(a.models, a.preset, a.datasets)
-    print("not runnable:", report.pop("_not_runnable"))
-    for model, per_set in report.items():
-        for dataset, skipped in per_set.items():
-            print(model, dataset, f"skipped {len(skipped)}", dict(list(skipped.items())[:3]), flush=True)
-    card = model_card(a.models, count=not a.no_count)
-    per = record_table(a.models, a.preset, a.datasets)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(card[["model", "available", "parameters_counted", "parameters_reported", "training_family"]].to_string())
-        print(summary(per, card)[["model", "dataset", "n_materials", "median_s", "q1_s", "q3_s",
-                                  "frac_softened", "parameters_counted"]].to_string())
+    return high_energy.cases(preset, datasets_=available_datasets(datasets_))
 
 
-if __name__ == "__main__":
-    main()
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per (dataset, material) for ``model``, in chapter 7's record store."""
+    from . import high_energy
+
+    return high_energy.case_records(model, cases, calc=calc, progress=progress)
+
+
+def reference(**_: Any) -> None:
+    """The DFT forces are the data sets' own (chapter 7): no separate reference table."""
+    return None

@@ -1037,7 +1037,7 @@ def compute_plan(preset: str, models_: Sequence[str]) -> Any:
 
     ``smoke``: the first model (plus DFT) live, on the smoke materials; ``default``: ``False``,
     the cache only -- a book build never computes phonons, materials not cached yet are
-    reported missing and the coverage is stated (``scripts/run_phonons.py`` fills the cache);
+    reported missing and the coverage is stated (``python -m softening_lib compute --chapter 06`` fills the cache);
     ``full``: everything that is missing.
     """
     plans = {"smoke": list(models_[:1]), "default": False, "full": True}
@@ -1427,7 +1427,7 @@ def amplitude_note(table) -> str:
     from .. import plots
 
     if table.empty:
-        return "No amplitude scan in the cache yet (`scripts/run_phonons.py --amplitude-scan` computes it)."
+        return "No amplitude scan in the cache yet (`python -m softening_lib compute --chapter 06 --model NAME --preset full` computes it)."
     out = []
     for model, grp in table.groupby("model", sort=False):
         ok = grp[grp["status"] == "ok"]
@@ -1478,3 +1478,90 @@ def amplitude_note(table) -> str:
             parts.append("Not in the cache: " + ", ".join(_scan_name(r) for _, r in missing.iterrows()) + ".")
         out.append(" ".join(parts))
     return "\n\n".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+PHONON_FIELDS = ("formula", "max_freq_thz", "min_freq_thz", "has_imaginary", "softening_scale_dft_disp",
+                 "n_atoms_supercell", "wall_s")
+
+
+def cases(preset: str = "default", *, n_pbesol: int = 240, amplitude_scan: bool | None = None) -> list[dict]:
+    """The materials the chapter shows: smoke = :func:`smoke_ids` (PBEsol); default / full = the
+    PBEsol list of Fig. 4b (:func:`pbesol_selection`, CsF first) and the 68 JaGeo PBE force sets.
+    ``amplitude_scan`` (default: only with ``full``) adds the amplitude scan's materials
+    (:data:`SCAN_IDS`; the chapter draws it for :data:`SCAN_MODELS`)."""
+    if preset not in ("smoke", "default", "full"):
+        raise ValueError(f"preset must be smoke, default or full, got {preset!r}")
+    if preset == "smoke":
+        plan = [(PBESOL, mp) for mp in smoke_ids()]
+    else:
+        sizes = pbesol_index().set_index("mp_id")["n_atoms_supercell"]
+        # cheap first (a killed run has the most materials done), CsF (Fig. 4a) before everything
+        pbesol = sorted(pbesol_selection(n_pbesol), key=lambda m: (m not in SHOWCASE, sizes.get(m, 0)))
+        plan = [(PBESOL, mp) for mp in pbesol] + [(PBE68, mp) for mp in jageo_ids(cheap_first=True)]
+    out = [{"id": f"{d}/{mp}", "kind": "phonons", "dataset": d, "material_id": mp} for d, mp in plan]
+    if amplitude_scan if amplitude_scan is not None else preset == "full":
+        out += [{"id": f"{SCAN_KIND}/{mp}", "kind": SCAN_KIND, "dataset": PBESOL, "material_id": mp} for mp in SCAN_IDS]
+    return out
+
+
+def _phonon_case(model: str, case: dict) -> dict:
+    table = run(case["dataset"], [case["material_id"]], [model], progress=False, showcase=SHOWCASE)
+    rows = table[table["model"] == model] if "model" in table else table.iloc[0:0]
+    if not len(rows):
+        raise RuntimeError("phonons.run returned no row")
+    row = rows.iloc[0].to_dict()
+    status = row.get("status")
+    values = {k: row[k] for k in PHONON_FIELDS if k in row}
+    if status == "ok":
+        return values
+    if status == "failed":
+        raise RuntimeError(str(row.get("reason", "failed")))
+    return {"status": "skipped", "reason": f"{status}: {row.get('reason', '')}", **values}
+
+
+def _scan_case(model: str, case: dict) -> dict:
+    table = amplitude_scan([case["material_id"]], [model], dataset=case["dataset"], compute=True)
+    rows = table[table["model"] == model] if "model" in table else table.iloc[0:0]
+    statuses = set(rows["status"]) if "status" in rows else {"ok"}
+    if not len(rows) or statuses - {"ok"}:
+        reasons = "; ".join(str(r) for r in rows.get("reason", [])) if len(rows) else "no row"
+        return {"status": "skipped", "reason": f"{'/'.join(sorted(map(str, statuses)))}: {reasons}"}
+    return {"min_freq_thz": float(rows["min_freq_thz"].min()), "max_freq_thz": float(rows["max_freq_thz"].max())}
+
+
+def _case_cached(model: str, case: dict) -> bool:
+    if case["kind"] == SCAN_KIND:
+        return cached_scan(model, case["dataset"], case["material_id"]) is not None
+    rec = cached(model, case["dataset"], case["material_id"])
+    if rec is None or rec.get("status") == "failed":
+        return False
+    return not (case["material_id"] in SHOWCASE and rec.get("status") == "ok"
+                and arrays_of(model, case["dataset"], case["material_id"]) is None)
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per material (and per amplitude-scan material): model phonons, cached per
+    (model, material) in ``data/results/phonons``; the missing ones are computed (minutes each on
+    one core for the larger supercells). ``calc`` is not supported: phonon records are filed under
+    the registry's model id (give an import path for your own calculator)."""
+    from .. import task
+
+    if calc is not None:
+        raise ValueError("phonons: pass the model as a registry name or import path, not a calculator")
+    out = []
+    for case in task.progress_iter(list(cases), progress, desc=f"phonons {model}"):
+        fn = _scan_case if case["kind"] == SCAN_KIND else _phonon_case
+        was_cached = _case_cached(model, case)
+        out.append(task.run_case(fn, case["id"], model, model, case, cached=was_cached,
+                                 finite=("max_freq_thz",)))
+    return out
+
+
+def reference(*, n_pbesol: int = 240, **_: Any):
+    """The DFT phonons (PhononDB PBEsol, JaGeo PBE) the ratios are taken against: the cached
+    DFT records of the chapter's lists (computed from the force sets on the first model run)."""
+    return cached_table(PBESOL, pbesol_selection(n_pbesol), models_=["dft"])

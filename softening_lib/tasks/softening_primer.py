@@ -161,3 +161,48 @@ def summary_table(result: dict):
                      "energy at largest displacement (model / DFT)":
                          round(float(res["energy"][-1] / result["dft"]["energy"][-1]), 3)})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+TASK = "softening_primer"
+
+
+def cases(preset: str = "default", *, system: str = "Si") -> list[dict]:
+    """One case: the GPAW-PBE scan of ``system`` (smoke: every other point)."""
+    if preset not in ("smoke", "default", "full"):
+        raise ValueError(f"preset must be smoke, default or full, got {preset!r}")
+    return [{"id": f"{system}_scan", "system": system, "every": 2 if preset == "smoke" else 1}]
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """Per scan: the softening scale and curvature ratio of ``model`` (17 single points: not
+    cached, recomputed each time in seconds)."""
+    from .. import task
+
+    def one(case: dict) -> dict:
+        ref = load_reference(case["system"])[:: case.get("every", 1)]
+        if calc is None:
+            res = compare(ref, [model])[model]
+        else:
+            amps = np.array([a.info["amplitude"] for a in ref])
+            pred = predict.predict([a.copy() for a in ref], model, calc=calc)
+            i0 = int(np.argmin(np.abs(amps)))
+            e_dft = np.array([a.get_potential_energy() for a in ref])
+            e = np.asarray(pred["energy"]) - pred["energy"][i0]
+            res = {"s": metrics.softening_scale([a.get_forces() for a in ref], pred["forces"]),
+                   "curvature_ratio": curvature(amps, e) / curvature(amps, e_dft - e_dft[i0])}
+        return {"softening_scale": float(res["s"]), "curvature_ratio": float(res["curvature_ratio"])}
+
+    out = []
+    for case in task.progress_iter(list(cases), progress, desc=f"primer {model}"):
+        elements = set(SYSTEMS[case["system"]][0]().get_chemical_symbols()) if case["system"] in SYSTEMS else None
+        out.append(task.run_case(one, case["id"], model, case, elements=elements))
+    return out
+
+
+def reference(system: str = "Si", **_) -> list[Atoms]:
+    """The GPAW-PBE scan (``data/reference/primer/<system>_scan.extxyz``)."""
+    return load_reference(system)

@@ -613,3 +613,53 @@ def figure_2c(tables: dict[str, Any], *, mode: str = "relaxed", reference=None,
         ax.set_title(ax.get_title() + "\n" + reference_note, fontsize=9, color="0.2")
     ax.legend(fontsize=8, loc="lower center", framealpha=0.9)  # inside the dome, clear of the points
     return fig
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+def preset_orderings(preset: str = "default", *, max_per_composition_16: int = 0, seed: int = 0) -> list[Ordering]:
+    """The chapter's orderings: smoke = the 1x1x2 cell at Ca 0, 2, 4, 8; default = the 44 of
+    :func:`reference_orderings` (+ ``max_per_composition_16`` from the 16-cation cell); full = + 52."""
+    if preset == "smoke":
+        return [o for o in enumerate_orderings("conv112", seed=seed) if o.n_solute in (0, 2, 4, 8)]
+    if preset not in ("default", "full"):
+        raise ValueError(f"preset must be smoke, default or full, got {preset!r}")
+    return reference_orderings(max_16=max_per_composition_16 if preset == "default" else 52, seed=seed)
+
+
+def cases(preset: str = "default", *, max_per_composition_16: int = 0, seed: int = 0,
+          modes: Sequence[str] | None = None, fmax: float = 0.05) -> list[dict]:
+    """(ordering, mode) cases: static (Vegard geometry) and relaxed (cell + positions); smoke: static only."""
+    orderings = preset_orderings(preset, max_per_composition_16=max_per_composition_16, seed=seed)
+    modes = list(modes) if modes is not None else (["static"] if preset == "smoke" else ["static", "relaxed"])
+    return [{"id": f"{o.id}-{mode}", "item": o, "mode": mode, "fmax": fmax} for mode in modes for o in orderings]
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per (ordering, mode): the model's energy, cached in ``data/results/solid_solution``
+    (the same keys as :func:`score`); the missing ones computed."""
+    from .. import task
+
+    store = cache.ResultStore(TASK)
+    mkey = model_key(model, calc)
+    out = []
+    for case in task.progress_iter(list(cases), progress, desc=f"{TASK} {model}"):
+        o, mode, fmax = case["item"], case["mode"], case.get("fmax", 0.05)
+        key = cache.key_of(VERSION, o.id, mode, fmax if mode == "relaxed" else None)
+
+        def one(o=o, mode=mode, fmax=fmax, key=key):
+            score([o], model, mode=mode, calc=calc, fmax=fmax, progress=False)
+            rec = store.get(mkey, key)
+            return {k: rec.get(k) for k in ("mode", "n_solute", "fraction", "energy", "energy_per_site",
+                                              "converged", "fmax", "steps")}
+
+        out.append(task.run_case(one, case["id"], model, cached=store.get(mkey, key) is not None,
+                                 elements={o.host, o.solute, "O"}, finite=("energy",)))
+    return out
+
+
+def reference(mode: str | None = None, **_: Any):
+    """The GPAW-PBE energies of the orderings (this project's queue; empty while pending)."""
+    return load_reference(mode)

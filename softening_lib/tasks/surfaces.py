@@ -4,7 +4,8 @@
 >>> cases, skipped = surfaces.build_cases(["Cu", "MgO"])          # slabs + matching bulk cells
 >>> table = surfaces.surface_energies(cases, calc)                 # static (bulk-terminated)
 >>> table = surfaces.surface_energies(cases, calc, relax=True)     # positions relaxed, fmax 0.05
->>> table = surfaces.compute(cases, "chgnet-0.3.0", variant="relaxed")   # cached per model
+>>> table = surfaces.compute_cases(cases, "chgnet-0.3.0", variant="relaxed")   # cached per model
+>>> records = surfaces.compute("chgnet-0.3.0", surfaces.cases("default"))  # the task contract
 >>> ref = surfaces.load_reference("static")                        # GPAW-PBE records (this project)
 
 Protocol (paper, Methods; Tran et al., Sci. Data 3, 160080 (2016)):
@@ -484,60 +485,100 @@ def _case_key(case: SurfaceCase, variant: str, fmax: float, steps: int) -> str:
 
 def cached_compute(task: str, cases: Sequence, model: str, *, key: Callable[[Any], str],
                    elements: Callable[[Any], set], evaluate: Callable[[Any, Any], dict],
-                   variant: str, progress: bool = True, compute_missing: bool = True, desc: str = ""):
+                   variant: str, progress: Any = True, compute_missing: bool = True, desc: str = "",
+                   calc=None, records: list | None = None, finite: Sequence[str] | None = None):
     """Rows of ``cases`` for one registry ``model``, cached in ``ResultStore(task)`` (surfaces, defects).
 
     A case whose ``key(case)`` is in the store is read; the rest are computed with
     ``evaluate(case, calc)`` (the calculator made once, on the first miss) and stored.
     A case with elements (``elements(case)``) the model does not cover is stored and
     returned as skipped, with the reason. ``compute_missing=False`` only reads the cache.
+
+    ``calc`` replaces the registry calculator; ``model`` is then a label and the store folder.
+    ``records`` (a list) receives one task-contract record per case (``softening_lib.task``):
+    a case whose evaluation raises is then recorded as skipped (an element the calculator
+    does not cover) or failed, never stored, and the other cases go on; without ``records``
+    the error propagates. ``finite``: the result keys that must be finite (else "failed").
+    ``progress``: True/False or a tqdm-like bar advanced per case.
     """
     import pandas as pd
 
     from .. import models
+    from .. import task as contract
     from ..cache import ResultStore
     from ..predict import calculator
 
     store = ResultStore(task)
-    mid = models.model_id(model)
+    mid = models.model_id(model) if calc is None else model
     rows, todo = [], []
     for case in cases:
         k = key(case)
         rec = store.get(mid, k)
         if rec is not None:
             rows.append(rec)
+            if records is not None:
+                records.append(_contract_record(case, variant, model, rec, cached=True, finite=finite))
+                contract.advance(progress if not isinstance(progress, bool) else None)
         else:
             todo.append((case, k))
+    if records is not None and not compute_missing:
+        for case, _ in todo:
+            records.append(contract.record(f"{case.id}-{variant}", model, "skipped",
+                                           "not in the cache (this preset reads it only)"))
+            contract.advance(progress if not isinstance(progress, bool) else None)
     if todo and compute_missing:
-        it = todo
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(todo, desc=desc or f"{model} {variant} {task}")
-        calc = None
+        it = contract.progress_iter(todo, progress, desc or f"{model} {variant} {task}")
+        holder = [calc]
         for case, k in it:
             try:
-                models.check_elements(model, set(elements(case)))
+                if calc is None:
+                    models.check_elements(model, set(elements(case)))
             except models.UnsupportedElementError as exc:
                 rec = {**case.summary(), "variant": variant, "model": model, "skipped": str(exc)}
             else:
-                calc = calc or calculator(model)
-                rec = evaluate(case, calc)
-                rec.update(model=model, model_id=mid, skipped="")
+                def one(case=case):
+                    holder[0] = holder[0] or calculator(model)
+                    out = evaluate(case, holder[0])
+                    out.update(model=model, model_id=mid, skipped="")
+                    return out
+
+                if records is None:
+                    rec = one()
+                else:
+                    r = contract.run_case(one, f"{case.id}-{variant}", model, elements=set(elements(case)),
+                                          finite=finite)
+                    if r["status"] != "ok":
+                        records.append(r)
+                        continue
+                    rec = {k2: v for k2, v in r.items() if k2 not in ("case", "status", "reason", "cached")}
             store.put(mid, k, rec)
             rows.append(rec)
+            if records is not None:
+                records.append(_contract_record(case, variant, model, rec, cached=False, finite=finite))
     df = pd.DataFrame(rows)
     if len(df) and "skipped" not in df:
         df["skipped"] = ""
     return df
 
 
-def compute(cases: Sequence[SurfaceCase], model: str, variant: str = "static", fmax: float = 0.05,
-            steps: int = 500, progress: bool = True, compute_missing: bool = True):
+def _contract_record(case, variant: str, model: str, rec: dict, cached: bool,
+                     finite: Sequence[str] | None = None) -> dict:
+    from .. import task as contract
+
+    values = {k: v for k, v in rec.items() if k not in ("model", "status", "reason", "case", "cached")}
+    if rec.get("skipped"):
+        return contract.record(f"{case.id}-{variant}", model, "skipped", rec["skipped"], cached=cached, **values)
+    return contract.run_case(lambda: values, f"{case.id}-{variant}", model, cached=cached, finite=finite)
+
+
+def compute_cases(cases: Sequence[SurfaceCase], model: str, variant: str = "static", fmax: float = 0.05,
+                  steps: int = 500, progress: Any = True, compute_missing: bool = True, calc=None,
+                  records: list | None = None):
     """Model surface energies, cached per (model id, case, geometry, variant) in ResultStore("surfaces").
 
     Structures with elements the model does not cover are recorded as skipped (with reason).
     ``compute_missing=False`` only reads the cache (for a quick "default" book build).
+    ``calc``/``records``: see :func:`cached_compute`.
     """
     if variant not in VARIANTS:
         raise SurfaceError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -546,12 +587,57 @@ def compute(cases: Sequence[SurfaceCase], model: str, variant: str = "static", f
         key=lambda case: _case_key(case, variant, fmax, steps),
         elements=lambda case: set(case.slab.get_chemical_symbols()),
         evaluate=lambda case, calc: evaluate(case, calc, relax=(variant == "relaxed"), fmax=fmax, steps=steps),
-        desc=f"{model} {variant} surfaces")
+        desc=f"{model} {variant} surfaces", calc=calc, records=records, finite=("gamma_eV_A2",))
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+def preset_systems(preset: str = "default") -> list[str]:
+    return {"smoke": ["Cu", "Al"], "default": list(DEFAULT_SYSTEMS), "full": list(DEFAULT_SYSTEMS)}[preset]
+
+
+def cases(preset: str = "default", *, systems: Sequence[str] | None = None, max_index: int = 2,
+          variants: Sequence[str] | None = None) -> list[dict]:
+    """The chapter's (slab, variant) cases: smoke = Cu, Al, max index 1, <= 12 atoms, static;
+    default / full = every system of :data:`DEFAULT_SYSTEMS`, static and relaxed (what the
+    chapter shows; relaxations are the costly part)."""
+    if preset not in ("smoke", "default", "full"):
+        raise SurfaceError(f"preset must be smoke, default or full, got {preset!r}")
+    smoke = preset == "smoke"
+    built, _ = build_cases(list(systems) if systems is not None else preset_systems(preset),
+                           max_index=1 if smoke else max_index, max_atoms=12 if smoke else None)
+    variants = list(variants) if variants is not None else (["static"] if smoke else list(VARIANTS))
+    return [{"id": f"{c.id}-{v}", "item": c, "variant": v} for v in variants for c in built]
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """One record per (slab, variant) case for ``model``: cached ones read, the rest computed."""
+    return _compute_variants(compute_cases, model, cases, calc=calc, progress=progress)
+
+
+def _compute_variants(compute_fn: Callable, model: str, cases: Sequence[dict], *, calc=None, progress=None,
+                      **kw: Any) -> list[dict]:
+    """Run ``compute_fn`` (surfaces / defects ``compute_cases``) per variant, in the cases' order."""
+    records: list[dict] = []
+    for variant in dict.fromkeys(c["variant"] for c in cases):
+        group = [c["item"] for c in cases if c["variant"] == variant]
+        compute_fn(group, model, variant=variant, progress=progress if progress is not None else False,
+                   calc=calc, records=records, **kw)
+    order = {c["id"]: i for i, c in enumerate(cases)}
+    return sorted(records, key=lambda r: order.get(r["case"], len(order)))
+
+
+def reference(variant: str | None = None, **_: Any):
+    """The GPAW-PBE reference: ``{variant: table}`` (empty tables while it is being computed)."""
+    variants = [variant] if variant else list(VARIANTS)
+    return {v: load_reference(v) for v in variants}
 
 
 def model_tables(compute_fn: Callable, cases: Sequence, models: Sequence[str], variants: Sequence[str],
                  compute_relaxed: bool = False, what: str = "cases") -> dict:
-    """``{model: {variant: table}}`` with ``compute_fn`` (:func:`compute` or ``defects.compute``).
+    """``{model: {variant: table}}`` with ``compute_fn`` (:func:`compute_cases` or ``defects.compute_cases``).
 
     Statics are computed when missing; relaxations only with ``compute_relaxed`` (the "full"
     preset), else read from the cache. Prints how many of ``cases`` each table holds.

@@ -188,3 +188,47 @@ def run(structure: str = EXAMPLE, models: Sequence[str] = ("chgnet-0.3.0",), pre
                               allow_gpaw=allow_gpaw)
     table, parity = evaluate(frames, models, train_frame=train_frame)
     return {"frames": frames, "note": note, "table": table, "parity": parity}
+
+
+# --------------------------------------------------------------------------------------
+# the task contract (softening_lib.task): cases / compute / reference
+# --------------------------------------------------------------------------------------
+
+TASK = "your_own_system"
+
+
+def cases(preset: str = "default", *, structure: str = EXAMPLE, train_frame: int = 0,
+          allow_gpaw: bool = True) -> list[dict]:
+    """One case: the structure whose labelled frames the chapter scores (see :func:`get_frames`)."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    return [{"id": structure, "structure": structure, "preset": preset, "train_frame": train_frame,
+             "allow_gpaw": allow_gpaw}]
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+    """Per structure: softening scale, MAE, c and held-out MAEs of ``model`` on the labelled frames
+    (not cached: a few single points; fresh GPAW labels are the slow part, done by :func:`get_frames`)."""
+    from .. import task
+
+    def one(case: dict) -> dict:
+        frames, note = get_frames(case["structure"], preset=case["preset"], model=model,
+                                  allow_gpaw=case["allow_gpaw"])
+        if calc is not None:
+            out = predict.predict(list(frames), model, calc=calc)
+            dft = [np.asarray(a.get_forces()) for a in frames]
+            row = {"softening_scale": metrics.softening_scale(dft, out["forces"]), "mae": metrics.mae(dft, out["forces"])}
+        else:
+            table, _ = evaluate(frames, [model], train_frame=case["train_frame"])
+            row = table.iloc[0].drop(labels=["model"]).to_dict()
+        return {**row, "source": note["source"], "frames_of": note["structure"]}
+
+    out = []
+    for case in task.progress_iter(list(cases), progress, desc=f"your system {model}"):
+        out.append(task.run_case(one, case["id"], model, case, finite=("softening_scale",)))
+    return out
+
+
+def reference(structure: str = EXAMPLE, **_: Any) -> list[Atoms]:
+    """The shipped GPAW-PBE labels of ``structure`` (empty when it has none; the chapter may label afresh)."""
+    return shipped_frames(structure) if structure.startswith("wbm-") else []
