@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 os.environ["OMP_NUM_THREADS"] = "1"
-
-from ase.io import read, write  # noqa: E402
 
 from softening_lib import dft  # noqa: E402
 from softening_lib.cache import atomic_write_text  # noqa: E402
@@ -26,22 +23,11 @@ def main(system: str) -> None:
     frames = primer.build_scan(system)
     out = primer.reference_path(system)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".partial.extxyz")
-    done = read(partial, index=":") if partial.is_file() else []
-    for i, atoms in enumerate(frames):
-        if i < len(done):
-            continue
-        t0 = time.time()
-        lab, record = dft.label(atoms)
-        lab.info.update(atoms.info)
-        lab.info.update(dft.record_to_info(record))
-        done.append(lab)
-        write(partial, done, format="extxyz")
-        print(f"{system} point {i + 1}/{len(frames)} amp={atoms.info['amplitude']:+.3f} A "
-              f"E={lab.get_potential_energy():.4f} eV ({time.time() - t0:.0f} s)", flush=True)
-    write(str(out) + ".tmp", done, format="extxyz")
-    os.replace(str(out) + ".tmp", out)
-    partial.unlink(missing_ok=True)
+    # resumable: finished points live in <out>.partial.extxyz (a torn one is set aside)
+    done = dft.label_queue(frames, out, log=None)
+    for i, lab in enumerate(done):
+        print(f"{system} point {i + 1}/{len(frames)} amp={lab.info['amplitude']:+.3f} A "
+              f"E={lab.get_potential_energy():.4f} eV", flush=True)
     atomic_write_text(out.parent / "PROVENANCE.md", (
         "# Chapter 1 reference scans (computed by this project)\n\n"
         "One atom displaced along a fixed direction (see `softening_lib/tasks/softening_primer.py`),\n"

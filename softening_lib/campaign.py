@@ -22,7 +22,12 @@ lattice vector), each labelled with :func:`softening_lib.dft.label` (GPAW PBE). 
 
 Work in progress (the sampled frames and each finished label) is kept in
 ``$SOFTENING_CACHE_DIR/wbm_he_gpaw_work/<material_id>/``, so a killed run resumes at the
-frame it was on, without re-running the MD and without duplicates.
+frame it was on, without re-running the MD and without duplicates. Each work dir holds a
+``settings.json`` with every setting that changes a frame or its label (MLIP, MD settings,
+base seed, DFT settings, output folder; :func:`work_settings`): a run with other settings
+refuses to reuse that work (:class:`CampaignSettingsError`) instead of silently mixing
+another campaign's MD frames or labels into its own. Likewise a run refuses an output folder
+whose ``progress.json`` records compounds made with other settings.
 
 ``--md-batch K`` (default 1: one compound's MD at a time through ASE) runs the MD of the
 next ``K`` not-yet-sampled compounds together
@@ -84,6 +89,94 @@ DEFAULT_OUT = config.REPO_ROOT / "data" / "reference" / "wbm_he_gpaw"
 CAMPAIGN_DFT = {"kpt_density": 2.0}
 DEFAULT_MAX_COST = 30.0
 EXCLUDED_EXTRA = frozenset({"H", "He", "Ne", "Ar", "Kr", "Xe", "Rn"})
+
+
+class CampaignSettingsError(RuntimeError):
+    """A run whose settings differ from those of work or output already on disk."""
+
+
+#: the settings that change a sampled frame or its label (compared between runs)
+FRAME_SETTINGS = ("model", "md", "base_seed", "dft")
+
+
+def work_settings(*, model: str, md: dict[str, Any], base_seed: int, dft_settings: dict[str, Any],
+                  out: Path | str) -> dict[str, Any]:
+    """Everything that changes a compound's MD frames or their labels, JSON-normalised."""
+    return json.loads(json.dumps({"model": model, "md": md, "base_seed": int(base_seed), "dft": dft_settings,
+                                  "out": str(Path(out).resolve())}, sort_keys=True, default=_json_default))
+
+
+def settings_hash(ws: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(ws, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], keys=None) -> list[str]:
+    keys = keys or sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _legacy_frame_settings(work: Path) -> dict[str, Any]:
+    """What the frames in a work dir made before settings.json say about their MD settings."""
+    path = work / "sampled.extxyz"
+    if not path.is_file():
+        return {}
+    try:
+        info = read_extxyz(path)[0].info
+    except Exception:
+        return {}
+    return {k: info.get(k) for k in ("md_model", "md_seed", "md_timestep_fs", "md_temperature_K", "md_thermostat")}
+
+
+def check_work_dir(material_id: str, ws: dict[str, Any]) -> Path:
+    """The work dir of ``material_id`` if it holds nothing or work made with settings ``ws``;
+    otherwise :class:`CampaignSettingsError` naming the compound and the settings that differ."""
+    from .cache import read_json, safe_name
+
+    work = work_root() / safe_name(material_id, "material_id")
+    if not work.is_dir():
+        return work
+    has_work = (work / "sampled.extxyz").is_file() or any(work.glob("frame_*"))
+    stored = read_json(work / "settings.json", None)
+    if stored is not None and has_work and stored != ws:
+        raise CampaignSettingsError(
+            f"{material_id}: its work dir {work} holds MD frames/labels made with other settings "
+            f"({'; '.join(_diff(stored, ws))}); refusing to mix them. Finish that campaign with its own "
+            f"settings, or delete {work} to start this compound over")
+    if stored is None and has_work:  # a work dir from before settings.json: check what the frames say
+        legacy = _legacy_frame_settings(work)
+        expected = {"md_model": ws["model"], "md_seed": seed_for(material_id, ws["base_seed"]),
+                    "md_timestep_fs": float(ws["md"]["timestep_fs"]), "md_temperature_K": float(ws["md"]["temperature_K"]),
+                    "md_thermostat": ws["md"]["thermostat"]}
+        differ = [f"{k}: {legacy[k]!r} -> {expected[k]!r}" for k in expected
+                  if legacy.get(k) is not None and legacy[k] != expected[k]]
+        if differ:
+            raise CampaignSettingsError(
+                f"{material_id}: its work dir {work} (made before settings.json) holds MD frames made with other "
+                f"settings ({'; '.join(differ)}); refusing to mix them. Delete {work} to start this compound over")
+    return work
+
+
+def claim_work_dir(material_id: str, ws: dict[str, Any]) -> Path:
+    """:func:`check_work_dir`, then create it and record ``ws`` in its ``settings.json``."""
+    work = check_work_dir(material_id, ws)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(work / "settings.json", ws)
+    return work
+
+
+def check_progress_settings(progress: dict[str, Any], ws: dict[str, Any], out: Path) -> None:
+    """Refuse an output folder whose compounds were made with other frame settings."""
+    old = progress.get("settings") or {}
+    if not progress.get("compounds") or not old:
+        return
+    old_ws = {"model": old.get("model"), "md": old.get("md"), "base_seed": old.get("base_seed"), "dft": old.get("dft")}
+    new_ws = {k: ws[k] for k in FRAME_SETTINGS}
+    differ = _diff(old_ws, new_ws, FRAME_SETTINGS)
+    if differ:
+        raise CampaignSettingsError(
+            f"{out} already holds {len(progress['compounds'])} compounds made with other settings "
+            f"({'; '.join(differ)}); refusing to mix them in one dataset. Use another --out for these settings, "
+            "or run with the recorded ones (progress.json 'settings')")
 
 
 def work_root() -> Path:
@@ -328,8 +421,8 @@ def run_compound(atoms: Atoms, out: Path, *, model: str, md: dict[str, Any], dft
     from .dft import SCFNotConvergedError, label
 
     mid = atoms.info["material_id"]
-    work = work_root() / mid
-    work.mkdir(parents=True, exist_ok=True)
+    work = claim_work_dir(mid, work_settings(model=model, md=md, base_seed=base_seed,
+                                             dft_settings=dft_settings, out=out))
     sampled = sampled_path(mid)
     seed = seed_for(mid, base_seed)
     t0 = time.time()
@@ -470,16 +563,25 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dft_settings = {**CAMPAIGN_DFT, **(dft_settings or {})}
+    md = {"temperature_K": 1000.0, "total_time_ps": float(total_time_ps), "timestep_fs": float(timestep_fs),
+          "n_frames": 10, "n_strained": 4, "strain": 0.03, "thermostat": thermostat}
+    ws = work_settings(model=model, md=md, base_seed=base_seed, dft_settings=dft_settings, out=out)
+    check_progress_settings(load_progress(out), ws, out)  # before anything is computed
+    if only:
+        from .cache import safe_name
+
+        for m in only:
+            safe_name(m, "material id in --only")
     ids = list(only) if only else select_compounds(n_compounds, max_atoms=max_atoms, max_cost=max_cost,
                                                    **dft_settings)
-    md = {"temperature_K": 1000.0, "total_time_ps": total_time_ps, "timestep_fs": timestep_fs,
-          "n_frames": 10, "n_strained": 4, "strain": 0.03, "thermostat": thermostat}
     progress = load_progress(out)
     progress["settings"] = {"model": model, "md": md, "dft": dft_settings, "dft_defaults": "softening_lib.dft.DEFAULTS",
                             "max_atoms": max_atoms, "max_cost": max_cost, "base_seed": base_seed,
                             "md_batch": md_batch, "selection": ids}
     structures = {a.info["material_id"]: a for a in datasets.load("wbm-equilibrium", subset=ids)}
     todo = [m for m in ids if not (out / f"{m}.extxyz.gz").is_file() and m not in progress["failures"]]
+    for m in todo:  # refuse another campaign's work before computing anything
+        check_work_dir(m, ws)
     done_before = len(ids) - len(todo)
     _log(f"campaign: {len(ids)} compounds selected, {done_before} already done/failed, {len(todo)} to go; "
          f"output {out}")
@@ -520,6 +622,9 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
             try:
                 from .sampling import CheckpointMismatchError
 
+                for m in pending:
+                    if needs_md(m):
+                        claim_work_dir(m, ws)
                 kw = dict(model=model, md=md, base_seed=base_seed, calculator=calc, checkpoint=ckpt,
                           write={m for m in pending if needs_md(m)}, device=device)
                 try:
@@ -538,6 +643,7 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
                      f"sampling these compounds one by one")
         if md_only:
             if not sampled_path(mid).is_file():
+                claim_work_dir(mid, ws)
                 try:
                     sample_compound(structures[mid], model=model, md=md, base_seed=base_seed, calculator=calc,
                                     device=device)
@@ -550,7 +656,7 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
         try:
             summary = run_compound(structures[mid], out, model=model, md=md, dft_settings=dft_settings,
                                    base_seed=base_seed, calculator=calc)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, CampaignSettingsError):
             raise
         except Exception as exc:  # record and go on
             from .dft import UnsupportedChemistryError

@@ -54,8 +54,12 @@ def fit_scale(dft_forces, model_forces) -> float:
 
 def fit_scale_on_frame(atoms, model: str | None = None, calc=None) -> float:
     """``c`` from one DFT-labelled ASE ``Atoms`` (its calculator holds the DFT forces)."""
+    from ase import Atoms
+
     from . import predict
 
+    if not isinstance(atoms, Atoms):
+        raise CorrectionError(f"atoms must be one labelled ase.Atoms, got {type(atoms).__name__}")
     if atoms.calc is None or "forces" not in atoms.calc.results:
         raise CorrectionError("the training frame carries no DFT forces (atoms.calc.results['forces'])")
     if model is None and calc is None:
@@ -66,7 +70,20 @@ def fit_scale_on_frame(atoms, model: str | None = None, calc=None) -> float:
 
 def apply(calc, c: float):
     """The corrected calculator ``c * calc`` (energy, forces and stress)."""
-    return models.ScaledCalculator(calc, c)
+    if calc is None:
+        raise CorrectionError("calc is None; give the ASE calculator to correct")
+    return models.ScaledCalculator(calc, _check_c(c))
+
+
+def _check_c(c: Any) -> float:
+    try:
+        value = float(c)
+    except (TypeError, ValueError):
+        raise CorrectionError(f"c must be a positive number (the fitted correction, ~1), got {c!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise CorrectionError(f"c must be a finite positive number (the fitted correction, ~1), got {c!r}; "
+                              "refit it with fit_scale")
+    return value
 
 
 # --------------------------------------------------------------------------------------
@@ -84,6 +101,9 @@ class FrameStats:
 
 
 def frame_stats(dft_forces: Sequence[np.ndarray], model_forces: Sequence[np.ndarray]) -> list[FrameStats]:
+    if len(dft_forces) != len(model_forces):
+        raise metrics.MetricError(f"{len(dft_forces)} DFT frames but {len(model_forces)} model frames "
+                                  "(dft_forces vs model_forces)")
     out = []
     for x, y in zip(dft_forces, model_forces):
         x, y = metrics._pair(np.asarray(x), np.asarray(y))
@@ -110,6 +130,12 @@ def heldout_scores(dft_forces: Sequence[np.ndarray], model_forces: Sequence[np.n
     for i, (x, y) in enumerate(zip(xs, ys)):
         if x.shape != y.shape:
             raise metrics.MetricError(f"frame {i}: {x.size} DFT vs {y.size} model components")
+    if train is not None:
+        if isinstance(train, (int, np.integer, str)):
+            raise CorrectionError(f"train must be a list of frame indices, got {train!r}; write train=[{train!r}]")
+        bad = [k for k in train if not isinstance(k, (int, np.integer)) or not 0 <= k < n]
+        if bad:
+            raise CorrectionError(f"train indices {bad} are out of range for {n} frames (0..{n - 1})")
     rows = []
     for k in (range(n) if train is None else train):
         try:
@@ -203,6 +229,13 @@ def fit_scalar_layer(atoms, chgnet_model=None, *, steps: int = 300, lr: float = 
     import torch
     from pymatgen.io.ase import AseAtomsAdaptor
 
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise CorrectionError(f"steps must be an integer >= 1 (Adam steps), got {steps!r}")
+    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        raise CorrectionError(f"lr must be a finite positive learning rate (e.g. 0.01), got {lr!r}")
+    if energy_weight < 0 or force_weight < 0 or (energy_weight == 0 and force_weight == 0):
+        raise CorrectionError(f"energy_weight ({energy_weight}) and force_weight ({force_weight}) must be >= 0 "
+                              "and not both zero")
     if chgnet_model is None:
         from chgnet.model import CHGNet
 
@@ -262,6 +295,7 @@ def rescore(task_fn: Callable[..., Any], calc, c: float, **task_kwargs: Any) -> 
     """
     if not callable(task_fn):
         raise CorrectionError(f"task_fn must be callable, got {type(task_fn).__name__}")
+    c = _check_c(c)
     raw = task_fn(calc=calc, **task_kwargs)
     corrected = task_fn(calc=apply(calc, c), **task_kwargs)
     return {"raw": raw, "corrected": corrected, "c": float(c)}

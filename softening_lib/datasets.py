@@ -63,6 +63,8 @@ def manifest() -> dict[str, dict[str, Any]]:
 
 
 def entry(name: str) -> dict[str, Any]:
+    if not isinstance(name, str):
+        raise UnknownDatasetError(f"dataset name must be a string, got {type(name).__name__} {name!r}")
     entries = manifest()
     if name not in entries:
         raise UnknownDatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(entries))}")
@@ -142,10 +144,30 @@ def locate(name: str, filename: str, *, url: str | None = None, expected: str | 
     )
 
 
+class UnpinnedDownloadError(DatasetError):
+    """A download whose manifest entry has no pinned hash: refused (a changed or tampered
+    file upstream would be used without notice)."""
+
+
+def _check_pinned(name: str, filename: str, expected: str | None, hash_kind: str) -> None:
+    import re
+
+    pattern = r"[0-9a-f]{64}" if hash_kind == "sha256" else r"[0-9a-f]{40}"
+    if not (isinstance(expected, str) and re.fullmatch(pattern, expected)):
+        raise UnpinnedDownloadError(
+            f"dataset {name!r}: file {filename!r} has no pinned {hash_kind} in data/datasets.yml "
+            f"(got {expected!r}); refusing to download it unverified. Fetch it by hand, check it, put its "
+            f"{hash_kind} in the manifest (or place the file in the mirror $SOFTENING_DATA_DIR/{entry(name).get('mirror', '')}/)")
+
+
 def _download(name: str, filename: str, url: str, expected: str | None, hash_kind: str) -> Path:
     import pooch
 
-    target = _download_dir() / name
+    from .cache import safe_name, under_root
+
+    _check_pinned(name, filename, expected, hash_kind)
+    target = _download_dir() / safe_name(name, "dataset")
+    under_root(target / filename, _download_dir(), "download path")
     known = f"sha256:{expected}" if (expected and hash_kind == "sha256") else None
     path = Path(pooch.retrieve(url, known_hash=known, fname=filename, path=target, progressbar=True))
     if hash_kind != "sha256":
@@ -164,8 +186,13 @@ def labelled(atoms: Atoms, *, energy: float | None = None, forces=None, stress=N
     if energy is not None:
         results["energy"] = float(energy)
         results["free_energy"] = float(energy)
+    who = f"{info.get('material_id', '?')} frame {info.get('frame_id', '?')}"
+    if energy is not None and not np.isfinite(float(energy)):
+        raise DatasetError(f"energy of {who} is {energy}; a label must be finite: drop the frame")
     if forces is not None:
         forces = np.asarray(forces, dtype=float)
+        if forces.shape == (len(atoms), 3) and not np.all(np.isfinite(forces)):
+            raise DatasetError(f"forces of {who} hold non-finite values; a label must be finite: drop the frame")
         if forces.shape != (len(atoms), 3):
             raise DatasetError(
                 f"forces of {info.get('material_id', '?')} frame {info.get('frame_id', '?')} have "
@@ -228,6 +255,19 @@ class PhononReference:
         return out
 
 
+def _private_tmp():
+    """A temporary folder unique to this call (``tempfile``), removed afterwards."""
+    import tempfile
+    from contextlib import contextmanager
+
+    @contextmanager
+    def cm():
+        with tempfile.TemporaryDirectory(prefix="softening-") as d:
+            yield Path(d)
+
+    return cm()
+
+
 def _extract_member(archive: Path, suffix: str, mode: str) -> bytes:
     with tarfile.open(archive, mode) as tar:
         for member in tar.getmembers():
@@ -277,14 +317,13 @@ def read_phonondb_pbesol(subset: Iterable[str] | None = None, **_: Any) -> list[
 
             prim = np.array([float(Fraction(x)) for x in prim.split()]).reshape(3, 3)
         poscar = _extract_member(path, "POSCAR-unitcell", "r:xz").decode()
-        tmp = config.cache_dir() / "tmp"
-        tmp.mkdir(exist_ok=True)
-        poscar_path = tmp / f"{mp_id}-POSCAR-unitcell"
-        poscar_path.write_text(poscar)
-        cell, _ = read_crystal_structure(str(poscar_path), interface_mode="vasp")
-        fs_path = tmp / f"{mp_id}-FORCE_SETS"
-        fs_path.write_bytes(_extract_member(path, "FORCE_SETS", "r:xz"))
-        dataset = parse_FORCE_SETS(filename=str(fs_path))
+        with _private_tmp() as tmp:  # unique per call: two runs never share a temporary name
+            poscar_path = tmp / "POSCAR-unitcell"
+            poscar_path.write_text(poscar)
+            cell, _ = read_crystal_structure(str(poscar_path), interface_mode="vasp")
+            fs_path = tmp / "FORCE_SETS"
+            fs_path.write_bytes(_extract_member(path, "FORCE_SETS", "r:xz"))
+            dataset = parse_FORCE_SETS(filename=str(fs_path))
         unit = phonopy_to_atoms(cell)
         out.append(PhononReference(
             material_id=mp_id, dataset=name, formula=unit.get_chemical_formula(mode="metal", empirical=True),
@@ -342,15 +381,14 @@ def read_jageo_pbe_68(subset: Iterable[str] | None = None, **_: Any) -> list[Pho
     path = locate(name, "dft_pbe_phonopy_yaml.tar.xz")
     members = _jageo_yaml_members(str(path))
     ids = list(subset) if subset is not None else sorted(members)
-    tmp = config.cache_dir() / "tmp"
-    tmp.mkdir(exist_ok=True)
     out = []
     for mp_id in ids:
         if mp_id not in members:
             raise DatasetError(f"{mp_id} is not in {name} (68 materials: see its index.csv)")
-        yaml_path = tmp / f"{name}-{mp_id}-phonopy.yaml"
-        yaml_path.write_bytes(members[mp_id])
-        ph = phonopy.load(str(yaml_path), produce_fc=False, log_level=0)
+        with _private_tmp() as tmp:
+            yaml_path = tmp / "phonopy.yaml"
+            yaml_path.write_bytes(members[mp_id])
+            ph = phonopy.load(str(yaml_path), produce_fc=False, log_level=0)
         unit = phonopy_to_atoms(ph.unitcell)
         out.append(PhononReference(
             material_id=mp_id, dataset=name, formula=phonopy_to_atoms(ph.primitive).get_chemical_formula(mode="metal", empirical=True),
@@ -406,6 +444,10 @@ def read_wbm_equilibrium(subset: Iterable[str] | None = None, **_: Any) -> list[
 def parse_wbm_high_energy(data: dict, dataset: str = "wbm-he-figshare",
                           subset: Iterable[str] | None = None) -> list[Atoms]:
     """``{wbm_id: {frame_id: {structure, vasp_e, vasp_f, [vasp_s]}}}`` -> labelled Atoms."""
+    if not isinstance(data, dict):
+        raise DatasetError(f"data must be the WBM high-energy JSON dict {{wbm_id: {{frame_id: ...}}}}, "
+                           f"got {type(data).__name__}")
+    subset = check_subset(subset)
     wanted = set(subset) if subset is not None else None
     out = []
     for wbm_id, frames in data.items():
@@ -501,13 +543,39 @@ READERS["mp_surfaces_tran2016"] = read_mp_surfaces
 READERS["mpcontribs_approxneb"] = read_mpcontribs_approxneb
 
 
+def check_subset(subset: Any, what: str = "subset") -> list[str] | None:
+    """``subset`` as a list of ids (``None`` stays ``None``), or :class:`ValueError` naming it."""
+    if subset is None:
+        return None
+    if isinstance(subset, (str, bytes)):
+        raise ValueError(f"{what} must be a list of ids, got the string {subset!r}; write {what}=[{subset!r}]")
+    if isinstance(subset, dict):
+        raise ValueError(f"{what} must be a list of ids, got a dict; pass list(its keys)")
+    try:
+        ids = list(subset)
+    except TypeError:
+        raise ValueError(f"{what} must be a list of ids, got {type(subset).__name__} {subset!r}") from None
+    bad = [x for x in ids if not isinstance(x, str)]
+    if bad:
+        raise ValueError(f"{what} holds non-string ids {bad[:5]!r}; ids are strings such as 'mp-149'")
+    return ids
+
+
 def register_reader(key: str, func: Callable[..., Any]) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"reader key must be a non-empty string, got {key!r}")
+    if not callable(func):
+        raise ValueError(f"reader for {key!r} must be callable, got {type(func).__name__}")
     READERS[key] = func
 
 
 def load(name: str, subset: Iterable[str] | None = None, **kw: Any) -> Any:
-    """Load dataset ``name`` through its reader (see the manifest for what each returns)."""
+    """Load dataset ``name`` through its reader (see the manifest for what each returns).
+
+    ``subset``: a list (or other iterable) of ids, e.g. ``["mp-149"]``; a bare string is refused
+    (it would be read as its characters and select nothing)."""
     ent = entry(name)
+    subset = check_subset(subset)
     reader = READERS.get(ent["reader"])
     if reader is None:
         raise DatasetError(f"dataset {name!r} names reader {ent['reader']!r}, which is not registered")

@@ -422,7 +422,9 @@ def label(atoms: Atoms, *, force: bool = False, **settings: Any) -> tuple[Atoms,
     :class:`SCFNotConvergedError`, :class:`GPAWUnavailableError`.
     """
     from .datasets import labelled
+    from .structures import check_result, describe, validate
 
+    validate(atoms)  # StructureError naming the structure, before GPAW sees it
     check_chemistry(atoms, force=force)
     gpaw = _import_gpaw()
     os.environ["OMP_NUM_THREADS"] = "1"  # honoured by BLAS when not yet initialised
@@ -497,10 +499,71 @@ def label(atoms: Atoms, *, force: bool = False, **settings: Any) -> tuple[Atoms,
         "forced_chemistry": bool(force and set(atoms.get_chemical_symbols()) & REFUSED_ELEMENTS),
         "host": platform.node(),
     }
+    check_result(f"GPAW result for {describe(atoms)}", energy=free_energy, forces=forces, stress=stress)
     out = atoms.copy()
     out.calc = None
     labelled(out, energy=free_energy, forces=forces, stress=stress, **record_to_info(record))
     return out, record
+
+
+def _same_geometry(a: Atoms, b: Atoms) -> bool:
+    return (len(a) == len(b) and list(a.numbers) == list(b.numbers)
+            and np.allclose(a.positions, b.positions, atol=1e-6) and np.allclose(a.cell.array, b.cell.array, atol=1e-6))
+
+
+def label_queue(frames, out: str | Path, *, labeller=None, log=print, **settings: Any) -> list[Atoms]:
+    """Label ``frames`` one by one into ``out`` (extxyz), resumable after a kill.
+
+    Finished labels are kept in ``<out stem>.partial.extxyz``, rewritten atomically (unique
+    temporary file + ``os.replace``) after every frame. On a restart the partial file is read
+    back; a torn or unreadable one, or one holding frames of another queue (different
+    geometry), is set aside as ``*.corrupt-<time>`` and the queue starts over (never stops).
+    ``out`` is written atomically at the end and the partial file removed. ``labeller``
+    replaces :func:`label` (tests); it gets ``(atoms, **settings)``."""
+    from ase.io import read, write
+
+    from .cache import atomic_write_text, set_aside
+
+    labeller = labeller or label
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frames = list(frames)
+    partial = out.with_suffix(".partial.extxyz")
+    done: list[Atoms] = []
+    if partial.is_file():
+        try:
+            done = read(partial, index=":", format="extxyz")
+        except Exception as exc:  # torn by a kill mid-write by an older writer, or a flipped byte
+            set_aside(partial, f"unreadable ({type(exc).__name__}: {exc})")
+            done = []
+        if done and (len(done) > len(frames) or not all(_same_geometry(d, f) for d, f in zip(done, frames))):
+            set_aside(partial, "holding frames of another queue")
+            done = []
+        if done and not all(d.calc is not None and "forces" in d.calc.results for d in done):
+            set_aside(partial, "holding frames without labels")
+            done = []
+
+    def text(items) -> str:
+        import io
+
+        buf = io.StringIO()
+        write(buf, items, format="extxyz")
+        return buf.getvalue()
+
+    for i, atoms in enumerate(frames):
+        if i < len(done):
+            continue
+        t0 = time.time()
+        lab, record = labeller(atoms, **settings)
+        lab.info.update({k: v for k, v in atoms.info.items() if k not in lab.info})
+        lab.info.update(record_to_info(record))
+        done.append(lab)
+        atomic_write_text(partial, text(done))
+        if log:
+            log(f"label_queue {out.name}: {i + 1}/{len(frames)} ({time.time() - t0:.0f} s)")
+    atomic_write_text(out, text(done))
+    partial.unlink(missing_ok=True)
+    return done
 
 
 def record_to_info(record: dict[str, Any]) -> dict[str, Any]:

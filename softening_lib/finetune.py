@@ -516,15 +516,58 @@ def _write_extxyz(path: Path, frames: Sequence[Atoms], energy_shift: float = 0.0
     write(path, out, format="extxyz")
 
 
+#: sha256 of model files trusted to be unpickled (a MACE ``.model`` is a pickled torch module:
+#: loading it runs code). The tiny self-built MACE of data/reference/tiny_mace (its PROVENANCE.md).
+TRUSTED_MODEL_SHA256 = {
+    "37edb302c676d8b60076c742a64ae7b1ce4fb4966067e23cc4617af3c94621ec",  # data/reference/tiny_mace/tiny_mace.model
+}
+
+
+def check_trusted_model(path: str | Path, expected_sha256: str | None = None) -> str:
+    """The sha256 of the code-bearing model file ``path`` if it is trusted (listed in
+    :data:`TRUSTED_MODEL_SHA256` or equal to ``expected_sha256``); else :class:`FineTuneError`.
+
+    Called before anything unpickles the file (``torch.load(weights_only=False)`` here and in
+    ``mace_run_train``)."""
+    from .datasets import sha256
+
+    path = Path(path)
+    if not path.is_file():
+        raise FineTuneError(f"foundation_model {path} is not a file; give the path of a MACE .model file")
+    actual = sha256(path)
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise FineTuneError(f"foundation_model {path} has sha256 {actual}, not the expected {expected_sha256}; "
+                            "refusing to unpickle it (a changed or tampered model file runs code when loaded)")
+    if expected_sha256 is None and actual not in TRUSTED_MODEL_SHA256:
+        raise FineTuneError(f"foundation_model {path} (sha256 {actual}) is a pickled model, which runs code when "
+                            "loaded, and its hash is not trusted; check where it came from and pass "
+                            "foundation_sha256='<its sha256>'")
+    return actual
+
+
+def _load_foundation(path: str | Path, expected_sha256: str | None = None):
+    import torch
+
+    try:  # a plain state dict / tensors: no code runs
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        check_trusted_model(path, expected_sha256)  # a whole pickled module: only from a trusted file
+        return torch.load(str(path), map_location="cpu", weights_only=False)  # noqa: S614 (hash-checked above)
+
+
 def finetune_mace(frames: Sequence[Atoms], foundation_model: str | Path,
                   settings: FineTuneSettings | None = None, workdir: str | Path | None = None,
                   r_max: float | None = None, extra_args: Sequence[str] = (),
-                  timeout: float | None = None):
+                  timeout: float | None = None, foundation_sha256: str | None = None):
     """Fine-tune a MACE model file with ``mace_run_train --foundation_model`` ; (calculator, record).
 
     Works for any MACE model file (MACE-MP-0 where its weights exist, or the tiny self-built
     model in tests). ``--multiheads_finetuning False``: multi-head fine-tuning needs the
     MP replay data, which needs the network.
+
+    The foundation model file is unpickled (here and by ``mace_run_train``), which runs code:
+    it must be trusted first (:func:`check_trusted_model`: its sha256 listed in
+    :data:`TRUSTED_MODEL_SHA256` or given as ``foundation_sha256``).
     """
     import subprocess
     import sys
@@ -533,6 +576,7 @@ def finetune_mace(frames: Sequence[Atoms], foundation_model: str | Path,
     import torch
 
     settings = copy.deepcopy(settings or FineTuneSettings())
+    check_trusted_model(foundation_model, foundation_sha256)
     t0 = time.perf_counter()
     labels = labels_of(frames)
     ids = frame_ids(frames)
@@ -547,8 +591,9 @@ def finetune_mace(frames: Sequence[Atoms], foundation_model: str | Path,
     _write_extxyz(work / "train.xyz", [frames[i] for i in train_idx])
     if val_idx:
         _write_extxyz(work / "valid.xyz", [frames[i] for i in val_idx])
-    foundation = torch.load(str(foundation_model), map_location="cpu", weights_only=False)
-    r_max = float(r_max if r_max is not None else foundation.r_max)
+    if r_max is None:
+        r_max = float(_load_foundation(foundation_model, foundation_sha256).r_max)
+    r_max = float(r_max)
     exe = Path(sys.executable).with_name("mace_run_train")
     cmd = [str(exe) if exe.exists() else "mace_run_train",
            "--name", "ft", "--foundation_model", str(foundation_model),

@@ -5,6 +5,20 @@ model's own batched API where it has one (CHGNet ``predict_structure`` on a list
 ASE calculator otherwise. ``predict_cached`` groups frames by material and keeps one
 ``.npz`` per (dataset, model, material) under the results store, keyed by a hash of the
 geometries, so a killed run resumes and an unchanged run costs nothing.
+
+Guards (see :mod:`softening_lib.structures`):
+
+* every structure is checked by :func:`softening_lib.structures.validate` before a model
+  sees it (finite positions and cell, a non-singular periodic cell, at least one atom, no two
+  atoms closer than ``min_distance`` = 0.5 A); a bad one raises
+  :class:`~softening_lib.structures.StructureError` naming it;
+* a result with a non-finite energy, force or stress raises
+  :class:`~softening_lib.structures.NonFiniteResultError` naming the structure and is
+  never cached;
+* batches are bounded by atoms, not by structures: at most ``max_atoms_per_batch`` atoms
+  (default :data:`MAX_ATOMS_PER_BATCH` = 2000) and ``batch_size`` structures go into one
+  batched model call (:func:`batch_plan`); a structure larger than the ceiling is evaluated
+  on its own. (Two 1000-atom cells in one CHGNet batch took 10 GB.)
 """
 
 from __future__ import annotations
@@ -18,14 +32,64 @@ import numpy as np
 from ase import Atoms
 
 from . import cache, config, models
+from .structures import MIN_DISTANCE, StructureError, check_result, describe, validate
 
 log = logging.getLogger(__name__)
 
 GPA_TO_EV_A3 = 1 / 160.21766208
 
+#: the most atoms one batched model call may hold (CHGNet graph memory grows with atoms x neighbours)
+MAX_ATOMS_PER_BATCH = 2000
+
 
 class PredictionError(RuntimeError):
     pass
+
+
+def _check_positive_int(value: Any, what: str, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1, got {value!r}; {fix}")
+    return int(value)
+
+
+def _check_frames(frames: Any) -> list:
+    if isinstance(frames, Atoms):
+        raise ValueError("frames must be a list of ase.Atoms, got a single Atoms; wrap it: [atoms]")
+    if frames is None or isinstance(frames, (str, bytes, dict)):
+        raise ValueError(f"frames must be a list of ase.Atoms, got {type(frames).__name__}")
+    frames = list(frames)
+    for i, a in enumerate(frames):
+        if not isinstance(a, Atoms):
+            raise ValueError(f"frames[{i}] is a {type(a).__name__}, not an ase.Atoms; convert it first")
+    return frames
+
+
+def batch_plan(sizes: Sequence[int], max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH,
+               max_structures: int | None = None) -> list[list[int]]:
+    """Split structures of ``sizes`` atoms into batches (lists of indices, input order kept)
+    holding at most ``max_atoms_per_batch`` atoms and ``max_structures`` structures each.
+    A structure larger than the ceiling gets a batch of its own."""
+    max_atoms_per_batch = _check_positive_int(max_atoms_per_batch, "max_atoms_per_batch",
+                                              f"it bounds the memory of one model call (default {MAX_ATOMS_PER_BATCH})")
+    if max_structures is not None:
+        max_structures = _check_positive_int(max_structures, "batch_size", "it is the most structures per batch")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    atoms_in = 0
+    for i, n in enumerate(sizes):
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"sizes[{i}] is negative ({n})")
+        full = current and (atoms_in + n > max_atoms_per_batch
+                            or (max_structures is not None and len(current) >= max_structures))
+        if full:
+            batches.append(current)
+            current, atoms_in = [], 0
+        current.append(i)
+        atoms_in += n
+    if current:
+        batches.append(current)
+    return batches
 
 
 def geometry_hash(frames: Sequence[Atoms]) -> str:
@@ -51,23 +115,23 @@ def calculator(model: str, **kw: Any):
 
 
 def _check(out: dict, frames: Sequence[Atoms]) -> dict:
-    for i, f in enumerate(out["forces"]):
-        if not np.all(np.isfinite(f)):
-            info = frames[i].info
-            raise PredictionError(
-                f"model returned non-finite forces for {info.get('material_id', '?')} "
-                f"frame {info.get('frame_id', i)}"
-            )
+    """Refuse non-finite energy / forces / stress, naming the structure (never cached)."""
+    for i, atoms in enumerate(frames):
+        check_result(f"model result for {describe(atoms, index=i)}", energy=out["energy"][i],
+                     forces=out["forces"][i], stress=out["stress"][i], allow_nan_stress=True)
     return out
 
 
-def _predict_chgnet(frames: Sequence[Atoms], calc, batch_size: int, with_stress: bool = True) -> dict:
+def _predict_chgnet(frames: Sequence[Atoms], calc, batch_size: int, with_stress: bool = True,
+                    max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH) -> dict:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     structures = [AseAtomsAdaptor.get_structure(a) for a in frames]
-    preds = calc.model.predict_structure(structures, task="efs" if with_stress else "ef", batch_size=batch_size)
-    if isinstance(preds, dict):
-        preds = [preds]
+    preds = []
+    for batch in batch_plan([len(a) for a in frames], max_atoms_per_batch, batch_size):
+        got = calc.model.predict_structure([structures[i] for i in batch], task="efs" if with_stress else "ef",
+                                           batch_size=len(batch))
+        preds.extend([got] if isinstance(got, dict) else list(got))
     energies = [float(p["e"]) * len(a) for p, a in zip(preds, frames)]  # CHGNet: eV/atom
     forces = [np.asarray(p["f"], dtype=float) for p in preds]
     # CHGNet stress is in GPa, sign convention as ASE; convert to eV/A^3 Voigt
@@ -101,21 +165,34 @@ def _predict_ase(frames: Sequence[Atoms], calc, progress: bool = False, with_str
 
 
 def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress: bool = False,
-            calc=None, with_stress: bool = True) -> dict:
+            calc=None, with_stress: bool = True, *, max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH,
+            min_distance: float = MIN_DISTANCE, require_pbc: bool = True) -> dict:
     """Energies (n,), forces (list of (n_i, 3)) and Voigt stress (n, 6, eV/Å³) of ``frames``.
 
     ``calc`` overrides the registry calculator (e.g. a :class:`~softening_lib.models.ScaledCalculator`).
     ``with_stress=False`` skips the stress where that saves time (CHGNet's batched path;
-    the stress is then NaN).
+    the stress is then NaN). One batched call holds at most ``batch_size`` structures and
+    ``max_atoms_per_batch`` atoms (:func:`batch_plan`). Every structure is validated first
+    (:func:`softening_lib.structures.validate` with ``min_distance`` / ``require_pbc``);
+    non-finite results raise :class:`~softening_lib.structures.NonFiniteResultError`.
     """
+    frames = _check_frames(frames)
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"model must be a registry name or 'package.module:factory' string, got {model!r}")
+    batch_size = _check_positive_int(batch_size, "batch_size", "it is the most structures per model call")
+    _check_positive_int(max_atoms_per_batch, "max_atoms_per_batch",
+                        f"it bounds the memory of one model call (default {MAX_ATOMS_PER_BATCH})")
     if not frames:
         return {"energy": np.zeros(0), "forces": [], "stress": np.zeros((0, 6))}
+    for i, atoms in enumerate(frames):
+        validate(atoms, index=i, min_distance=min_distance, require_pbc=require_pbc)
     if calc is None:
         symbols = set().union(*(set(a.get_chemical_symbols()) for a in frames))
         models.check_elements(model, symbols)
         calc = calculator(model)
     if type(calc).__name__ == "CHGNetCalculator" and hasattr(calc, "model"):
-        out = _predict_chgnet(frames, calc, batch_size, with_stress=with_stress)
+        out = _predict_chgnet(frames, calc, batch_size, with_stress=with_stress,
+                              max_atoms_per_batch=max_atoms_per_batch)
     else:
         out = _predict_ase(frames, calc, progress=progress, with_stress=with_stress)
     return _check(out, frames)
@@ -123,19 +200,30 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
 
 def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: bool = True,
                    batch_size: int = 16, calc=None, cache_tag: str | None = None,
-                   with_stress: bool = True) -> list[dict]:
+                   with_stress: bool = True, *, max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH,
+                   min_distance: float = MIN_DISTANCE, require_pbc: bool = True) -> list[dict]:
     """Per-frame predictions for ``frames`` (grouped by ``atoms.info['material_id']``), cached.
 
     Returns one dict per frame: material_id, frame_id, energy, forces, stress.
     Materials the model cannot handle (unsupported element) are skipped with a log line and
     listed in the returned dicts' absence; see :func:`skipped_materials`.
     A cache entry written with ``with_stress=False`` is recomputed when stress is asked for.
+    A torn cache file is set aside (``*.corrupt-<time>``) and recomputed; a cache file with
+    non-finite numbers is set aside too. ``dataset``, ``cache_tag`` and material ids become
+    path components and are checked by :func:`softening_lib.cache.safe_name`.
     """
+    frames = _check_frames(frames)
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"model must be a registry name or 'package.module:factory' string, got {model!r}")
+    _check_positive_int(batch_size, "batch_size", "it is the most structures per model call")
     groups: "OrderedDict[str, list[int]]" = OrderedDict()
     for i, atoms in enumerate(frames):
         groups.setdefault(str(atoms.info.get("material_id", f"frame{i}")), []).append(i)
-    tag = cache_tag or models.model_id(model)
-    root = config.results_dir() / "predictions" / cache._safe(dataset) / cache._safe(tag)
+    tag = cache_tag if cache_tag is not None else models.model_id(model)
+    base = config.results_dir() / "predictions"
+    root = base / cache.safe_name(dataset, "dataset") / cache.safe_name(
+        tag, "cache_tag" if cache_tag is not None else "model id")
+    cache.under_root(root, base, "prediction cache folder")
     results: list[dict | None] = [None] * len(frames)
     iterator: Iterable = groups.items()
     if progress:
@@ -146,14 +234,19 @@ def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: 
     for material_id, idx in iterator:
         sub = [frames[i] for i in idx]
         ghash = geometry_hash(sub)
-        path = root / f"{cache._safe(material_id)}.npz"
-        data = cache.load_arrays(path)
+        path = cache.under_root(root / f"{cache.safe_name(material_id, 'material_id')}.npz", root, "cache file")
+        data = cache.load_arrays(path)  # a torn file is set aside and None returned
+        if data is not None and not _finite_cache(data, with_stress):
+            cache.set_aside(path, "holding non-finite numbers")
+            data = None
         stale = data is None or str(data.get("geometry_hash")) != ghash
         if not stale and with_stress and not bool(data.get("has_stress", True)):
             stale = True
         if stale:
             try:
-                out = predict(sub, model, batch_size=batch_size, calc=calc, with_stress=with_stress)
+                out = predict(sub, model, batch_size=batch_size, calc=calc, with_stress=with_stress,
+                              max_atoms_per_batch=max_atoms_per_batch, min_distance=min_distance,
+                              require_pbc=require_pbc)
             except models.UnsupportedElementError as exc:
                 _SKIPPED.setdefault((model, dataset), {})[material_id] = str(exc)
                 log.warning("skipping %s: %s", material_id, exc)
@@ -163,7 +256,9 @@ def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: 
                               stress=out["stress"], natoms=natoms, geometry_hash=np.array(ghash),
                               has_stress=np.array(bool(with_stress)))
             data = cache.load_arrays(path)
-            assert data is not None
+            if data is None:
+                raise PredictionError(f"{path} could not be read back right after it was written "
+                                      "(disk full? another process?); run again")
         splits = np.cumsum(data["natoms"])[:-1]
         forces = np.split(data["forces"], splits)
         for j, i in enumerate(idx):
@@ -176,6 +271,17 @@ def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: 
 _SKIPPED: dict[tuple[str, str], dict[str, str]] = {}
 
 
+def _finite_cache(data: dict, with_stress: bool) -> bool:
+    try:
+        ok = bool(np.all(np.isfinite(data["energy"])) and np.all(np.isfinite(data["forces"])))
+        stress = np.asarray(data["stress"], dtype=float)
+        # all-NaN rows are the "no stress" marker (molecules, with_stress=False)
+        rows_ok = np.all(np.isfinite(stress), axis=-1) | np.all(np.isnan(stress), axis=-1)
+        return ok and bool(np.all(rows_ok))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def skipped_materials(model: str, dataset: str) -> dict[str, str]:
     """{material_id: reason} skipped by the last :func:`predict_cached` call for this pair."""
     return dict(_SKIPPED.get((model, dataset), {}))
@@ -185,6 +291,10 @@ def frame_table(frames: Sequence[Atoms], predictions: dict[str, list[dict]]):
     """A tidy table: one row per (model, frame) with DFT and model forces side by side."""
     import pandas as pd
 
+    frames = _check_frames(frames)
+    if not isinstance(predictions, dict):
+        raise ValueError(f"predictions must be a dict {{model: predict_cached(...) output}}, "
+                         f"got {type(predictions).__name__}")
     by_key = {}
     for atoms in frames:
         key = (str(atoms.info.get("material_id")), str(atoms.info.get("frame_id")))

@@ -17,6 +17,10 @@ Conventions (the paper's MLIP protocol: fmax 0.05 eV/A):
   returned with ``info["converged"] = False`` and the ``fmax`` reached, so the caller can
   flag it instead of silently keeping it. Non-finite energies or forces raise
   :class:`RelaxationError` (a broken model or an exploded structure).
+* The input is checked first by :func:`softening_lib.structures.validate` (finite positions
+  and cell, no atoms closer than ``min_distance`` = 0.5 A, a 3D periodic cell when a cell
+  filter is used): a broken structure raises :class:`~softening_lib.structures.StructureError`
+  naming it before the calculator sees it.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def _max_force(forces: np.ndarray) -> float:
 def relax(atoms: Atoms, calc, fmax: float = 0.05, steps: int = 500,
           cell_filter: str | None = None, fix: Sequence[int] | np.ndarray | Callable | None = None,
           optimizer: str = "FIRE", trajectory: str | None = None, logfile: str | None = None,
-          **filter_kw: Any) -> tuple[Atoms, dict[str, Any]]:
+          min_distance: float | None = None, **filter_kw: Any) -> tuple[Atoms, dict[str, Any]]:
     """Relax a copy of ``atoms`` with ``calc``; returns ``(relaxed_atoms, info)``.
 
     ``info``: ``converged`` (bool), ``fmax`` (reached, eV/A), ``fmax_target``, ``steps``,
@@ -84,6 +88,12 @@ def relax(atoms: Atoms, calc, fmax: float = 0.05, steps: int = 500,
         raise RelaxationError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if calc is None:
         raise RelaxationError("relax() needs a calculator")
+    from .structures import MIN_DISTANCE, validate
+
+    # StructureError (a ValueError) names the structure: NaN positions, a singular periodic
+    # cell, atoms closer than min_distance (default 0.5 A); a cell filter needs a 3D periodic cell
+    validate(atoms, min_distance=MIN_DISTANCE if min_distance is None else min_distance,
+             require_pbc=cell_filter is not None)
 
     work = atoms.copy()
     mask = _fix_mask(work, fix)

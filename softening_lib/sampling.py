@@ -281,18 +281,9 @@ def _write_checkpoint(path: Path, meta: dict[str, Any], arrays: dict[str, np.nda
     """Write ``arrays`` + ``meta`` (as a JSON string array) to one .npz, atomically, without pickle."""
     buf = io.BytesIO()
     np.savez(buf, allow_pickle=False, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    from .cache import atomic_write_bytes
+
+    atomic_write_bytes(path, buf.getvalue())  # a unique temporary (mkstemp) + os.replace
 
 
 def _load_checkpoint(path: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -23,9 +23,19 @@ def _records(pages: set[str] | None = None) -> list[dict]:
     return out
 
 
+def escape(value) -> str:
+    """Text for the Markdown of the page: what a run record holds (model names, notes, reasons,
+    paths) may come from a user, so markup characters are written as entities (MyST passes
+    raw HTML through) and line breaks become spaces."""
+    import html
+
+    return (html.escape(str(value), quote=False).replace("`", "&#96;").replace("*", "&#42;")
+            .replace("_", "&#95;").replace("[", "&#91;").replace("\n", " "))
+
+
 def _md_table(rows: list[dict], cols: list[str]) -> str:
     def cell(v) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return escape(v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
@@ -52,8 +62,8 @@ def render(pages: set[str] | None = None) -> str:
         parts.append("No chapter has been executed in this build.")
     for rec in records:
         page = rec.get("page") or rec["chapter"]
-        other = f", page `{page}`" if page != rec["chapter"] and "__" in page else ""
-        parts.append(f"### Chapter {rec['chapter']} (preset `{rec['preset']}`{other}, "
+        other = f", page {escape(page)}" if page != rec["chapter"] and "__" in page else ""
+        parts.append(f"### Chapter {escape(rec['chapter'])} (preset {escape(rec['preset'])}{other}, "
                      f"{rec.get('wall_seconds', '?')} s, finished {rec.get('finished', '?')})")
         parts.append("")
         rows = [{"model": m, "status": "ran", "reason": ""} for m in rec.get("models", [])]
@@ -61,12 +71,12 @@ def render(pages: set[str] | None = None) -> str:
         parts.append(_md_table(rows, ["model", "status", "reason"]))
         parts.append("")
         if rec.get("datasets"):
-            parts.append("Datasets: " + ", ".join(f"`{k}` ({v})" for k, v in rec["datasets"].items()))
+            parts.append("Datasets: " + ", ".join(f"{escape(k)} ({escape(v)})" for k, v in rec["datasets"].items()))
             parts.append("")
         for note in rec.get("notes", []):
-            parts.append(f"- {note}")
+            parts.append(f"- {escape(note)}")
         if rec.get("figures"):
-            parts.append("Figures: " + ", ".join(f["name"] for f in rec["figures"]))
+            parts.append("Figures: " + ", ".join(escape(f["name"]) for f in rec["figures"]))
             parts.append("")
     parts += ["## Models", ""]
     table = models.available_models()
@@ -83,7 +93,7 @@ def render(pages: set[str] | None = None) -> str:
                         "sha256": hashes or ("git-blob sha1 per archive (index)" if ent.get("per_material") else "")})
     parts.append(_md_table(ds_rows, ["dataset", "status", "what", "doi", "license", "sha256"]))
     parts += ["", "## Software", ""]
-    versions = records[-1]["versions"] if records else book.software_versions()
+    versions = (records[-1].get("versions") if records else None) or book.software_versions()
     parts.append(_md_table([{"package": k, "version": v} for k, v in versions.items()], ["package", "version"]))
     parts += ["", "### matgl message-direction fix", "",
               "matgl 4.x evaluates the published M3GNet and TensorNet weights with the receiving atom "

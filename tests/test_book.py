@@ -142,3 +142,18 @@ def test_every_chapter_is_myst_text_that_converts_to_a_valid_notebook(tmp_path):
         assert len(tagged) == 1 and tagged[0].cell_type == "code", f"{src.name}: one parameters code cell"
         assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), (
             f"{src.name}: starts with its title")
+
+
+def test_what_ran_page_escapes_what_runs_recorded(tmp_path, monkeypatch):
+    """A model name, note or reason with markup is text on the page, never HTML."""
+    from softening_lib import what_ran
+
+    monkeypatch.setenv("SOFTENING_RUN_DIR", str(tmp_path))
+    evil = "x<img src=x onerror=alert(1)>"
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "07_x.json").write_text(json.dumps({
+        "chapter": "07", "page": "07_x__" + evil, "preset": "smoke", "models": [evil],
+        "skipped": {evil: "reason <script>alert(2)</script>"}, "notes": [f"note `{evil}`"],
+        "datasets": {evil: "fp"}, "figures": [{"name": evil}]}))
+    text = what_ran.render(pages={"07_x__" + evil})
+    assert "<img" not in text and "<script" not in text and "&lt;img" in text

@@ -308,3 +308,70 @@ def test_committed_campaign_labels_load_complete_and_follow_the_protocol():
     if find_setup("Si", "PBE") is None:
         pytest.skip("GPAW's setups (gpaw-data) are not installed: the selection costs need them")
     assert set(campaign.select_compounds(len(by_id))) == set(by_id)
+
+
+# --------------------------------------------------------------------------------------
+# runs with other settings never mix with existing work or output
+# --------------------------------------------------------------------------------------
+
+def _kill_during_labels(campaign, state, out, **kw):
+    state["kill_at"] = ("toy-0", 3)
+    with pytest.raises(_Killed):
+        campaign.run(out=out, only=IDS, model="emt", md_batch=1, **{"total_time_ps": 0.02, **kw})
+
+
+@pytest.mark.parametrize("change, what", [
+    ({"total_time_ps": 0.04}, "total_time_ps"),
+    ({"base_seed": 1}, "base_seed"),
+    ({"dft_settings": {"kpt_density": 3.0}}, "kpt_density"),
+    ({"out": "other"}, "out"),
+])
+def test_a_run_with_other_settings_refuses_another_runs_work(campaign_env, change, what):
+    campaign, state, tmp = campaign_env
+    _kill_during_labels(campaign, state, tmp / "first")
+    work = campaign.work_root() / "toy-0"
+    assert (work / "settings.json").is_file() and (work / "sampled.extxyz").is_file()
+    out = tmp / change.pop("out") if "out" in change else tmp / "first"
+    n_calls = len(state["calls"])
+    with pytest.raises(campaign.CampaignSettingsError, match=f"toy-0: its work dir .*{what}.*refusing to mix"):
+        campaign.run(out=out, only=IDS, model="emt", md_batch=1, **{"total_time_ps": 0.02, **change})
+    assert len(state["calls"]) == n_calls, "nothing may be computed before the refusal"
+    # the first campaign, with its own settings, resumes and finishes
+    progress = campaign.run(out=tmp / "first", only=IDS, model="emt", total_time_ps=0.02, md_batch=1)
+    assert set(progress["compounds"]) == set(IDS)
+
+
+def test_a_finished_output_refuses_other_settings(campaign_env):
+    campaign, state, tmp = campaign_env
+    campaign.run(out=tmp / "done", only=IDS[:1], model="emt", total_time_ps=0.02, md_batch=1)
+    with pytest.raises(campaign.CampaignSettingsError, match=r"done already holds 1 compounds made with other settings "
+                                                             r"\(model: 'emt' -> 'emt2'"):
+        campaign.run(out=tmp / "done", only=IDS, model="emt2", total_time_ps=0.02, md_batch=1)
+    progress = campaign.load_progress(tmp / "done")
+    assert progress["settings"]["model"] == "emt", "progress.json keeps the settings it used"
+
+
+def test_a_legacy_work_dir_without_settings_is_checked_by_its_frames(campaign_env):
+    campaign, state, tmp = campaign_env
+    _kill_during_labels(campaign, state, tmp / "first")
+    (campaign.work_root() / "toy-0" / "settings.json").unlink()  # as written before settings.json existed
+    with pytest.raises(campaign.CampaignSettingsError, match=r"toy-0: .*made before settings.json.*md_seed"):
+        campaign.run(out=tmp / "first", only=IDS, model="emt", total_time_ps=0.02, md_batch=1, base_seed=5)
+    progress = campaign.run(out=tmp / "first", only=IDS, model="emt", total_time_ps=0.02, md_batch=1)
+    assert set(progress["compounds"]) == set(IDS)
+
+
+def test_committed_campaign_settings_are_accepted():
+    from softening_lib import campaign
+
+    out = campaign.DEFAULT_OUT
+    progress = campaign.load_progress(out)
+    s = progress["settings"]
+    md = {"temperature_K": 1000.0, "total_time_ps": 20.0, "timestep_fs": 2.0, "n_frames": 10, "n_strained": 4,
+          "strain": 0.03, "thermostat": "berendsen"}
+    ws = campaign.work_settings(model="chgnet-0.3.0", md=md, base_seed=0, dft_settings=dict(campaign.CAMPAIGN_DFT),
+                                out=out)
+    campaign.check_progress_settings(progress, ws, out)  # the defaults are the committed campaign's settings
+    with pytest.raises(campaign.CampaignSettingsError, match="total_time_ps"):
+        campaign.check_progress_settings(progress, {**ws, "md": {**md, "total_time_ps": 10.0}}, out)
+    assert s["model"] == "chgnet-0.3.0"
