@@ -11,7 +11,8 @@ and its second cell::
     ctx = book.setup_chapter("07", models=models, preset=preset)
 
 ``ctx.models`` are the models that can run here; the others are listed with the reason.
-``ctx.figure(fig, "fig5a", caption=...)`` saves the PNG and shows the figure with its caption;
+``ctx.figure(fig, "fig5a", caption=..., interactive=plotly_fig)`` saves the PNG and shows the
+figure (with ``interactive``: the plotly figure on screen, the PNG in print) with its caption;
 ``ctx.glue("mae_chgnet", 0.19)`` makes a computed number available to the prose
 (``{glue:text}`` roles); ``ctx.finish()`` writes the run record the "what ran here" page reads.
 """
@@ -95,21 +96,34 @@ class ChapterContext:
             fp = "?"
         self.datasets[name] = f"{fp}{' ' + note if note else ''}"
 
-    def figure(self, fig, name: str, caption: str, show: bool = True) -> None:
-        """Save ``fig`` as PNG (``_build/run/figures/<page>/<name>.png``), show it and its caption."""
-        from IPython.display import Image, Markdown, display
+    def figure(self, fig, name: str, caption: str, show: bool = True, interactive=None) -> None:
+        """Save ``fig`` as PNG (``_build/run/figures/<page>/<name>.png``), show it and its caption.
+
+        ``interactive``: a plotly figure of the same data (``plots.parity_interactive``,
+        ``plots.histogram_interactive``, ``plots.dispersion_interactive``...). The page then shows
+        the interactive figure (hover, legend toggles, zoom) with a link to the PNG, and prints
+        the PNG (``softening_lib/static``); a notebook shows both. Every PNG on a page opens at full
+        size on a click."""
+        from IPython.display import HTML, Image, Markdown, display
+
+        from .pages import scrub
+        from .plots import interactive_html
 
         out = run_dir() / "figures" / page_name(self.chapter)
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{name}.png"
         fig.savefig(path)
-        self.figures.append({"name": name, "caption": caption, "png": str(path)})
+        caption = scrub(caption)
+        self.figures.append({"name": name, "caption": caption, "png": str(path),
+                             "interactive": interactive is not None})
         import matplotlib.pyplot as plt
 
         plt.close(fig)
         if show:
             # the PNG itself, so the static HTML shows exactly the saved figure
             display(Image(filename=str(path)))
+            if interactive is not None:
+                display(HTML(interactive_html(interactive, name)))
             display(Markdown(f"*{caption}*"))
 
     def glue(self, name: str, value: Any, display: bool = False) -> Any:
@@ -135,7 +149,10 @@ class ChapterContext:
         return table
 
     def note(self, text: str) -> None:
-        self.notes.append(text)
+        """A line for the what-ran page (local paths written relative to $SOFTENING_DATA_DIR etc.)."""
+        from .pages import scrub
+
+        self.notes.append(scrub(str(text)))
 
     def finish(self) -> Path:
         """Write the run record (models, datasets, figures, versions, timing)."""

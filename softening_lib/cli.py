@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="with --model: do not compute missing results first (the page shows what is cached)")
         if name == "book":
             p.add_argument("--no-strict", action="store_true", help="do not treat Sphinx warnings as errors")
+            p.add_argument("--student", action="store_true",
+                           help="also build the student edition (no solutions) into _build/student")
     args = parser.parse_args(argv)
 
     if args.cmd == "models":
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if any(r.status == "failed" for r in runs) else 0
         runner.run_and_build(chapters, models or None, args.preset, force=args.force,
                              strict=not args.no_strict, extra=extra, runs=runs)
+        if args.student:
+            runner.build_student(strict=not args.no_strict)
     except (runner.RunnerError, CliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

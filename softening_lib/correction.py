@@ -239,7 +239,10 @@ def fit_scalar_layer(atoms, chgnet_model=None, *, steps: int = 300, lr: float = 
     if chgnet_model is None:
         from chgnet.model import CHGNet
 
-        chgnet_model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
+        from .chatter import quiet
+
+        with quiet():
+            chgnet_model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
     if atoms.calc is None or "forces" not in atoms.calc.results:
         raise CorrectionError("the training frame carries no DFT forces")
     torch.manual_seed(seed)

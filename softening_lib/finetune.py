@@ -149,11 +149,15 @@ def _chgnet_base(from_scratch: bool, seed: int):
     import torch
     from chgnet.model import CHGNet
 
-    pretrained = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
+    from .chatter import quiet
+
+    with quiet():
+        pretrained = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
     if not from_scratch:
         return pretrained, pretrained
     torch.manual_seed(seed)
-    scratch = CHGNet(**pretrained.model_args)  # same architecture, random initialisation
+    with quiet():
+        scratch = CHGNet(**pretrained.model_args)  # same architecture, random initialisation
     return scratch, pretrained
 
 
@@ -666,10 +670,14 @@ def finetune(frames: Sequence[Atoms], model: str = "chgnet-0.3.0", from_scratch:
     settings.from_scratch = bool(from_scratch or settings.from_scratch)
     settings.seed = int(seed if seed else settings.seed)
     spec = registry.get_spec(model)
+    from .chatter import quiet
+
     if spec.family == "chgnet":
-        return finetune_chgnet(frames, settings, progress=progress, **kw)
+        with quiet(not progress):  # CHGNet's "initialized", "StructureData imported", "will run on cpu"
+            return finetune_chgnet(frames, settings, progress=progress, **kw)
     if spec.family == "matgl":
-        return finetune_matgl(frames, model=model, settings=settings, progress=progress)
+        with quiet(not progress):
+            return finetune_matgl(frames, model=model, settings=settings, progress=progress)
     if spec.family == "mace":
         from .models import _mace_weight_candidates
 

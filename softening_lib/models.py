@@ -379,9 +379,13 @@ def _chgnet_factory(spec: ModelSpec) -> Callable[..., Calculator]:
             raise ModelUnavailableError(f"{spec.name}: {reason}. Fix: {fix}")
         from chgnet.model import CHGNet, CHGNetCalculator
 
-        model = CHGNet.load(model_name=spec.version, use_device=device, verbose=False)
+        from .chatter import quiet
+
+        with quiet():  # CHGNet prints "initialized with ... parameters" whatever verbose says
+            model = CHGNet.load(model_name=spec.version, use_device=device, verbose=False)
         # CHGNetCalculator's default stress_weight converts GPa to eV/A^3 (ASE convention).
-        return CHGNetCalculator(model=model, use_device=device, **kw)
+        with quiet():  # "CHGNet will run on cpu"
+            return CHGNetCalculator(model=model, use_device=device, **kw)
 
     return factory
 

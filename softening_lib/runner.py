@@ -40,7 +40,7 @@ BUILD = ROOT / "_build"
 STAGE = BUILD / "src"
 REPORTS = BUILD / "reports"
 STATIC_DIR = "_book_static"  # served as _static in the HTML (see stage_static)
-STATIC_PAGES = ("intro.md", "pitfalls.md", "laptop.md", "references.bib", "logo.png")
+STATIC_PAGES = ("intro.md", "pitfalls.md", "laptop.md", "teacher.md", "references.bib", "logo.png")
 
 
 class RunnerError(RuntimeError):
@@ -569,6 +569,14 @@ def drop_unbacked_prose(source: str, glued: dict[str, str]) -> tuple[str, list[s
     return text, dropped
 
 
+def scrub_local_paths(nb) -> int:
+    """Paths of the build machine in a page's outputs written relative to $SOFTENING_DATA_DIR,
+    $SOFTENING_CACHE_DIR, the repository or ~ (:mod:`softening_lib.pages`)."""
+    from .pages import scrub_notebook
+
+    return scrub_notebook(nb)
+
+
 READER_VISIBLE = {"parameters", "show-input", "hide-input", "remove-input", "remove-cell", "hide-cell"}
 
 
@@ -579,6 +587,7 @@ def _tidy(path: Path, parameters: dict | None = None, models: Sequence[str] | No
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    scrub_local_paths(nb)
     glued = glued_values(nb)
     dropped: list[str] = []
     for cell in nb.cells:
@@ -818,4 +827,40 @@ def run_and_build(chapter_specs=None, models=None, preset="default", force=False
     if failed:
         raise RunnerError("chapters failed: " + ", ".join(r.chapter for r in failed)
                           + f" (executed notebooks and errors in {REPORTS})")
+    return html
+
+
+STUDENT = BUILD / "student"
+
+
+def build_student(strict: bool = True, log=print) -> Path:
+    """The student edition: the same executed pages as :func:`build`, built into
+    ``_build/student`` with every solution block left out (``softening_student`` of
+    :mod:`softening_lib.sphinx_ext`: no "Solution" admonition in the pages or the search index,
+    no page source copied). Returns its HTML folder."""
+    from .what_ran import write_page
+
+    stage_static()
+    write_page(STAGE / "what_ran_here.md", pages={p.stem for p in (STAGE / "chapters").glob("*.ipynb")})
+    write_toc()
+    cfg = yaml.safe_load((STAGE / "_config.yml").read_text())
+    cfg["title"] = f"{cfg.get('title', 'The softening book')} (student edition)"
+    cfg.setdefault("sphinx", {}).setdefault("config", {})["softening_student"] = True
+    config_path = STAGE / "_config_student.yml"
+    _write_if_changed(config_path, yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--config", str(config_path),
+           "--path-output", str(STUDENT)]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    log("[student]  " + " ".join(cmd))
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    with _lock("sphinx-build"):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    log_path = REPORTS / "jupyter-book-build-student.log"
+    atomic_write_text(log_path, proc.stdout + "\n" + proc.stderr)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        raise RunnerError(f"student build failed (log: {log_path}):\n{tail}")
+    html = STUDENT / "_build" / "html"
+    log(f"[built]    {html / 'index.html'} (student edition: no solutions)")
     return html

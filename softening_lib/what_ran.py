@@ -51,7 +51,7 @@ def render(pages: set[str] | None = None) -> str:
         "not (with the reason), the datasets read, and the software versions. Nothing here is "
         "typed by hand.",
         "",
-        f"Data mirror: `{config.data_dir() or 'not configured (SOFTENING_DATA_DIR unset)'}`; "
+        f"Data mirror: {'`$SOFTENING_DATA_DIR`' if config.data_dir() else 'not configured (SOFTENING_DATA_DIR unset)'}; "
         f"downloads {'allowed' if config.online() else 'off (offline mode)'}.",
         "",
         "## Chapters",
@@ -102,7 +102,9 @@ def render(pages: set[str] | None = None) -> str:
               "(`softening_lib.matgl_fix.describe()`) in each chapter that loaded it:", ""]
     parts += matgl_fix_lines(records)
     parts.append("")
-    return "\n".join(parts)
+    from .pages import scrub
+
+    return scrub("\n".join(parts))  # no path of the build machine on the page
 
 
 def matgl_fix_lines(records: list[dict]) -> list[str]:
@@ -142,7 +144,7 @@ def page_key(pages: set[str] | None = None) -> str:
     for cand in models._mace_weight_candidates():
         h.update(f"{cand}:{cand.is_file()}".encode())
     lib = Path(__file__).resolve().parent
-    for name in ("what_ran.py", "book.py", "models.py", "datasets.py", "config.py", "matgl_fix.py"):
+    for name in ("what_ran.py", "pages.py", "book.py", "models.py", "datasets.py", "config.py", "matgl_fix.py"):
         h.update((lib / name).read_bytes())
     h.update(config.manifest_path().read_bytes() if config.manifest_path().is_file() else b"")
     return h.hexdigest()

@@ -134,7 +134,7 @@ def test_interactive_figures_from_records(toy):
     np.testing.assert_allclose(np.sort(points.x), np.sort(dft))
     np.testing.assert_allclose(np.asarray(points.y), 0.8 * np.asarray(points.x), atol=1e-10)  # EMT = 0.8 DFT
     first = points.customdata[0]  # frame, atom, component, s
-    assert list(first[:3]) == ["0", "0", "x"] and first[3] == "0.800"
+    assert list(first[2:5]) == ["0", "0", "x"] and first[5] == "0.800"  # after material id, formula
     with pytest.raises(he.NoDataError):
         he.fig5a_interactive("toy", "stiff", ["emt"])
     table = he.material_table("toy", ["emt"])

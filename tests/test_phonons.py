@@ -251,7 +251,7 @@ def test_cache_only_figures_with_partial_coverage(two_model_cache, monkeypatch):
 
     # Fig. 4a: DFT + both models drawn for Cu; soft EMT reported missing for the stretched cell
     fig, t = P.fig4a("Cu-emt", models_, compute=False, settings=FAST)
-    assert len(fig.axes[0].get_legend().get_texts()) == 3
+    assert len(fig.legends[0].get_texts()) == 3  # the legend sits under the plot, off the branches
     note = P.showcase_note(P.run(P.PBESOL, ["Cu-stretched"], models_, settings=FAST, progress=False,
                                  compute=False, showcase=[]), models_)
     assert "Not drawn" in note and SOFT in note

@@ -414,18 +414,24 @@ def fig5a(dataset: str, material_id: str, models_: Sequence[str], compute_missin
             panels.append((model, arr, rec))
     if not panels:
         raise NoDataError(f"no cached forces for {material_id} in {dataset}; run compute_dataset(..., parity=[{material_id!r}])")
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    ncol = 1 if len(panels) == 1 else 2  # legible at page width: at most two panels per row
+    nrow = (len(panels) + ncol - 1) // ncol
+    fig, grid = plt.subplots(nrow, ncol, figsize=(3.7 * ncol, 3.7 * nrow), squeeze=False)
+    for extra in grid.ravel()[len(panels):]:
+        extra.set_visible(False)
+    axes = [list(grid.ravel()[:len(panels)])]
     lim_hi = max(float(np.max(np.abs(np.concatenate([a["dft"], a["model"]])))) for _, a, _ in panels) * 1.05
     rows = []
     for ax, (model, arr, rec) in zip(axes[0], panels):
         s = rec["softening_scale"]
-        plots.parity(ax, arr["dft"], arr["model"], model=model, xlabel="DFT force component (eV/Å)",
-                     ylabel="model force component (eV/Å)" if ax is axes[0][0] else "", lim=(-lim_hi, lim_hi),
+        plots.parity(ax, arr["dft"], arr["model"], model=model, xlabel="DFT force (eV/Å)",
+                     ylabel="model force (eV/Å)" if ax.get_subplotspec().is_first_col() else "",
+                     lim=(-lim_hi, lim_hi),
                      s=5, alpha=0.4)
         plots.slope_line(ax, s, (-lim_hi, lim_hi), model)
         ax.set_title(plots.label(model), fontsize=10)
         ax.legend([f"s = {s:.3f}\nMAE = {_fmt(rec['mae'])} eV/Å\ncMAE = {_fmt(rec['cmae'])} eV/Å"],
-                  loc="upper left", fontsize=8, handlelength=0, handletextpad=0)
+                  loc="upper left", fontsize=9.5, handlelength=0, handletextpad=0)
         rows.append({"model": model, "material_id": material_id, "formula": rec["formula"],
                      "n_frames": rec["n_frames"], "n_components": rec["n_components"],
                      "softening_scale": s, "mae": rec["mae"], "cmae": rec["cmae"]})
@@ -448,7 +454,8 @@ def fig5b(tables: dict[str, Any], bins: int = 30):
     tables = {d: t for d, t in tables.items() if t is not None and len(t.dropna(subset=["softening_scale"]))}
     if not tables:
         raise NoDataError("no per-material softening scales to plot")
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 3.6), squeeze=False)
+    fig, grid = plt.subplots(len(tables), 1, figsize=(7.2, 2.7 * len(tables) + 0.6), squeeze=False)
+    axes = [list(grid[:, 0])]  # one data set per row: legible at page width
     rows = []
     for ax, (dataset, table) in zip(axes[0], tables.items()):
         ok = table.dropna(subset=["softening_scale"])
@@ -461,15 +468,19 @@ def fig5b(tables: dict[str, Any], bins: int = 30):
         lines = []
         for m, v in vals.items():
             frac = float(np.mean(v < 1))
-            lines.append(f"{plots.label(m)}: {100 * frac:.0f}% < 1")
+            lines.append(f"{plots.label(m)}: {100 * frac:.0f} %")
             rows.append({"dataset": dataset, "model": m, "n_materials": len(v), "fraction_s_below_1": frac,
                          "s_median": float(np.median(v))})
-        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}\n({len(ok['material_id'].unique())} materials)", fontsize=9)
-        ax.text(0.02, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7.5)
-        ax.set_ylim(top=ax.get_ylim()[1] / (0.95 - 0.07 * len(lines)))  # headroom: the text sits above the bars
+        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} ({len(ok['material_id'].unique())} materials)",
+                     fontsize=10, loc="left")
+        # the fractions beside the panel, never over the bars
+        ax.text(1.02, 1.0, "share with s < 1:\n" + "\n".join(lines), transform=ax.transAxes, va="top", ha="left",
+                fontsize=8.5)
+        if ax is not axes[0][-1]:
+            ax.set_xlabel("")
     handles, labels_ = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels_, loc="lower center", ncol=len(labels_), fontsize=8, bbox_to_anchor=(0.5, -0.06))
-    fig.tight_layout()
+    fig.legend(handles, labels_, loc="upper center", ncol=2, fontsize=9, bbox_to_anchor=(0.4, 0.0))
+    fig.tight_layout(rect=(0, 0.03, 0.72, 1))
     return fig, pd.DataFrame(rows)
 
 
@@ -491,14 +502,15 @@ def fig5a_interactive(dataset: str, material_id: str, models_: Sequence[str], ma
         parts.append(pd.DataFrame({
             "F_DFT": dft.ravel(), "F_model": mod.ravel(), "model": model,
             "frame": np.repeat(frame, 3), "atom": np.repeat(atom, 3),
-            "component": np.tile(["x", "y", "z"], len(dft)), "s": f"{rec['softening_scale']:.3f}"}))
+            "component": np.tile(["x", "y", "z"], len(dft)), "s": f"{rec['softening_scale']:.3f}",
+            "material_id": material_id, "formula": rec["formula"]}))
     if not parts:
         raise NoDataError(f"no cached forces for {material_id} in {dataset}; run compute_dataset(..., parity=[{material_id!r}])")
     table = pd.concat(parts, ignore_index=True)
     formula = cached_record(str(table["model"].iloc[0]), dataset, material_id)["formula"]
-    return plots.interactive_scatter(
-        table, "F_DFT", "F_model", hover=["frame", "atom", "component", "s"], max_points=max_points,
-        xlabel="DFT force component (eV/Å)", ylabel="model force component (eV/Å)",
+    return plots.parity_interactive(
+        table, "F_DFT", "F_model", hover=["material_id", "formula", "frame", "atom", "component", "s"],
+        max_points=max_points, xlabel="DFT force component (eV/Å)", ylabel="model force component (eV/Å)",
         title=f"{formula} ({material_id}), {DATASET_LABELS.get(dataset, dataset)}")
 
 
@@ -545,30 +557,46 @@ def fig5b_interactive(tables: dict[str, Any], nbins: int = 40):
     return fig
 
 
-def fig_binned_slope(recs_by_dataset: dict[str, dict[str, list[dict]]], min_n: int = 30):
-    """Beyond the paper: softening scale vs |F_DFT| (pooled within bins), per model and dataset."""
+def fig_binned_slope(recs_by_dataset: dict[str, dict[str, list[dict]]], min_n: int = 100):
+    """Beyond the paper: softening scale vs |F_DFT| (pooled within bins), per model and dataset.
+
+    One panel per data set (one line per model, colour = model), bins with fewer than
+    ``min_n`` force components dropped (their slopes are noise), the y range set by the bins
+    kept. The table holds every bin with its count."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
     from .. import plots
 
-    fig, ax = plt.subplots(figsize=(6.2, 4.0))
-    styles = ["-", "--", ":", "-."]
-    rows = []
-    for (dataset, recs), ls in zip(recs_by_dataset.items(), styles):
+    tabs = {}
+    for dataset, recs in recs_by_dataset.items():
         for model, rs in recs.items():
             tab = pooled_binned_slope(rs, min_n=min_n)
-            if tab.empty:
+            if not tab.empty:
+                tabs[(dataset, model)] = tab
+    datasets_ = list(dict.fromkeys(d for d, _ in tabs)) or list(recs_by_dataset)[:1]
+    fig, grid = plt.subplots(len(datasets_), 1, figsize=(7.0, 2.5 * len(datasets_) + 0.7), squeeze=False,
+                             sharex=True)
+    rows, handles = [], {}
+    slopes = np.concatenate([t["slope"].to_numpy(float) for t in tabs.values()]) if tabs else np.array([1.0])
+    lo, hi = min(0.5, float(np.quantile(slopes, 0.02)) - 0.05), max(1.1, float(np.quantile(slopes, 0.98)) + 0.05)
+    for ax, dataset in zip(grid[:, 0], datasets_):
+        for (d, model), tab in tabs.items():
+            if d != dataset:
                 continue
             centre = np.sqrt(tab["lo"].clip(lower=5e-4) * tab["hi"].replace(np.inf, 60.0))
-            ax.plot(centre, tab["slope"], ls=ls, marker="o", ms=3, color=plots.color(model),
-                    label=f"{plots.label(model)}, {dataset}")
+            (line,) = ax.plot(centre, tab["slope"], marker="o", ms=4, lw=1.6, color=plots.color(model),
+                              label=plots.label(model))
+            handles.setdefault(plots.label(model), line)
             rows.append(tab.assign(model=model, dataset=dataset))
-    ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("|F_DFT| component (eV/Å), bin centre")
-    ax.set_ylabel("slope model vs DFT within bin")
-    ax.legend(fontsize=7, ncol=1, loc="best")
+        ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_ylim(lo, hi)
+        ax.set_title(DATASET_LABELS.get(dataset, dataset), fontsize=10, loc="left")
+        ax.set_ylabel("slope in bin")
+    grid[-1, 0].set_xlabel("|F_DFT| per component (eV/Å), bin centre")
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=2, fontsize=9,
+               bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout()
     return fig, (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame())
 

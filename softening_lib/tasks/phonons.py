@@ -718,12 +718,37 @@ def fig4a(material_id: str, models_: Sequence[str], dataset: str = PBESOL, compu
 
     formula = (dft_rec or {}).get("formula")
     ax.set_title(f"{Formula(formula).reduce()[0] if formula else ''} ({material_id})")
-    ax.legend(loc="lower right", fontsize=8)
+    # the legend under the plot: never over the branches
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=9, bbox_to_anchor=(0.45, 0.02))
     axd.set_ylim(ax.get_ylim())
     axd.set_yticklabels([])
     axd.set_xticks([])
     axd.set_xlabel("DOS")
     return fig, table
+
+
+def fig4a_interactive(material_id: str, models_: Sequence[str], dataset: str = PBESOL,
+                      settings: PhononSettings = DEFAULT):
+    """Fig. 4a interactive: the dispersions of DFT and every model (legend toggles a model;
+    hover: branch, frequency, position on the path). Reads what :func:`fig4a` cached."""
+    from .. import plots
+
+    dft_arr = arrays_of("dft", dataset, material_id)
+    curves = {}
+    for model in ["dft", *models_]:
+        arr = arrays_of(model, dataset, material_id)
+        rec = cached(model, dataset, material_id, settings)
+        if arr is None or rec is None or rec.get("status") != "ok":
+            continue
+        dist = (dft_arr if dft_arr is not None else arr)["band_distances"]
+        curves[model] = [(d, f) for d, f in zip(dist, arr["band_frequencies"])]
+    dft_rec = cached("dft", dataset, material_id, settings) or {}
+    ticks, labels_ = (), ()
+    if dft_arr is not None and "band_ticks" in dft_rec:
+        ticks = [float(d[0]) for d in dft_arr["band_distances"]] + [float(dft_arr["band_distances"][-1][-1])]
+        labels_ = [str(t).replace("$", "").replace("\\Gamma", "Γ") for t in dft_rec["band_ticks"]]
+    return plots.dispersion_interactive(curves, ticks=ticks, tick_labels=labels_, reference="dft",
+                                        title=f"{dft_rec.get('formula', '')} ({material_id})")
 
 
 def _ratio_hist(ax, table, models_: Sequence[str], bins) -> list[str]:
@@ -763,7 +788,7 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
     if pbesol_ids is not None and not r_103.empty:
         r_103 = r_103[r_103["material_id"].isin(set(pbesol_ids))]
     r_103 = r_103[r_103["model"] != "dft"] if not r_103.empty else r_103
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), sharey=False)
+    fig, axes = plt.subplots(3, 1, figsize=(7.2, 8.6), sharex=True)  # one reference per row: legible
     bins = np.linspace(0.4, 1.3, 37)
     summary = []
     for ax, (title, table, tag) in zip(axes, [
@@ -773,16 +798,15 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
     ]):
         lines = _ratio_hist(ax, table, models_, bins)
         ax.axvline(1.0, color="0.3", lw=0.8, ls="--")
-        ax.set_xlabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
-        ax.set_ylabel("fraction of the model's materials")
+        ax.set_ylabel("fraction of\nmaterials")
         if not table.empty:
             for _, s in summarise(table[table["model"].isin(list(models_))]).iterrows():
                 summary.append({"reference": tag, **s.to_dict()})
-        ymax = ax.get_ylim()[1]
-        ax.set_ylim(0, ymax * (1.15 + 0.11 * max(1, len(lines))))
-        ax.text(0.02, 0.98, "\n".join(lines) or "nothing cached yet", transform=ax.transAxes, va="top",
-                fontsize=6.8, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
-        ax.set_title(title, fontsize=9.5)
+        # the per-model numbers beside the panel, never across the ratio-1 line or the bars
+        ax.text(1.02, 1.0, "\n".join(line.replace(": n=", ":\n  n=") for line in lines) or "nothing cached yet",
+                transform=ax.transAxes, va="top", ha="left", fontsize=8)
+        ax.set_title(title.replace("\n", " "), fontsize=10, loc="left")
+    axes[-1].set_xlabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
     handles, labels_ = [], []
     for ax in axes:  # a model may have results in one panel only
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -790,9 +814,8 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
                 handles.append(h)
                 labels_.append(lab)
     if handles:
-        fig.legend(handles, labels_, loc="lower center", ncol=len(handles), fontsize=8.5,
-                   bbox_to_anchor=(0.5, -0.06))
-    fig.tight_layout()
+        fig.legend(handles, labels_, loc="upper center", ncol=2, fontsize=9, bbox_to_anchor=(0.4, 0.0))
+    fig.tight_layout(rect=(0, 0.02, 0.74, 1))
     ratios = pd.concat([r_sol.assign(reference="pbesol"), r_68.assign(reference="pbe-jageo68"),
                         r_103.assign(reference="pbe-phonondb103")], ignore_index=True)
     return fig, pd.DataFrame(summary), ratios
@@ -1148,11 +1171,11 @@ def fig_imaginary(models_: Sequence[str], pbesol_ids: Sequence[str] | None = Non
         ax.set_xlabel("DFT minimum frequency (THz; < 0: imaginary)")
         ax.set_ylabel("model minimum frequency after relaxation (THz)")
         ax.set_title(f"DFT: {ref_name}", fontsize=9.5)
-        ax.text(0.02, 0.98, "imaginary (< %.1f THz) in\n" % IMAGINARY_THZ + "\n".join(lines) if lines
-                else "nothing cached yet", transform=ax.transAxes, va="top", fontsize=7,
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
+        # the counts under the panel, never over the dense cluster near 0 THz
+        ax.text(0.0, -0.2, "imaginary (< %.1f THz) in\n" % IMAGINARY_THZ + "\n".join(lines) if lines
+                else "nothing cached yet", transform=ax.transAxes, va="top", ha="left", fontsize=8)
         if lines:
-            ax.legend(loc="lower right", fontsize=7.5)
+            ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(0.0, 1.0))
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
 

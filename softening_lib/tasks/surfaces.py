@@ -853,6 +853,7 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
     rows = []
     joined_all = {}
     lims = {}
+    log_rows: set = set()
     for i, variant in enumerate(variants):  # one axis range per row (static and relaxed differ a lot)
         allv = []
         for j, model in enumerate(models_):
@@ -863,6 +864,10 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
         hi = float(np.nanmax(np.concatenate(allv))) * 1.08 if allv else 1.0
         lo = min(0.0, float(np.nanmin(np.concatenate(allv))) * 1.08) if allv else 0.0
         lims[variant] = (lo, hi if hi > lo else lo + 1.0)
+        if allv and wide_range(np.concatenate(allv)):  # e.g. unrelaxed interstitials at 10-25 eV next to
+            vals = np.concatenate(allv)                 # 0-3 eV vacancies: a log axis keeps both readable
+            lims[variant] = (float(np.nanmin(vals)) / 1.4, float(np.nanmax(vals)) * 1.4)
+            log_rows.add(variant)
     for i, variant in enumerate(variants):
         lo, hi = lims[variant]
         for j, model in enumerate(models_):
@@ -878,13 +883,62 @@ def parity_figure(reference: dict, model_tables: dict, ref_label: str = "GPAW-PB
                          model=model, xlabel="",
                          ylabel=f"{variant}: model ({unit})" if ax.get_subplotspec().is_first_col() else "",
                          lim=(lo, hi), s=14, alpha=0.75, annotate=note)
-            ax.set_title(f"{plots.label(model)}\n{variant}", fontsize=9)
+            if variant in log_rows:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_xlim(lo, hi)
+                ax.set_ylim(lo, hi)
+            ax.set_title(f"{plots.label(model)}\n{variant}" + (" (log axes)" if variant in log_rows else ""),
+                         fontsize=9)
             if watermark:
                 ax.text(0.97, 0.05, watermark, transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
                         color="0.45", fontweight="bold")
     fig.supxlabel(f"{ref_label}: {quantity} ({unit})", fontsize=10)
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
+
+
+def wide_range(values) -> bool:
+    """Positive values spanning so much that a linear axis squeezes most of them into a corner
+    (the largest more than 5x the median): plot them on log axes."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(len(v) > 2 and np.all(v > 0) and v.max() > 5 * np.median(v))
+
+
+def parity_long_table(reference: dict, model_tables: dict, col: str = "gamma_eV_A2"):
+    """One row per (variant, model, case) with the reference and model values, for
+    :func:`softening_lib.plots.parity_interactive` (hover: case, system, Miller index / defect)."""
+    import pandas as pd
+
+    parts = []
+    for variant, ref in reference.items():
+        for model, by_variant in model_tables.items():
+            jt = compare(ref, by_variant.get(variant), col=col)
+            if len(jt):
+                parts.append(jt.assign(model=model, variant=variant))
+    if not parts:
+        return pd.DataFrame(columns=["id", "model", "variant", "gamma_ref", "gamma_model"])
+    out = pd.concat(parts, ignore_index=True)
+    if "miller" in out:
+        out["miller"] = out["miller"].astype(str)
+    return out
+
+
+def parity_interactive(reference: dict, model_tables: dict, ref_label: str = "GPAW-PBE",
+                       quantity: str = "surface energy", unit: str = "eV/Å²", col: str = "gamma_eV_A2"):
+    """Fig. 2a/2b interactive: every model on one parity plot (legend toggles a model), marker
+    shape = static / relaxed; hover: case id, system, Miller index or defect label, both values.
+    Log axes when the values span more than a linear axis can show."""
+    from .. import plots
+
+    table = parity_long_table(reference, model_tables, col=col)
+    hover = [c for c in ("id", "system", "miller", "label", "variant") if c in table]
+    log = wide_range(table[["gamma_ref", "gamma_model"]].to_numpy().ravel()) if len(table) else False
+    return plots.parity_interactive(
+        table, "gamma_ref", "gamma_model", hover=hover, symbol="variant", log=log,
+        names={"id": "case", "label": "defect", "miller": "Miller index"},
+        xlabel=f"{ref_label}: {quantity} ({unit})", ylabel=f"model: {quantity} ({unit})")
 
 
 # --------------------------------------------------------------------------------------
