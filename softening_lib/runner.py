@@ -697,6 +697,10 @@ def stage_static() -> None:
             _copy_if_changed(src, STAGE / name)
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg.setdefault("execute", {})["execute_notebooks"] = "off"
+    if not (cfg.get("repository") or {}).get("url"):
+        # no repository address set: no buttons that would point nowhere
+        cfg.pop("launch_buttons", None)
+        cfg.setdefault("html", {})["use_repository_button"] = False
     # plotly.js from the installed package, served locally (interactive figures offline).
     # Not in a folder named _static: Jupyter Book adds every .js under a book's _static (and
     # under every html_static_path, once _static exists) to every page -- that would load all

@@ -18,6 +18,7 @@ from pathlib import Path
 
 STATIC = Path(__file__).resolve().parent / "static"
 SOLUTION_TITLES = ("solution", "solutions")
+UNSET_URL = "$BOOK_REPOSITORY"  # shown while _config.yml's repository.url is empty
 
 
 def is_solution_title(title: str) -> bool:
@@ -55,8 +56,8 @@ def _student_config(app, config) -> None:
 
 def _substitute(app, docname, source) -> None:
     url = (app.config.html_theme_options or {}).get("repository_url", "")
-    if url and "{{ repository_url }}" in source[0]:
-        source[0] = source[0].replace("{{ repository_url }}", url.rstrip("/"))
+    if "{{ repository_url }}" in source[0]:
+        source[0] = source[0].replace("{{ repository_url }}", url.rstrip("/") if url else UNSET_URL)
 
 
 def _launch_md(app, pagename, templatename, context, doctree) -> None:
