@@ -313,3 +313,16 @@ def test_editing_a_users_factory_changes_its_pages_key(tiny_notebook, tmp_path, 
     assert before.key == same.key and after.key != before.key
     assert after.output == before.output  # the same page, re-executed
     assert runner.what_changed(before.inputs, after.inputs) == "model_ids"
+
+
+@pytest.mark.slow
+def test_changed_page_rules_re_render_cached_pages_without_executing(tiny_notebook, monkeypatch):
+    (run,) = runner.execute(runner.plan([str(tiny_notebook)], preset="smoke"), log=lambda *_: None)
+    assert run.status == "executed"
+    lines = []
+    runner.execute(runner.plan([str(tiny_notebook)], preset="smoke"), log=lines.append)
+    assert "re-rendered" not in lines[-1]
+    monkeypatch.setattr(runner, "render_key", lambda: "new-rules")
+    (again,) = runner.execute(runner.plan([str(tiny_notebook)], preset="smoke"), log=lines.append)
+    assert again.status == "cached" and "re-rendered" in lines[-1]
+    assert nbformat.read(again.output, as_version=4).metadata["softening"]["render_key"] == "new-rules"
