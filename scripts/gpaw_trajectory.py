@@ -226,7 +226,11 @@ def write_progress(out: Path, mid: str, md: dict, seed: int) -> dict:
     prog["settings"] = {"model": MODEL, "md": md, "dft": CAMPAIGN_DFT, "dft_defaults": "softening_lib.dft.DEFAULTS",
                         "seed_rule": "int(sha256('trajectory:<wbm-id>')[:8], 16)",
                         "script": "scripts/gpaw_trajectory.py"}
-    prog["compounds"][mid] = summary(out / mid, mid, md, seed)
+    new = summary(out / mid, mid, md, seed)
+    before = prog["compounds"].get(mid, {})
+    if {k: v for k, v in before.items() if k != "updated"} == {k: v for k, v in new.items() if k != "updated"}:
+        return before  # nothing new: leave the file (and its timestamp) alone
+    prog["compounds"][mid] = new
     prog["totals"] = {"compounds": len(prog["compounds"]),
                       "frames": sum(c["n_frames"] for c in prog["compounds"].values()),
                       "cpu_hours": round(sum(c["cpu_hours"] for c in prog["compounds"].values()), 3)}
