@@ -40,8 +40,10 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 
 #: environment of every worker process (one thread each: two torch or GPAW threads on one core
 #: are several times slower than one)
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "SOFTENING_GPAW_LOCK": "0"}
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+#: for a queue of GPAW calculations: N workers are N concurrent GPAW runs, so the machine-wide
+#: "one GPAW at a time" lock of softening_lib.dft.gpaw_lock is off inside them
+GPAW_ENV = {"SOFTENING_GPAW_LOCK": "0"}
 DEFAULT_RETRIES = 2
 
 
@@ -57,8 +59,7 @@ def n_cores() -> int:
 def single_thread() -> None:
     """Make the calling process single-threaded for numpy/torch (idempotent)."""
     for k, v in WORKER_ENV.items():
-        if k != "SOFTENING_GPAW_LOCK":
-            os.environ.setdefault(k, v)
+        os.environ.setdefault(k, v)
     if "torch" in sys.modules or _importable("torch"):
         try:
             import torch
@@ -132,6 +133,8 @@ def client_for(scheduler: Any = None, workers: int | None = None, *, log: Callab
     from distributed import Client
 
     own = None
+    if scheduler is not None and scheduler != "local":
+        cluster_kw.pop("env", None)  # a remote cluster's workers have their own environment
     if scheduler is None or scheduler == "local":
         own = local_cluster(workers, **cluster_kw)
         client = Client(own)
@@ -160,26 +163,31 @@ def client_for(scheduler: Any = None, workers: int | None = None, *, log: Callab
 # the queue
 # --------------------------------------------------------------------------------------
 
-def _run_item(fn: Callable[[Any], Any], done: Callable[[Any], bool] | None, item: Any) -> tuple[str, Any]:
+def _run_item(fn: Callable[[Any], Any], done: Callable[[Any], bool] | None, item: Any,
+              deadline: float | None = None) -> tuple[str, Any]:
     """What a worker runs for one item: ``("cached", None)`` if its record appeared meanwhile,
-    else ``("computed", fn(item))``."""
+    ``("not started", None)`` past ``deadline`` (epoch seconds), else ``("computed", fn(item))``."""
     single_thread()
     if done is not None and done(item):
         return "cached", None
+    if deadline is not None and time.time() > deadline:
+        return "not started", None
     return "computed", fn(item)
 
 
 class QueueResult(dict):
     """``{key: fn(item)}`` for the items computed by this run, with ``.cached`` (keys whose
-    record was there before or appeared meanwhile), ``.failed`` (``{key: error text}``) and
-    ``.seconds``."""
+    record was there before or appeared meanwhile), ``.failed`` (``{key: error text}``),
+    ``.not_started`` (keys left when the deadline passed) and ``.seconds``."""
 
     cached: list
     failed: dict
+    not_started: list
     seconds: float
 
     def summary(self) -> str:
-        return (f"{len(self)} computed, {len(self.cached)} cached, {len(self.failed)} failed "
+        extra = f", {len(self.not_started)} not started (deadline)" if self.not_started else ""
+        return (f"{len(self)} computed, {len(self.cached)} cached, {len(self.failed)} failed{extra} "
                 f"in {self.seconds:.1f} s")
 
 
@@ -187,7 +195,8 @@ def run_queue(items: Iterable[Any], fn: Callable[[Any], Any], *, key: Callable[[
               done: Callable[[Any], bool] | None = None, scheduler: Any = None, workers: int | None = None,
               progress: bool = True, retries: int = DEFAULT_RETRIES,
               priority: Callable[[Any], float] | None = None, log: Callable[[str], Any] | None = print,
-              client: Any = None, desc: str = "tasks", **cluster_kw: Any) -> QueueResult:
+              client: Any = None, desc: str = "tasks", deadline: float | None = None,
+              **cluster_kw: Any) -> QueueResult:
     """Run ``fn(item)`` for every item whose record is not there yet, on Dask (see the module
     docstring for the contract and for ``scheduler`` / ``workers``).
 
@@ -195,8 +204,10 @@ def run_queue(items: Iterable[Any], fn: Callable[[Any], Any], *, key: Callable[[
     ``done(item)``: true when the item's record exists (checked here before submitting, and on the
     worker before computing). ``priority(item)``: larger runs first (e.g. the largest supercells,
     so the workers drain evenly). ``client``: an existing :class:`distributed.Client` (then
-    ``scheduler`` / ``workers`` are ignored). ``fn``, ``done`` and the items must pickle
-    (module-level functions, ``functools.partial``). Returns a :class:`QueueResult`.
+    ``scheduler`` / ``workers`` are ignored). ``deadline`` (epoch seconds): no item starts after
+    it (running ones finish). ``cluster_kw`` go to :func:`local_cluster` (e.g. ``env=GPAW_ENV``).
+    ``fn``, ``done`` and the items must pickle (module-level functions, ``functools.partial``).
+    Returns a :class:`QueueResult`.
     """
     from distributed import as_completed
 
@@ -207,7 +218,7 @@ def run_queue(items: Iterable[Any], fn: Callable[[Any], Any], *, key: Callable[[
         dup = sorted({str(k) for k in keys if keys.count(k) > 1})[:5]
         raise ValueError(f"run_queue: keys must be unique, repeated: {', '.join(dup)}")
     out = QueueResult()
-    out.cached, out.failed = [], {}
+    out.cached, out.failed, out.not_started = [], {}, []
     todo = []
     for k, it in zip(keys, items):
         if done is not None and done(it):
@@ -225,7 +236,7 @@ def run_queue(items: Iterable[Any], fn: Callable[[Any], Any], *, key: Callable[[
         futures = {}
         for k, it in todo:
             prio = int(priority(it)) if priority is not None else 0
-            fut = cl.submit(_run_item, fn, done, it, key=f"{desc}-{_key_text(k)}", pure=False,
+            fut = cl.submit(_run_item, fn, done, it, deadline, key=f"{desc}-{_key_text(k)}", pure=False,
                             retries=retries, priority=prio)
             futures[fut] = k
         bar = None
@@ -244,6 +255,8 @@ def run_queue(items: Iterable[Any], fn: Callable[[Any], Any], *, key: Callable[[
             else:
                 if state == "cached":
                     out.cached.append(k)
+                elif state == "not started":
+                    out.not_started.append(k)
                 else:
                     out[k] = value
             fut.release()
@@ -282,7 +295,9 @@ def _chapter_case(chapter: str, model: str, case: Any, device: str | None = None
     from . import task
 
     if device:
-        os.environ["SOFTENING_DEVICE"] = device
+        from .devices import resolve
+
+        os.environ["SOFTENING_DEVICE"] = resolve(device)  # predict.calculator's default in this worker
     return task.load_task(chapter).compute(model, [case])[0]
 
 
@@ -296,7 +311,8 @@ def _chapter_done(chapter: str, model: str, case: Any) -> bool:
 
 def compute_chapter(chapter: str | int, models_: Sequence[str], preset: str = "default", *,
                     scheduler: Any = None, workers: int | None = None, device: str | None = None,
-                    progress: bool = True, log: Callable[[str], Any] | None = print, **params: Any) -> dict:
+                    progress: bool = True, log: Callable[[str], Any] | None = print,
+                    deadline: float | None = None, **params: Any) -> dict:
     """``compute`` of a chapter for several models, one Dask task per (model, case).
 
     For the CLI: ``python -m softening_lib compute --chapter 06 --model M --workers 16`` calls
@@ -319,7 +335,7 @@ def compute_chapter(chapter: str | int, models_: Sequence[str], preset: str = "d
 
     res = run_queue(items, partial(_chapter_item, name, device), key=lambda it: (it[0], case_id[id(it[1])]),
                     done=partial(_chapter_item_done, name), scheduler=scheduler, workers=workers,
-                    progress=progress, log=log, desc=f"{label}-{name}",
+                    progress=progress, log=log, desc=f"{label}-{name}", deadline=deadline,
                     priority=(lambda it: cost(it[1])) if cost is not None else None)
     lines = {}
     for m in models_:
@@ -336,6 +352,41 @@ def _chapter_item(name: str, device: str | None, it: tuple) -> dict:
 
 def _chapter_item_done(name: str, it: tuple) -> bool:
     return _chapter_done(name, it[0], it[1])
+
+
+def _predict_item(device: str | None, kw: dict, it: tuple) -> int:
+    from . import datasets, predict
+
+    model, dataset = it
+    frames = datasets.load(dataset)
+    return len(predict.predict_cached(frames, model, dataset, progress=False, device=device, **kw))
+
+
+def _predictions_done(it: tuple) -> bool:
+    """Every material of the dataset has a cache file for the model (its geometry hash is
+    checked again when the task reads it)."""
+    from . import cache, config, datasets, models
+
+    model, dataset = it
+    root = config.results_dir() / "predictions" / cache.safe_name(dataset, "dataset") / cache.safe_name(
+        models.model_id(model), "model id")
+    if not root.is_dir():
+        return False
+    ids = {str(a.info.get("material_id", f"frame{i}")) for i, a in enumerate(datasets.load(dataset))}
+    return all((root / f"{cache.safe_name(m, 'material_id')}.npz").is_file() for m in ids)
+
+
+def predictions(models_: Sequence[str], datasets_: Sequence[str], *, scheduler: Any = None,
+                workers: int | None = None, device: str | None = None, progress: bool = True,
+                log: Callable[[str], Any] | None = print, **kw: Any) -> QueueResult:
+    """Cached predictions (:func:`softening_lib.predict.predict_cached`) of every model on every
+    dataset, one task per (model, dataset); ``kw`` go to ``predict_cached`` (``batch_size``,
+    ``with_stress``, ...). Returns ``{(model, dataset): n frames}``."""
+    from functools import partial
+
+    items = [(m, d) for m in models_ for d in datasets_]
+    return run_queue(items, partial(_predict_item, device, kw), key=lambda it: it, done=_predictions_done,
+                     scheduler=scheduler, workers=workers, progress=progress, log=log, desc="predictions")
 
 
 # --------------------------------------------------------------------------------------

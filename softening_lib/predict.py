@@ -104,8 +104,14 @@ def geometry_hash(frames: Sequence[Atoms]) -> str:
 _CALC_CACHE: "OrderedDict[str, Any]" = OrderedDict()
 
 
-def calculator(model: str, **kw: Any):
-    """A calculator per model name, loaded once per process (weights are slow to load)."""
+def calculator(model: str, device: str | None = None, **kw: Any):
+    """A calculator per model name, loaded once per process (weights are slow to load).
+
+    ``device``: ``"auto"``, ``"cpu"``, ``"cuda"``; ``None`` = ``$SOFTENING_DEVICE`` (set by
+    ``--device``) or the CPU (:func:`softening_lib.devices.resolve`)."""
+    from .devices import calculator_kwargs
+
+    kw = {**calculator_kwargs(model, device), **kw}
     key = f"{model}|{sorted(kw.items())}"
     if key not in _CALC_CACHE:
         calc = models.get_calculator(model, **kw)
@@ -302,9 +308,7 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
     if calc is None:
         symbols = set().union(*(set(a.get_chemical_symbols()) for a in frames))
         models.check_elements(model, symbols)
-        from .devices import calculator_kwargs
-
-        calc = calculator(model, **calculator_kwargs(model, device))
+        calc = calculator(model, device=device)
     family = batched_family(calc) if batched else None
     if family == "chgnet":
         out = _predict_chgnet(frames, calc, batch_size, with_stress=with_stress,
