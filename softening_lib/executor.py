@@ -337,13 +337,30 @@ def compute_chapter(chapter: str | int, models_: Sequence[str], preset: str = "d
                     done=partial(_chapter_item_done, name), scheduler=scheduler, workers=workers,
                     progress=progress, log=log, desc=f"{label}-{name}", deadline=deadline,
                     priority=(lambda it: cost(it[1])) if cost is not None else None)
-    lines = {}
+    lines, failed = {}, 0
     for m in models_:
         records = module.compute(m, cases)  # reads what the workers cached
         lines[m] = task.summary_line(label, name, m, preset, records)
+        failed += sum(r.get("status") == "failed" for r in records)
         if log:
             log(lines[m])
-    return {"queue": res, "lines": lines}
+    return {"queue": res, "lines": lines, "failed": failed}
+
+
+def cli_compute(chapters: Sequence[str], models_: Sequence[str], preset: str = "default", *,
+                scheduler: Any = None, workers: int | None = None, device: str | None = None,
+                progress: bool = True, **params: Any) -> int:
+    """``python -m softening_lib compute ... --workers N | --scheduler ADDRESS``: every chapter's
+    (model, case) tasks on the executor (:func:`compute_chapter`); exit status 1 when a case failed."""
+    if device:
+        from .devices import resolve
+
+        os.environ["SOFTENING_DEVICE"] = resolve(device)
+    failed = 0
+    for chapter in chapters:
+        failed += compute_chapter(chapter, models_, preset, scheduler=scheduler, workers=workers, device=device,
+                                  progress=progress, **params)["failed"]
+    return 1 if failed else 0
 
 
 def _chapter_item(name: str, device: str | None, it: tuple) -> dict:
