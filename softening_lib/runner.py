@@ -523,9 +523,13 @@ def glued_values(nb) -> dict[str, str]:
     out = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            name = (o.get("metadata") or {}).get("scrapbook", {}).get("name")
-            if name and "text/plain" in (o.get("data") or {}):
-                out[name] = o["data"]["text/plain"]
+            book = (o.get("metadata") or {}).get("scrapbook", {})
+            name, prefix = book.get("name"), book.get("mime_prefix", "")
+            data = o.get("data") or {}
+            for key in (prefix + "text/plain", "text/plain"):  # glue(display=False) prefixes the mime type
+                if name and key in data:
+                    out[name] = data[key]
+                    break
     return out
 
 

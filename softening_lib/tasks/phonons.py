@@ -1574,6 +1574,22 @@ def _case_cached(model: str, case: dict) -> bool:
                 and arrays_of(model, case["dataset"], case["material_id"]) is None)
 
 
+def is_cached(model: str, case: dict) -> bool:
+    """True when ``case``'s record for ``model`` is cached (the executor skips it before submitting)."""
+    return _case_cached(model, case)
+
+
+def cost(case: dict) -> float:
+    """A model run's relative cost: supercell atoms x (2 x displacements + 1), from the cached DFT
+    record (0 when unknown); the executor starts the most expensive first so the workers drain evenly."""
+    if case.get("kind") != "phonons":
+        return 0.0
+    rec = cached("dft", case["dataset"], case["material_id"])
+    if not rec or rec.get("status") != "ok":
+        return 0.0
+    return float(rec["n_atoms_supercell"] * (2 * rec["n_displacements"] + 1))
+
+
 def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
             cached_only: bool = False) -> list[dict]:
     """One record per material (and per amplitude-scan material): model phonons, cached per
