@@ -264,8 +264,14 @@ def _predict_ase(frames: Sequence[Atoms], calc, progress: bool = False, with_str
     for atoms in iterator:
         work = atoms.copy()
         work.calc = calc
-        energies.append(work.get_potential_energy())
-        forces.append(np.array(work.get_forces(), dtype=float))
+        try:
+            energies.append(work.get_potential_energy())
+            forces.append(np.array(work.get_forces(), dtype=float))
+        except Exception:
+            # a calculator that raised half-way (EMT on an element it lacks) keeps a half-set state;
+            # the process-wide calculator is reused for the next material, so start it afresh
+            getattr(calc, "reset", lambda: None)()
+            raise
         if with_stress and all(work.pbc):
             try:
                 stress.append(np.array(work.get_stress(), dtype=float))

@@ -468,10 +468,13 @@ def cases(preset: str = "default", *, dataset: str = DEFAULT_DATASET, material: 
     return out
 
 
-def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
+            compute_methods: Sequence[str] | None = None) -> list[dict]:
     """One record per run (method, N, seed, epochs) scored on the held-out frames; cached runs
     are read, the others trained (fine-tunes take minutes each on a CPU). ``calc`` is not used:
-    fine-tuning needs the model's weights, not a calculator."""
+    fine-tuning needs the model's weights, not a calculator. ``compute_methods``: the methods
+    that may run (the chapter's "default" build: the cheap ``pretrained`` and ``linear``); a
+    missing run of another method is a skipped record ("not in the cache")."""
     from .. import task
 
     if calc is not None:
@@ -496,10 +499,19 @@ def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> l
         settings = finetune.FineTuneSettings(epochs=case["epochs"])
         key = _key(split, model, method, case["n"], case["seed"], settings if method in ("finetune", "scratch") else None)
         cached = store.has(model, _record_name(method, case["n"], case["seed"], key))
+        if not cached and compute_methods is not None and method not in compute_methods:
+            out.append(task.record(case["id"], model, "skipped", "not in the cache (this preset reads it only)")
+                       | {"method": method, "n_train_structures": case["n"], "seed": case["seed"],
+                          "epochs": case["epochs"]})
+            continue
         r = task.run_case(lambda: run_one(split, model, method, case["n"], case["seed"], settings=settings,
                                           store=store),
                           case["id"], model, cached=cached, finite=("test_mae", "test_softening_scale"),
                           elements=set(split.frames[0].get_chemical_symbols()))
+        if r["status"] == "failed" and "no fine-tuning path" in r["reason"]:
+            # a model that cannot be trained (an ASE calculator behind an import path): not computable, not an error
+            r = task.record(case["id"], model, "skipped", r["reason"].split(": ", 1)[-1], method=method,
+                            n_train_structures=case["n"], seed=case["seed"])
         keep = ("case", "model", "status", "reason", "cached", "method", "n_train_structures", "seed", "test_mae",
                 "test_softening_scale", "test_cmae", "c", "wall_seconds", "record")
         out.append({k: v for k, v in r.items() if k in keep} | {"epochs": case["epochs"]})
