@@ -20,7 +20,10 @@ element references they need) first, then the relaxations.
     nice -n 10 python scripts/gpaw_surfaces_defects.py --task all --variant all
     # a subset: surfaces of Cu only, statics only, at most 5 calculations
     python scripts/gpaw_surfaces_defects.py --task surfaces --variant static --only 'Cu-*' --max-calcs 5
-    # in parallel: run several processes with --shard i/N (each takes every N-th item)
+    # in parallel: one Dask task per calculation (softening_lib.executor): one single-threaded
+    # GPAW worker per core by default, --workers N, or --scheduler tcp://HOST:PORT | slurm
+    python scripts/gpaw_surfaces_defects.py --task all --variant static --workers 16
+    # (--shard i/N still takes every N-th item, e.g. to split the queue by hand between machines)
 
 k-points: slab ``(n1, n2, 1)`` and its bulk cell ``(n1, n2, n3)`` share the in-plane grid
 (the bulk cell has the slab's in-plane vectors), n_i from ``kpt_density`` (default
@@ -290,6 +293,46 @@ def run_item(item, log_dir=None):
     return rec
 
 
+def record_state(it):
+    """``todo`` (no record or an unreadable one), else the record's status (``done``, ``failed``)."""
+    path = record_path(it)
+    if not path.is_file():
+        return "todo"
+    try:
+        return json.loads(path.read_text()).get("status", "?")
+    except json.JSONDecodeError:
+        return "todo"
+
+
+def queue_done(retry_failed, out_root, it):
+    global OUT_ROOT
+    OUT_ROOT = out_root
+    st = record_state(it)
+    return not (st == "todo" or (retry_failed and st == "failed"))
+
+
+def queue_run(engine, log_dir, out_root, calib, it):
+    """One calculation of the queue (a Dask task): run it, write its record atomically."""
+    global OUT_ROOT
+    OUT_ROOT = out_root
+    path = record_path(it)
+    print(f"[{time.strftime('%H:%M:%S')}] {it['calc_id']} ({len(it['atoms'])} atoms, kpts {it['kpts']}, "
+          f"est {estimate_seconds(it, calib) / 60:.1f} min)", flush=True)
+    try:
+        rec = run_item_emt(it) if engine == "emt" else run_item(it, log_dir)
+    except Exception as exc:
+        rec = {k: v for k, v in it.items() if k != "atoms"}
+        rec.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                   traceback=traceback.format_exc()[-2000:], n_atoms=len(it["atoms"]),
+                   kpts=list(it["kpts"]), script_version=SCRIPT_VERSION)
+        print(f"  FAILED: {rec['error']}", flush=True)
+    atomic_write_text(path, json.dumps(rec, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    if rec.get("status") == "done":
+        print(f"  E = {rec['energy']:.6f} eV, wall {rec.get('wall_s', 0)} s, converged {rec['converged']}",
+              flush=True)
+    return rec.get("status")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", choices=["surfaces", "defects", "all"], default="all")
@@ -309,6 +352,9 @@ def main(argv=None):
     p.add_argument("--engine", choices=["gpaw", "emt"], default="gpaw",
                    help="emt: dry-run the queue with ASE's EMT (needs --out-root; never a reference)")
     p.add_argument("--out-root", default=None, help="write records under this folder instead of data/reference")
+    from softening_lib import executor
+
+    executor.add_arguments(p)
     args = p.parse_args(argv)
     global OUT_ROOT
     OUT_ROOT = args.out_root
@@ -329,14 +375,7 @@ def main(argv=None):
         i, n = (int(x) for x in args.shard.split("/"))
         items = items[i::n]
 
-    def state(it):
-        path = record_path(it)
-        if not path.is_file():
-            return "todo"
-        try:
-            return json.loads(path.read_text()).get("status", "?")
-        except json.JSONDecodeError:
-            return "todo"
+    state = record_state
 
     if args.list or args.estimate:
         total = {"static": 0.0, "relaxed": 0.0}
@@ -360,35 +399,21 @@ def main(argv=None):
     log_dir = Path(args.log_dir) if args.log_dir else None
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
-    done = 0
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        def tqdm(x, **_):
-            return x
     todo = [it for it in items if state(it) == "todo" or (args.retry_failed and state(it) == "failed")]
     if args.max_calcs is not None:
         todo = todo[: args.max_calcs]
     print(f"{len(items)} items in the queue, {len(todo)} to run now", flush=True)
-    for it in tqdm(todo, desc="GPAW"):
-        path = record_path(it)
-        print(f"[{time.strftime('%H:%M:%S')}] {it['calc_id']} ({len(it['atoms'])} atoms, kpts {it['kpts']}, "
-              f"est {estimate_seconds(it, args.calib) / 60:.1f} min)", flush=True)
-        try:
-            rec = run_item_emt(it) if args.engine == "emt" else run_item(it, log_dir)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            rec = {k: v for k, v in it.items() if k != "atoms"}
-            rec.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                       traceback=traceback.format_exc()[-2000:], n_atoms=len(it["atoms"]),
-                       kpts=list(it["kpts"]), script_version=SCRIPT_VERSION)
-            print(f"  FAILED: {rec['error']}", flush=True)
-        atomic_write_text(path, json.dumps(rec, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-        if rec.get("status") == "done":
-            print(f"  E = {rec['energy']:.6f} eV, wall {rec.get('wall_s', 0)} s, converged {rec['converged']}",
-                  flush=True)
-        done += 1
+    from functools import partial
+
+    order = {it["calc_id"]: i for i, it in enumerate(todo)}  # statics (and their references) first
+    workers = args.workers or executor.n_cores()
+    res = executor.run_queue(todo, partial(queue_run, args.engine, log_dir, args.out_root, args.calib),
+                             key=lambda it: (it["task"], it["calc_id"]),
+                             done=partial(queue_done, args.retry_failed, args.out_root),
+                             priority=lambda it: len(todo) - order[it["calc_id"]],
+                             scheduler=args.scheduler, workers=workers, desc="GPAW",
+                             env=executor.GPAW_ENV if workers > 1 and args.scheduler is None else None)
+    done = len(res)
     print(f"finished {done} calculations", flush=True)
     return 0
 

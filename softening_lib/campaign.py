@@ -685,6 +685,118 @@ def run(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, max_atoms: int = 8, m
     return load_progress(out)
 
 
+# --------------------------------------------------------------------------------------
+# the campaign on the Dask executor: MD and labels as separate tasks
+# --------------------------------------------------------------------------------------
+
+def _md_task(ids: list[str], ws: dict[str, Any], model: str, md: dict[str, Any], base_seed: int,
+             device: str) -> list[str]:
+    """One MD task (a Dask task): the MD of ``ids`` (lock-step when more than one), each
+    compound's frames written atomically to :func:`sampled_path`."""
+    from . import datasets
+
+    os.environ["SOFTENING_DEVICE"] = device  # predict.calculator's device for the batched MD
+    need = [m for m in ids if not sampled_path(m).is_file()]
+    if not need:
+        return ids
+    for m in need:
+        claim_work_dir(m, ws)
+    structures = {a.info["material_id"]: a for a in datasets.load("wbm-equilibrium", subset=ids)}
+    if len(ids) > 1:
+        sample_batch([structures[m] for m in ids], model=model, md=md, base_seed=base_seed,
+                     checkpoint=batch_checkpoint_path(ids), write=set(need), device=device)
+    else:
+        sample_compound(structures[ids[0]], model=model, md=md, base_seed=base_seed, device=device)
+    return ids
+
+
+def _md_done(out: Path, ids: list[str]) -> bool:
+    return all(sampled_path(m).is_file() or (out / f"{m}.extxyz.gz").is_file() for m in ids)
+
+
+def _frame_paths(mid: str, k: int) -> tuple[Path, Path]:
+    from .cache import safe_name
+
+    work = work_root() / safe_name(mid, "material_id")
+    return work / f"frame_{k:02d}.extxyz", work / f"frame_{k:02d}.failed.json"
+
+
+def _label_done(out: Path, item: tuple[str, int]) -> bool:
+    mid, k = item
+    done_path, fail_path = _frame_paths(mid, k)
+    return done_path.is_file() or fail_path.is_file() or (out / f"{mid}.extxyz.gz").is_file()
+
+
+def _label_task(ws: dict[str, Any], dft_settings: dict[str, Any], labeller, item: tuple[str, int]) -> str:
+    """One label task (a Dask task): frame ``k`` of compound ``mid``, written atomically to the
+    compound's work dir as :func:`run_compound` does (an SCF failure as ``frame_kk.failed.json``)."""
+    from .dft import SCFNotConvergedError, label
+
+    mid, k = item
+    claim_work_dir(mid, ws)
+    done_path, fail_path = _frame_paths(mid, k)
+    frame = next(f for f in read_extxyz(sampled_path(mid)) if int(f.info["frame_id"]) == k)
+    try:
+        lab, rec = (labeller or label)(frame, **dft_settings)
+    except SCFNotConvergedError as exc:
+        atomic_write_json(fail_path, {"frame_id": k, "error": "SCFNotConvergedError", "message": str(exc)})
+        return "failed"
+    lab.info["dataset"] = "wbm-he-gpaw"
+    lab.info["material_id"] = mid
+    atomic_write_bytes(done_path, frames_to_extxyz([lab]).encode())
+    _log(f"{mid}: frame {k} labelled in {rec.get('wall_time_s', 0):.0f} s (dask)")
+    return "done"
+
+
+def run_dask(n_compounds: int = 60, out: Path = DEFAULT_OUT, *, scheduler: Any = None, workers: int | None = None,
+             max_atoms: int = 8, max_cost: float = DEFAULT_MAX_COST, model: str = "chgnet-0.3.0",
+             total_time_ps: float = 20.0, timestep_fs: float = 2.0, thermostat: str = "berendsen",
+             base_seed: int = 0, only: list[str] | None = None, dft_settings: dict[str, Any] | None = None,
+             md_batch: int = 1, device: str = "cpu", labeller=None, progress: bool = True) -> dict[str, Any]:
+    """:func:`run` on the Dask executor (:mod:`softening_lib.executor`): the MD (``md_batch``
+    compounds per task) and every frame's label are separate tasks, so N workers label N frames at
+    once; then :func:`run` (in this process) assembles each finished compound's
+    ``<material_id>.extxyz.gz`` and ``progress.json`` from the work dirs (no computing left but
+    what failed in a worker). Same files, same resume rules as :func:`run`; a killed worker's task
+    runs again elsewhere. ``labeller`` replaces :func:`softening_lib.dft.label` (tests; it must pickle)."""
+    from functools import partial
+
+    from . import executor
+    from .devices import resolve
+
+    device = resolve(device)
+    dft_settings = {**CAMPAIGN_DFT, **(dft_settings or {})}
+    md = {"temperature_K": 1000.0, "total_time_ps": float(total_time_ps), "timestep_fs": float(timestep_fs),
+          "n_frames": 10, "n_strained": 4, "strain": 0.03, "thermostat": thermostat}
+    if md_batch > 1 and thermostat.lower() != "berendsen":
+        raise ValueError(f"--md-batch > 1 implements only the berendsen thermostat, not {thermostat!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ws = work_settings(model=model, md=md, base_seed=base_seed, dft_settings=dft_settings, out=out)
+    with exclusive_run(out):
+        check_progress_settings(load_progress(out), ws, out)
+        ids = list(only) if only else select_compounds(n_compounds, max_atoms=max_atoms, max_cost=max_cost,
+                                                       **dft_settings)
+        failures = load_progress(out)["failures"]
+        todo = [m for m in ids if not (out / f"{m}.extxyz.gz").is_file() and m not in failures]
+        for m in todo:
+            check_work_dir(m, ws)
+        needs_md = [m for m in todo if not sampled_path(m).is_file()]
+        groups = [needs_md[i:i + md_batch] for i in range(0, len(needs_md), md_batch)]
+        with executor.client_for(scheduler, workers, env=executor.GPAW_ENV) as client:
+            executor.run_queue(groups, partial(_md_task, ws=ws, model=model, md=md, base_seed=base_seed,
+                                               device=device), key=lambda g: "md-" + "+".join(g),
+                               done=partial(_md_done, out), client=client, progress=progress, desc="campaign-md")
+            items = [(m, int(f.info["frame_id"])) for m in todo if sampled_path(m).is_file()
+                     for f in read_extxyz(sampled_path(m))]
+            executor.run_queue(items, partial(_label_task, ws, dft_settings, labeller), key=lambda it: it,
+                               done=partial(_label_done, out), client=client, progress=progress,
+                               desc="campaign-label")
+    return run(n_compounds, out, max_atoms=max_atoms, max_cost=max_cost, model=model, total_time_ps=total_time_ps,
+               timestep_fs=timestep_fs, thermostat=thermostat, base_seed=base_seed, only=only,
+               dft_settings=dft_settings, md_batch=md_batch, device=device)
+
+
 def _totals(progress: dict[str, Any]) -> dict[str, Any]:
     comps = progress["compounds"].values()
     frames = sum(c["n_frames"] for c in comps)
@@ -740,7 +852,11 @@ def main(argv: list[str] | None = None) -> int:
                             "1 = one compound at a time through ASE")
     p_run.add_argument("--md-only", action="store_true",
                        help="only the MD: sample every compound not sampled yet, label nothing (a later run labels)")
-    p_run.add_argument("--device", default="cpu", help="where the MLIP of the MD runs, e.g. cuda")
+    p_run.add_argument("--device", default="cpu", help="where the MLIP of the MD runs: cpu, cuda or auto")
+    p_run.add_argument("--workers", type=int, default=None,
+                       help="run on the Dask executor: MD and each frame's label as separate tasks on this many "
+                            "single-threaded workers (default without --workers/--scheduler: this one process)")
+    p_run.add_argument("--scheduler", default=None, help="Dask scheduler address, or slurm (softening_lib.executor)")
     p_list = sub.add_parser("list", help="print the selection")
     p_list.add_argument("--n-compounds", type=int, default=60)
     p_list.add_argument("--max-atoms", type=int, default=8)
@@ -752,10 +868,19 @@ def main(argv: list[str] | None = None) -> int:
         dft_settings = {}
         if args.kpt_density is not None:
             dft_settings["kpt_density"] = args.kpt_density
-        run(args.n_compounds, args.out, max_atoms=args.max_atoms, max_cost=args.max_cost, model=args.model,
-            total_time_ps=args.total_time_ps, timestep_fs=args.timestep_fs, thermostat=args.thermostat,
-            base_seed=args.seed, max_hours=args.max_hours, only=args.only, dft_settings=dft_settings,
-            md_batch=args.md_batch, md_only=args.md_only, device=args.device)
+        if (args.workers or args.scheduler) and not args.md_only:
+            run_dask(args.n_compounds, args.out, scheduler=args.scheduler, workers=args.workers,
+                     max_atoms=args.max_atoms, max_cost=args.max_cost, model=args.model,
+                     total_time_ps=args.total_time_ps, timestep_fs=args.timestep_fs, thermostat=args.thermostat,
+                     base_seed=args.seed, only=args.only, dft_settings=dft_settings, md_batch=args.md_batch,
+                     device=args.device)
+        else:
+            from .devices import resolve
+
+            run(args.n_compounds, args.out, max_atoms=args.max_atoms, max_cost=args.max_cost, model=args.model,
+                total_time_ps=args.total_time_ps, timestep_fs=args.timestep_fs, thermostat=args.thermostat,
+                base_seed=args.seed, max_hours=args.max_hours, only=args.only, dft_settings=dft_settings,
+                md_batch=args.md_batch, md_only=args.md_only, device=resolve(args.device))
         print(status(args.out))
     elif args.cmd == "list":
         table = candidate_table(max_atoms=args.max_atoms, **CAMPAIGN_DFT).set_index("material_id")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 
 
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="registry name, @tag or package.module:factory (repeatable)")
     pc.add_argument("--preset", default="default", choices=["smoke", "default", "full"])
     pc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .executor import add_arguments
+
+    add_arguments(pc)  # --scheduler / --workers: one Dask task per (model, case); --device auto|cpu|cuda
     for name in ("run", "book"):
         p = sub.add_parser(name, help="execute chapters with papermill" + (" and build the book" if name == "book" else ""))
         p.add_argument("--chapter", "-c", action="append", help="chapter number or name (repeatable); default all")
@@ -103,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         models = check_models(args.model)
         chapters = [runner.find_chapter(c).stem for c in args.chapter] if args.chapter else None
+        if args.cmd == "compute" and (args.workers or args.scheduler or args.device):
+            from .executor import cli_compute
+
+            if args.workers or args.scheduler:
+                return cli_compute(chapters or [p.stem for p in runner.chapters()], models, args.preset,
+                                   scheduler=args.scheduler, workers=args.workers, device=args.device,
+                                   progress=not args.no_progress)
+            os.environ["SOFTENING_DEVICE"] = args.device
         if args.cmd == "compute":
             return _compute(chapters, models, args.preset, progress=not args.no_progress)
         extra = dict(_parse_param(p) for p in args.param)

@@ -498,6 +498,34 @@ def read_wbm_he_gpaw(subset: Iterable[str] | None = None, **_: Any) -> list[Atom
     return out
 
 
+def read_wbm_he_trajectory_gpaw(subset: Iterable[str] | None = None, **_: Any) -> list[Atoms]:
+    """The GPAW-labelled MD trajectory frames (one ``frame_XXX.extxyz`` per finished frame, by
+    compound folder), sorted by compound and frame; a trajectory still being labelled reads as
+    the frames it has."""
+    from ase.io import read
+
+    root = config.local_path(entry("wbm-he-trajectory-gpaw")["local"])
+    if root is None or not root.is_dir():
+        raise DatasetUnavailableError(
+            "wbm-he-trajectory-gpaw is computed by the book (data/reference/wbm_he_trajectory_gpaw of "
+            "its source checkout, scripts/gpaw_trajectory.py); an installed package does not hold it")
+    wanted = set(subset) if subset is not None else None
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if wanted is not None and folder.name not in wanted:
+            continue
+        frames = []
+        for path in sorted(folder.glob("frame_*.extxyz")):
+            atoms = read(path, index=0, format="extxyz")
+            atoms.info.setdefault("material_id", folder.name)
+            atoms.info.setdefault("dataset", "wbm-he-trajectory-gpaw")
+            frames.append(atoms)
+        out.extend(sorted(frames, key=lambda a: int(a.info["frame_id"])))
+    if not out:
+        raise DatasetUnavailableError(f"no labelled trajectory frames under {root} yet (scripts/gpaw_trajectory.py)")
+    return out
+
+
 def read_mp_elemental_refs(**_: Any) -> dict[str, float]:
     """{element: MP GGA energy per atom (eV/atom)} of the lowest-energy elemental entry."""
     data = _open_json(locate("mp-elemental-refs", "2023-02-07-mp-elemental-reference-entries.json.gz"))
@@ -531,6 +559,7 @@ READERS: dict[str, Callable[..., Any]] = {
     "wbm_equilibrium": read_wbm_equilibrium,
     "wbm_high_energy": read_wbm_high_energy,
     "wbm_he_gpaw": read_wbm_he_gpaw,
+    "wbm_he_trajectory_gpaw": read_wbm_he_trajectory_gpaw,
     "mp_elemental_refs": read_mp_elemental_refs,
     "mp_element_structures": read_mp_element_structures,
 }

@@ -104,11 +104,22 @@ def geometry_hash(frames: Sequence[Atoms]) -> str:
 _CALC_CACHE: "OrderedDict[str, Any]" = OrderedDict()
 
 
-def calculator(model: str, **kw: Any):
-    """A calculator per model name, loaded once per process (weights are slow to load)."""
+def calculator(model: str, device: str | None = None, **kw: Any):
+    """A calculator per model name, loaded once per process (weights are slow to load).
+
+    ``device``: ``"auto"``, ``"cpu"``, ``"cuda"``; ``None`` = ``$SOFTENING_DEVICE`` (set by
+    ``--device``) or the CPU (:func:`softening_lib.devices.resolve`)."""
+    from .devices import calculator_kwargs
+
+    kw = {**calculator_kwargs(model, device), **kw}
     key = f"{model}|{sorted(kw.items())}"
     if key not in _CALC_CACHE:
-        _CALC_CACHE[key] = models.get_calculator(model, **kw)
+        calc = models.get_calculator(model, **kw)
+        if str(kw.get("device", "cpu")).startswith("cuda"):
+            from .devices import move_matgl
+
+            move_matgl(calc, kw["device"])  # the registry's matgl factory builds on the CPU
+        _CALC_CACHE[key] = calc
         while len(_CALC_CACHE) > 4:
             _CALC_CACHE.popitem(last=False)
     return _CALC_CACHE[key]
@@ -142,6 +153,107 @@ def _predict_chgnet(frames: Sequence[Atoms], calc, batch_size: int, with_stress:
     return {"energy": np.array(energies), "forces": forces, "stress": np.array(stress)}
 
 
+def _predict_matgl(frames: Sequence[Atoms], calc, batch_size: int, with_stress: bool = True,
+                   max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH) -> dict:
+    """matgl (M3GNet, TensorNet) in batches: the calculator's own graph conversion
+    (``calc._atoms2graph.get_graph``, as ``PESCalculator.calculate`` does per structure), graphs
+    collated with ``torch_geometric``'s ``Batch`` as matgl's ``collate_fn_pes`` does, then one
+    ``calc.potential(batch, lattices, state_attr)`` call per batch. :mod:`softening_lib.matgl_fix`
+    is applied (idempotent). Stress (GPa from the potential) is converted with the calculator's
+    own factor, so it matches ``PESCalculator`` (eV/Å³ with the registry's ``stress_unit``)."""
+    import torch
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from torch_geometric.data import Batch
+
+    from . import matgl_fix
+
+    matgl_fix.apply()
+    potential = calc.potential
+    device = potential.data_mean.device
+    energies: list[float] = [0.0] * len(frames)
+    forces: list[np.ndarray] = [np.zeros((0, 3))] * len(frames)
+    stress = np.full((len(frames), 6), np.nan)
+    want_stress = bool(with_stress and potential.calc_stresses)
+    for batch in batch_plan([len(a) for a in frames], max_atoms_per_batch, batch_size):
+        graphs, lats, states = [], [], []
+        for i in batch:
+            g, lat, state_default = calc._atoms2graph.get_graph(frames[i])
+            state = calc.state_attr if calc.state_attr is not None else state_default
+            graphs.append(g)
+            lats.append(torch.as_tensor(np.asarray(lat), dtype=torch.float32).reshape(3, 3))
+            states.append(torch.as_tensor(np.asarray(state), dtype=torch.float32).reshape(-1))
+        g = Batch.from_data_list(graphs)
+        lat = torch.stack(lats).to(device)
+        state_attr = torch.stack(states).to(device)
+        res = potential(g, lat, state_attr)
+        e = res[0].detach().cpu().numpy().reshape(-1)
+        f = res[1].detach().cpu().numpy()
+        offsets = np.cumsum([0] + [len(frames[i]) for i in batch])
+        for k, i in enumerate(batch):
+            energies[i] = float(e[k])
+            forces[i] = np.asarray(f[offsets[k]:offsets[k + 1]], dtype=float)
+        if want_stress:
+            s = res[2].detach().cpu().numpy().reshape(len(batch), 3, 3)
+            for k, i in enumerate(batch):
+                if all(frames[i].pbc):
+                    stress[i] = full_3x3_to_voigt_6_stress(s[k]) * calc.conversion_factor
+        del res
+    return {"energy": np.array(energies), "forces": forces, "stress": stress}
+
+
+def _predict_sevenn(frames: Sequence[Atoms], calc, batch_size: int, with_stress: bool = True,
+                    max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH) -> dict:
+    """SevenNet in batches: the calculator's graph conversion (``unlabeled_atoms_to_graph``
+    with its cutoff), graphs collated with ``torch_geometric``'s ``Batch`` (as sevenn's own
+    ``inference`` script does), the model switched to batch mode for the call and back after.
+    Stress as ``SevenNetCalculator`` gives it (eV/Å³, ASE sign and Voigt order)."""
+    import torch
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+    from torch_geometric.data import Batch
+    import sevenn._keys as KEY
+
+    model = calc.model
+    if not hasattr(model, "set_is_batch_data"):  # a TorchScript (deployed) model: one by one
+        return _predict_ase(frames, calc, with_stress=with_stress)
+    energies: list[float] = [0.0] * len(frames)
+    forces: list[np.ndarray] = [np.zeros((0, 3))] * len(frames)
+    stress = np.full((len(frames), 6), np.nan)
+    model.set_is_batch_data(True)
+    try:
+        for batch in batch_plan([len(a) for a in frames], max_atoms_per_batch, batch_size):
+            data = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(frames[i], calc.cutoff)) for i in batch]
+            g = Batch.from_data_list(data).to(calc.device)
+            out = model(g)
+            e = out[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1)
+            f = out[KEY.PRED_FORCE].detach().cpu().numpy()
+            s = (-out[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(len(batch), 6)[:, [0, 1, 2, 4, 5, 3]]
+            offsets = np.cumsum([0] + [len(frames[i]) for i in batch])
+            for k, i in enumerate(batch):
+                energies[i] = float(e[k])
+                forces[i] = np.asarray(f[offsets[k]:offsets[k + 1]], dtype=float)
+                if with_stress and all(frames[i].pbc):
+                    stress[i] = s[k]
+            del out
+    finally:
+        model.set_is_batch_data(False)
+    return {"energy": np.array(energies), "forces": forces, "stress": stress}
+
+
+def batched_family(calc) -> str | None:
+    """Which batched path :func:`predict` takes for ``calc``: ``"chgnet"``, ``"matgl"``,
+    ``"sevenn"`` or ``None`` (one ASE call per structure)."""
+    name = type(calc).__name__
+    if name == "CHGNetCalculator" and hasattr(calc, "model"):
+        return "chgnet"
+    if name in ("PESCalculator", "M3GNetCalculator") and hasattr(calc, "potential") and hasattr(calc, "_atoms2graph"):
+        if not (getattr(calc.potential, "calc_charge", False) or getattr(calc.potential, "calc_magmom", False)):
+            return "matgl"
+    if name == "SevenNetCalculator" and hasattr(calc, "model") and hasattr(calc, "cutoff"):
+        return "sevenn"
+    return None
+
+
 def _predict_ase(frames: Sequence[Atoms], calc, progress: bool = False, with_stress: bool = True) -> dict:
     energies, forces, stress = [], [], []
     iterator: Iterable = frames
@@ -152,8 +264,14 @@ def _predict_ase(frames: Sequence[Atoms], calc, progress: bool = False, with_str
     for atoms in iterator:
         work = atoms.copy()
         work.calc = calc
-        energies.append(work.get_potential_energy())
-        forces.append(np.array(work.get_forces(), dtype=float))
+        try:
+            energies.append(work.get_potential_energy())
+            forces.append(np.array(work.get_forces(), dtype=float))
+        except Exception:
+            # a calculator that raised half-way (EMT on an element it lacks) keeps a half-set state;
+            # the process-wide calculator is reused for the next material, so start it afresh
+            getattr(calc, "reset", lambda: None)()
+            raise
         if with_stress and all(work.pbc):
             try:
                 stress.append(np.array(work.get_stress(), dtype=float))
@@ -166,8 +284,15 @@ def _predict_ase(frames: Sequence[Atoms], calc, progress: bool = False, with_str
 
 def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress: bool = False,
             calc=None, with_stress: bool = True, *, max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH,
-            min_distance: float = MIN_DISTANCE, require_pbc: bool = True) -> dict:
+            min_distance: float = MIN_DISTANCE, require_pbc: bool = True, batched: bool = True,
+            device: str | None = None) -> dict:
     """Energies (n,), forces (list of (n_i, 3)) and Voigt stress (n, 6, eV/Å³) of ``frames``.
+
+    Batched for CHGNet, the matgl models (M3GNet, TensorNet) and SevenNet
+    (:func:`batched_family`); ``batched=False`` evaluates one structure at a time through the
+    ASE calculator (the reference the batched paths are tested against). ``device``
+    (``"auto"``, ``"cpu"``, ``"cuda"``; default ``$SOFTENING_DEVICE`` or cpu) picks where a
+    registry model runs (:func:`softening_lib.devices.resolve`); ignored when ``calc`` is given.
 
     ``calc`` overrides the registry calculator (e.g. a :class:`~softening_lib.models.ScaledCalculator`).
     ``with_stress=False`` skips the stress where that saves time (CHGNet's batched path;
@@ -189,9 +314,16 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
     if calc is None:
         symbols = set().union(*(set(a.get_chemical_symbols()) for a in frames))
         models.check_elements(model, symbols)
-        calc = calculator(model)
-    if type(calc).__name__ == "CHGNetCalculator" and hasattr(calc, "model"):
+        calc = calculator(model, device=device)
+    family = batched_family(calc) if batched else None
+    if family == "chgnet":
         out = _predict_chgnet(frames, calc, batch_size, with_stress=with_stress,
+                              max_atoms_per_batch=max_atoms_per_batch)
+    elif family == "matgl":
+        out = _predict_matgl(frames, calc, batch_size, with_stress=with_stress,
+                             max_atoms_per_batch=max_atoms_per_batch)
+    elif family == "sevenn":
+        out = _predict_sevenn(frames, calc, batch_size, with_stress=with_stress,
                               max_atoms_per_batch=max_atoms_per_batch)
     else:
         out = _predict_ase(frames, calc, progress=progress, with_stress=with_stress)
@@ -201,7 +333,8 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
 def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: bool = True,
                    batch_size: int = 16, calc=None, cache_tag: str | None = None,
                    with_stress: bool = True, *, max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH,
-                   min_distance: float = MIN_DISTANCE, require_pbc: bool = True) -> list[dict]:
+                   min_distance: float = MIN_DISTANCE, require_pbc: bool = True,
+                   device: str | None = None) -> list[dict]:
     """Per-frame predictions for ``frames`` (grouped by ``atoms.info['material_id']``), cached.
 
     Returns one dict per frame: material_id, frame_id, energy, forces, stress.
@@ -246,7 +379,7 @@ def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: 
             try:
                 out = predict(sub, model, batch_size=batch_size, calc=calc, with_stress=with_stress,
                               max_atoms_per_batch=max_atoms_per_batch, min_distance=min_distance,
-                              require_pbc=require_pbc)
+                              require_pbc=require_pbc, device=device)
             except models.UnsupportedElementError as exc:
                 _SKIPPED.setdefault((model, dataset), {})[material_id] = str(exc)
                 log.warning("skipping %s: %s", material_id, exc)

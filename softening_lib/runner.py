@@ -347,6 +347,49 @@ def _record_of(page: str) -> dict:
     return _load_json(BUILD / "run" / "records" / f"{page}.json")
 
 
+def render_key() -> str:
+    """A digest of the rules that turn an executed notebook into a page (this module's _tidy and
+    helpers, softening_lib.pages): when they change, cached pages are re-rendered from the
+    executed notebook without executing the chapter again."""
+    from . import pages
+
+    return hashlib.sha256(Path(__file__).read_bytes() + Path(pages.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _raw_path(page: str) -> Path:
+    return BUILD / "nb" / "executed" / f"{page}.ipynb"
+
+
+def _set_render_key(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.setdefault("softening", {})["render_key"] = render_key()
+    nbformat.write(nb, path)
+
+
+def _retidy_if_stale(run: ChapterRun) -> bool:
+    """Re-render a cached page whose render rules changed, from its executed notebook."""
+    import nbformat
+
+    try:
+        current = nbformat.read(run.output, as_version=4).metadata.get("softening", {}).get("render_key")
+    except Exception:
+        current = None
+    raw = _raw_path(run.output.stem)
+    if current == render_key() or not raw.is_file():
+        return False
+    tmp = raw.with_name(f"{run.output.stem}.{os.getpid()}.render.ipynb")
+    shutil.copyfile(raw, tmp)
+    try:
+        _tidy(tmp, run.parameters, run.user_params.get("models"))
+        _set_render_key(tmp)
+        os.replace(tmp, run.output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
 def _clear_stale_outputs() -> None:
     """Executed notebooks left by runs that were killed (``<page>.<pid>.ipynb`` of a process
     that no longer exists)."""
@@ -380,7 +423,8 @@ def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "pyth
         tag = f"[{i}/{total}]"
         if not force and keys.get(rel) == run.key and run.output.is_file():
             run.status = "cached"
-            log(f"{tag} cached    {page}")
+            retidied = _retidy_if_stale(run)
+            log(f"{tag} cached    {page}" + (" (page re-rendered: the page rules changed)" if retidied else ""))
             continue
         why = "forced" if force else what_changed(last_inputs.get(rel), run.inputs)
         shown = {k: v for k, v in run.parameters.items() if k != "models" or run.user_params.get("models")}
@@ -398,7 +442,12 @@ def execute(runs: Sequence[ChapterRun], force: bool = False, kernel: str = "pyth
                                     # the kernel's own log (TCP notice, the KeyboardInterrupt of a
                                     # normal shutdown) is not the reader's business: errors still raise
                                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                raw = _raw_path(page)
+                raw.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(tmp, raw.with_suffix(f".{os.getpid()}.tmp"))
+                os.replace(raw.with_suffix(f".{os.getpid()}.tmp"), raw)  # as executed, for re-rendering
                 _tidy(tmp, run.parameters, run.user_params.get("models"))
+                _set_render_key(tmp)
                 os.replace(tmp, run.output)
                 run.status = "executed"
                 used = _record_of(page).get("used") or {}
@@ -474,9 +523,13 @@ def glued_values(nb) -> dict[str, str]:
     out = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            name = (o.get("metadata") or {}).get("scrapbook", {}).get("name")
-            if name and "text/plain" in (o.get("data") or {}):
-                out[name] = o["data"]["text/plain"]
+            book = (o.get("metadata") or {}).get("scrapbook", {})
+            name, prefix = book.get("name"), book.get("mime_prefix", "")
+            data = o.get("data") or {}
+            for key in (prefix + "text/plain", "text/plain"):  # glue(display=False) prefixes the mime type
+                if name and key in data:
+                    out[name] = data[key]
+                    break
     return out
 
 

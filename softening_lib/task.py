@@ -78,6 +78,8 @@ def element_reason(exc: BaseException, elements: Iterable[str] | None = None) ->
     wanted = set(elements) if elements is not None else None
     found = [w for w in re.findall(r"\b([A-Z][a-z]?)\b", text) if w in _symbols()
              and (wanted is None or w in wanted)]
+    if re.search(r"\bNo\s+[A-Za-z]", text):  # the English word ("No EMT-potential for F"), not nobelium
+        found = [w for w in found if w != "No"]
     found = list(dict.fromkeys(found))
     if isinstance(exc, models.UnsupportedElementError):
         m = re.search(r"element\(s\) ([A-Z][a-z]?(?:, [A-Z][a-z]?)*)", text)

@@ -256,7 +256,9 @@ def test_a_run_records_what_it_imported_and_read(tmp_path, monkeypatch):
         new_code_cell("from softening_lib import book, metrics\n"
                       "ctx = book.setup_chapter('48', models=models, preset=preset)\n"
                       "open(book.config.REPO_ROOT / 'data' / 'datasets.yml').read()\n"
+                      "ctx.glue('answer', 42)\n"
                       "ctx.finish();"),
+        nbformat.v4.new_markdown_cell("The answer is {glue:text}`answer`.\n\nNever glued: {glue:text}`missing`."),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "48_used.ipynb"
@@ -267,8 +269,22 @@ def test_a_run_records_what_it_imported_and_read(tmp_path, monkeypatch):
     assert "softening_lib/metrics.py" in inputs["code"] and "softening_lib/book.py" in inputs["code"]
     assert not any("tasks/" in f for f in inputs["code"])
     assert "data/datasets.yml" in inputs["data"]
+    page = nbformat.read(run.output, as_version=4).cells[-1].source
+    assert "The answer is" in page and "Never glued" not in page  # a real kernel's glue is read
     (again,) = runner.execute(runner.plan([str(path)], preset="smoke"), log=lambda *_: None)
     assert again.status == "cached"
+
+
+def test_glued_values_are_read_as_myst_nb_writes_them():
+    """ctx.glue(display=False) stores papermill-record mime types; both forms are read."""
+    nb = new_notebook(cells=[new_code_cell("x")])
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": "60"},
+                               metadata={"scrapbook": {"mime_prefix": "application/papermill.record/", "name": "n"}}),
+        nbformat.v4.new_output("display_data", data={"text/plain": "0.5"},
+                               metadata={"scrapbook": {"mime_prefix": "", "name": "s"}}),
+    ]
+    assert runner.glued_values(nb) == {"n": "60", "s": "0.5"}
 
 
 def test_prose_quoting_a_value_this_run_did_not_produce_is_left_out():
@@ -313,3 +329,16 @@ def test_editing_a_users_factory_changes_its_pages_key(tiny_notebook, tmp_path, 
     assert before.key == same.key and after.key != before.key
     assert after.output == before.output  # the same page, re-executed
     assert runner.what_changed(before.inputs, after.inputs) == "model_ids"
+
+
+@pytest.mark.slow
+def test_changed_page_rules_re_render_cached_pages_without_executing(tiny_notebook, monkeypatch):
+    (run,) = runner.execute(runner.plan([str(tiny_notebook)], preset="smoke"), log=lambda *_: None)
+    assert run.status == "executed"
+    lines = []
+    runner.execute(runner.plan([str(tiny_notebook)], preset="smoke"), log=lines.append)
+    assert "re-rendered" not in lines[-1]
+    monkeypatch.setattr(runner, "render_key", lambda: "new-rules")
+    (again,) = runner.execute(runner.plan([str(tiny_notebook)], preset="smoke"), log=lines.append)
+    assert again.status == "cached" and "re-rendered" in lines[-1]
+    assert nbformat.read(again.output, as_version=4).metadata["softening"]["render_key"] == "new-rules"

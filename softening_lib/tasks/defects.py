@@ -438,11 +438,13 @@ def cases(preset: str = "default", *, systems: Sequence[str] | None = None, min_
     return [{"id": f"{c.id}-{v}", "item": c, "variant": v} for v in variants for c in built]
 
 
-def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
-    """One record per (defect, variant) case for ``model``: cached ones read, the rest computed."""
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
+            cached_only: Sequence[str] = ()) -> list[dict]:
+    """One record per (defect, variant) case for ``model``: cached ones read, the rest computed
+    (``cached_only``: variants only read from the cache, as in ``surfaces.compute``)."""
     from .surfaces import _compute_variants
 
-    return _compute_variants(compute_cases, model, cases, calc=calc, progress=progress)
+    return _compute_variants(compute_cases, model, cases, calc=calc, progress=progress, cached_only=cached_only)
 
 
 def reference(variant: str | None = None, **_: Any):

@@ -185,17 +185,31 @@ def plan(ns: Sequence[int] = (1, 2, 5, 10), seeds: Sequence[int] = (0, 1, 2),
 def run_campaign(split: Split, model: str = "chgnet-0.3.0", ns: Sequence[int] = (1, 2, 5, 10),
                  seeds: Sequence[int] = (0, 1, 2), scratch_seeds: Sequence[int] | None = None,
                  settings: finetune.FineTuneSettings | None = None, compute: bool | Sequence[str] = True,
-                 progress: bool = True, max_seconds: float | None = None, task: str = TASK) -> "Any":
+                 progress: bool = True, max_seconds: float | None = None, task: str = TASK,
+                 scheduler: Any = None, workers: int | None = None) -> "Any":
     """All records of the plan as a table; missing ones computed when ``compute``.
 
     ``compute`` may be a list of methods allowed to run (e.g. ``["pretrained", "linear"]``: the
-    cheap ones); the others are read from the cache or reported as missing.
+    cheap ones); the others are read from the cache or reported as missing. ``workers`` /
+    ``scheduler`` (:mod:`softening_lib.executor`): the missing runs (seeds, sizes, methods) go out
+    as one Dask task each, at most ``max_seconds`` of starting them; the table is read afterwards.
     """
     import pandas as pd
 
     store = cache.ResultStore(task)
     allowed = set(METHODS) if compute is True else set() if compute is False else set(compute)
     jobs = plan(ns, seeds, scratch_seeds, pool_size=len(split.pool))
+    if (workers is not None or scheduler is not None) and allowed:
+        from functools import partial
+
+        from .. import executor
+
+        todo = [j for j in jobs if j[0] in allowed]
+        executor.run_queue(todo, partial(_queue_run, split, model, settings, task), key=lambda j: j,
+                           done=partial(_queue_done, split, model, settings, task), scheduler=scheduler,
+                           workers=workers, progress=progress, desc=f"fine-tuning-{model}",
+                           deadline=time.time() + max_seconds if max_seconds is not None else None)
+        allowed = set()  # everything computable is cached now: read
     rows, t0 = [], time.perf_counter()
     iterator: Any = jobs
     if progress:
@@ -216,6 +230,22 @@ def run_campaign(split: Split, model: str = "chgnet-0.3.0", ns: Sequence[int] = 
             rows.append({"model": model, "method": method, "n_train_structures": n, "seed": seed,
                          "missing": True})
     return pd.DataFrame(rows)
+
+
+def _job_name(split: Split, model: str, settings, job) -> str:
+    method, n, seed = job
+    key = _key(split, model, method, n, seed, (settings or finetune.FineTuneSettings())
+               if method in ("finetune", "scratch") else None)
+    return _record_name(method, n, seed, key)
+
+
+def _queue_done(split: Split, model: str, settings, task: str, job) -> bool:
+    return cache.ResultStore(task).has(model, _job_name(split, model, settings, job))
+
+
+def _queue_run(split: Split, model: str, settings, task: str, job) -> dict:
+    method, n, seed = job
+    return run_one(split, model, method, n, seed, settings=settings, store=cache.ResultStore(task))
 
 
 def missing_runs(table) -> list[str]:
@@ -438,10 +468,13 @@ def cases(preset: str = "default", *, dataset: str = DEFAULT_DATASET, material: 
     return out
 
 
-def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
+            compute_methods: Sequence[str] | None = None) -> list[dict]:
     """One record per run (method, N, seed, epochs) scored on the held-out frames; cached runs
     are read, the others trained (fine-tunes take minutes each on a CPU). ``calc`` is not used:
-    fine-tuning needs the model's weights, not a calculator."""
+    fine-tuning needs the model's weights, not a calculator. ``compute_methods``: the methods
+    that may run (the chapter's "default" build: the cheap ``pretrained`` and ``linear``); a
+    missing run of another method is a skipped record ("not in the cache")."""
     from .. import task
 
     if calc is not None:
@@ -466,10 +499,19 @@ def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> l
         settings = finetune.FineTuneSettings(epochs=case["epochs"])
         key = _key(split, model, method, case["n"], case["seed"], settings if method in ("finetune", "scratch") else None)
         cached = store.has(model, _record_name(method, case["n"], case["seed"], key))
+        if not cached and compute_methods is not None and method not in compute_methods:
+            out.append(task.record(case["id"], model, "skipped", "not in the cache (this preset reads it only)")
+                       | {"method": method, "n_train_structures": case["n"], "seed": case["seed"],
+                          "epochs": case["epochs"]})
+            continue
         r = task.run_case(lambda: run_one(split, model, method, case["n"], case["seed"], settings=settings,
                                           store=store),
                           case["id"], model, cached=cached, finite=("test_mae", "test_softening_scale"),
                           elements=set(split.frames[0].get_chemical_symbols()))
+        if r["status"] == "failed" and "no fine-tuning path" in r["reason"]:
+            # a model that cannot be trained (an ASE calculator behind an import path): not computable, not an error
+            r = task.record(case["id"], model, "skipped", r["reason"].split(": ", 1)[-1], method=method,
+                            n_train_structures=case["n"], seed=case["seed"])
         keep = ("case", "model", "status", "reason", "cached", "method", "n_train_structures", "seed", "test_mae",
                 "test_softening_scale", "test_cmae", "c", "wall_seconds", "record")
         out.append({k: v for k, v in r.items() if k in keep} | {"epochs": case["epochs"]})

@@ -46,10 +46,13 @@ def record_version(dataset: str) -> int:
     """The record version a cached record of ``dataset`` must carry to be used."""
     return PHONON_RECORD_VERSION if dataset in PHONON_SETS else RECORD_VERSION
 HIGH_ENERGY = ("wbm-he-figshare", "wbm-he-gpaw")
+TRAJECTORY = "wbm-he-trajectory-gpaw"  # Fig. 5a: many frames of one compound's 1000 K trajectory
+FRAME_SETS = HIGH_ENERGY + (TRAJECTORY,)  # labelled frames read whole (not phonon force sets)
 PHONON_SETS = ("jageo-pbe-68", "phonondb-pbesol")
 DATASET_LABELS = {
     "wbm-he-figshare": "WBM high-energy states (paper, VASP-PBE(+U))",
     "wbm-he-gpaw": "WBM high-energy states (this project, GPAW-PBE)",
+    TRAJECTORY: "one 1000 K MD trajectory (this project, GPAW-PBE)",
     "jageo-pbe-68": "phonon displacements, VASP-PBE (JaGeo 68)",
     "phonondb-pbesol": "phonon displacements, PhononDB VASP-PBEsol",
 }
@@ -81,7 +84,7 @@ def material_ids(dataset: str, n: int | None = None) -> list[str]:
         ids = list(pd.read_csv(datasets.locate(dataset, "index.csv"))["mp_id"])
     elif dataset == "phonondb-pbesol":
         ids = phonondb_subset(n or 100)
-    elif dataset in HIGH_ENERGY:
+    elif dataset in FRAME_SETS:
         try:
             frames = datasets.load(dataset)
         except datasets.DatasetError as exc:
@@ -89,14 +92,14 @@ def material_ids(dataset: str, n: int | None = None) -> list[str]:
         ids = list(dict.fromkeys(str(a.info["material_id"]) for a in frames))
     else:
         raise NoDataError(f"dataset {dataset!r} is not a force dataset of this chapter; "
-                          f"choose from {HIGH_ENERGY + PHONON_SETS}")
+                          f"choose from {FRAME_SETS + PHONON_SETS}")
     return ids[:n] if n is not None else ids
 
 
 def availability(dataset: str) -> dict[str, Any]:
     """``{"available": bool, "n_materials": int, "n_frames": int, "reason": str}``."""
     try:
-        if dataset in HIGH_ENERGY:
+        if dataset in FRAME_SETS:
             frames = datasets.load(dataset)
             ids = {str(a.info["material_id"]) for a in frames}
             return {"available": bool(frames), "n_materials": len(ids), "n_frames": len(frames), "reason": ""}
@@ -112,7 +115,7 @@ def load_frames(dataset: str, ids: Sequence[str], progress: bool = False) -> tup
     frames: list = []
     if not ids:
         return frames, skipped
-    if dataset in HIGH_ENERGY:
+    if dataset in FRAME_SETS:
         try:
             frames = datasets.load(dataset, subset=list(ids))
         except datasets.DatasetError as exc:

@@ -1056,9 +1056,12 @@ def _score_key(p: PathSpec, mode: str, interpolation: str, constraint: str, fmax
                         fmax if mode == "relaxed" else None, *extra)
 
 
-def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
+            cached_only: Sequence[str] = ()) -> list[dict]:
     """One record per (path, mode): the KRA barrier, cached in ``data/results/migration`` (the
-    same keys as :func:`score`); the missing ones computed (relaxed: an ApproxNEB, minutes)."""
+    same keys as :func:`score`); the missing ones computed (relaxed: an ApproxNEB, minutes).
+    ``cached_only``: modes only read from the cache (the chapter's "default" build reads the
+    ApproxNEBs; a missing one is a skipped record, "not in the cache")."""
     from .. import models as registry
     from .. import task
 
@@ -1070,6 +1073,9 @@ def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> l
         interp, cons, fmax = case.get("interpolation", "linear"), case.get("constraint", "fixed"), case.get("fmax", 0.05)
         key = _score_key(p, mode, interp, cons, fmax)
         host = HOSTS[p.host]
+        if mode in cached_only and store.get(mkey, key) is None:
+            out.append(task.record(case["id"], model, "skipped", "not in the cache (this preset reads it only)"))
+            continue
 
         def one(p=p, mode=mode, interp=interp, cons=cons, fmax=fmax, key=key, host=host):
             if calc is None:

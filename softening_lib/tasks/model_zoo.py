@@ -240,7 +240,8 @@ def summary(per_material, card=None) -> "Any":
     t = per_material.dropna(subset=["softening_scale"]) if "softening_scale" in per_material else per_material
     if not len(t) or "dataset" not in t:
         return pd.DataFrame(columns=["model", "dataset", "n_materials", "median_s", "q1_s", "q3_s",
-                                     "frac_softened", "median_mae", "median_cmae", "training_family"])
+                                     "frac_softened", "median_mae", "median_cmae", "training_family",
+                                     "parameters_counted", "parameters_reported", "training_set"])
     rows = []
     for (model, dataset), g in t.groupby(["model", "dataset"], sort=False):
         s = g["softening_scale"].to_numpy(float)
@@ -476,11 +477,20 @@ def cases(preset: str = "default", *, datasets_: Sequence[str] = ZOO_DATASETS) -
     return high_energy.cases(preset, datasets_=available_datasets(datasets_))
 
 
-def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
-    """One record per (dataset, material) for ``model``, in chapter 7's record store."""
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
+            cached_only: bool = False) -> list[dict]:
+    """One record per (dataset, material) for ``model``, in chapter 7's record store.
+    ``cached_only``: read the store only (the chapter's "default" build); a material not
+    there is a skipped record ("not in the cache")."""
+    from .. import task
     from . import high_energy
 
-    return high_energy.case_records(model, cases, calc=calc, progress=progress)
+    if not cached_only:
+        return high_energy.case_records(model, cases, calc=calc, progress=progress)
+    here = [c for c in cases if c.get("material_id") is None or high_energy._is_cached(model, c)]
+    got = {r["case"]: r for r in high_energy.case_records(model, here, calc=calc, progress=progress)}
+    return [got.get(c["id"]) or task.record(c["id"], model, "skipped", "not in the cache (this preset reads it only)")
+            for c in cases]
 
 
 def reference(**_: Any) -> None:

@@ -995,6 +995,10 @@ def showcase_table(table):
     t["ratio"] = t["max_freq_thz"] / dmax
     t["ratio_at_dft_geometry"] = t.get("max_freq_at_dft_geometry_thz", np.nan) / dmax
     t["volume_change"] = t["volume_per_atom"] / dvol - 1
+    is_dft = t["model"] == "dft"  # DFT against itself: 1 by definition (no nan in the table)
+    t.loc[is_dft, "ratio_at_dft_geometry"] = 1.0
+    if "softening_scale_dft_disp" in t:
+        t.loc[is_dft, "softening_scale_dft_disp"] = 1.0
     cols = ["model", "max_freq_thz", "min_freq_thz", "ratio", "ratio_at_dft_geometry", "volume_per_atom", "volume_change",
             "softening_scale_dft_disp", "relax_fmax_reached", "relax_steps", "wall_s"]
     return t[[c for c in cols if c in t]].reset_index(drop=True)
@@ -1009,6 +1013,8 @@ def paper_table(summary):
 
     rows = []
     for _, s in summary.iterrows():
+        if not int(s["n"]):  # a model without ratios for this reference: no row
+            continue
         rows.append({"reference": s["reference"], "model": s["model"],
                      "paper: materials": 229, "book: materials": int(s["n"]),
                      "paper: fraction < 1": "> 0.90 (M3GNet, CHGNet, MACE; PhononDB)",
@@ -1026,6 +1032,8 @@ def model_sentences(summary) -> str:
     number of materials and median (from :func:`fig4b`'s summary), so the text covers all models."""
     from ..plots import label
 
+    if not len(summary) or "reference" not in summary:
+        return "No model of this run has maximum-frequency ratios (the table of cases without numbers above says why)."
     out = []
     for ref, grp in summary.groupby("reference", sort=False):
         parts = [f"{label(r['model'])} {100 * r['fraction_below_1']:.0f} % of {int(r['n'])} "
@@ -1566,11 +1574,29 @@ def _case_cached(model: str, case: dict) -> bool:
                 and arrays_of(model, case["dataset"], case["material_id"]) is None)
 
 
-def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+def is_cached(model: str, case: dict) -> bool:
+    """True when ``case``'s record for ``model`` is cached (the executor skips it before submitting)."""
+    return _case_cached(model, case)
+
+
+def cost(case: dict) -> float:
+    """A model run's relative cost: supercell atoms x (2 x displacements + 1), from the cached DFT
+    record (0 when unknown); the executor starts the most expensive first so the workers drain evenly."""
+    if case.get("kind") != "phonons":
+        return 0.0
+    rec = cached("dft", case["dataset"], case["material_id"])
+    if not rec or rec.get("status") != "ok":
+        return 0.0
+    return float(rec["n_atoms_supercell"] * (2 * rec["n_displacements"] + 1))
+
+
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
+            cached_only: bool = False) -> list[dict]:
     """One record per material (and per amplitude-scan material): model phonons, cached per
     (model, material) in ``data/results/phonons``; the missing ones are computed (minutes each on
     one core for the larger supercells). ``calc`` is not supported: phonon records are filed under
-    the registry's model id (give an import path for your own calculator)."""
+    the registry's model id (give an import path for your own calculator). ``cached_only``: read
+    the cache only (the chapter's "default" build); a missing material is a skipped record."""
     from .. import task
 
     if calc is not None:
@@ -1579,6 +1605,9 @@ def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> l
     for case in task.progress_iter(list(cases), progress, desc=f"phonons {model}"):
         fn = _scan_case if case["kind"] == SCAN_KIND else _phonon_case
         was_cached = _case_cached(model, case)
+        if cached_only and not was_cached:
+            out.append(task.record(case["id"], model, "skipped", "not in the cache (this preset reads it only)"))
+            continue
         out.append(task.run_case(fn, case["id"], model, model, case, cached=was_cached,
                                  finite=("max_freq_thz",)))
     return out

@@ -637,9 +637,12 @@ def cases(preset: str = "default", *, max_per_composition_16: int = 0, seed: int
     return [{"id": f"{o.id}-{mode}", "item": o, "mode": mode, "fmax": fmax} for mode in modes for o in orderings]
 
 
-def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
+            cached_only: Sequence[str] = ()) -> list[dict]:
     """One record per (ordering, mode): the model's energy, cached in ``data/results/solid_solution``
-    (the same keys as :func:`score`); the missing ones computed."""
+    (the same keys as :func:`score`); the missing ones computed. ``cached_only``: modes only
+    read from the cache (the chapter's "default" build reads relaxations; a missing one is a
+    skipped record, "not in the cache")."""
     from .. import task
 
     store = cache.ResultStore(TASK)
@@ -648,6 +651,9 @@ def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> l
     for case in task.progress_iter(list(cases), progress, desc=f"{TASK} {model}"):
         o, mode, fmax = case["item"], case["mode"], case.get("fmax", 0.05)
         key = cache.key_of(VERSION, o.id, mode, fmax if mode == "relaxed" else None)
+        if mode in cached_only and store.get(mkey, key) is None:
+            out.append(task.record(case["id"], model, "skipped", "not in the cache (this preset reads it only)"))
+            continue
 
         def one(o=o, mode=mode, fmax=fmax, key=key):
             score([o], model, mode=mode, calc=calc, fmax=fmax, progress=False)

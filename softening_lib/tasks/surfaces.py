@@ -612,21 +612,45 @@ def cases(preset: str = "default", *, systems: Sequence[str] | None = None, max_
     return [{"id": f"{c.id}-{v}", "item": c, "variant": v} for v in variants for c in built]
 
 
-def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> list[dict]:
-    """One record per (slab, variant) case for ``model``: cached ones read, the rest computed."""
-    return _compute_variants(compute_cases, model, cases, calc=calc, progress=progress)
+def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
+            cached_only: Sequence[str] = ()) -> list[dict]:
+    """One record per (slab, variant) case for ``model``: cached ones read, the rest computed.
+
+    ``cached_only``: variants only read from the cache (the chapter's "default" build reads
+    relaxations; a missing one is a skipped record, "not in the cache")."""
+    return _compute_variants(compute_cases, model, cases, calc=calc, progress=progress, cached_only=cached_only)
 
 
 def _compute_variants(compute_fn: Callable, model: str, cases: Sequence[dict], *, calc=None, progress=None,
-                      **kw: Any) -> list[dict]:
+                      cached_only: Sequence[str] = (), **kw: Any) -> list[dict]:
     """Run ``compute_fn`` (surfaces / defects ``compute_cases``) per variant, in the cases' order."""
     records: list[dict] = []
     for variant in dict.fromkeys(c["variant"] for c in cases):
         group = [c["item"] for c in cases if c["variant"] == variant]
         compute_fn(group, model, variant=variant, progress=progress if progress is not None else False,
-                   calc=calc, records=records, **kw)
+                   calc=calc, records=records, compute_missing=variant not in cached_only, **kw)
     order = {c["id"]: i for i, c in enumerate(cases)}
     return sorted(records, key=lambda r: order.get(r["case"], len(order)))
+
+
+def tables_from_records(records: Sequence[dict], models: Sequence[str], variants: Sequence[str]) -> dict:
+    """``{model: {variant: table}}`` of the ``ok`` records of :func:`compute` (surfaces or
+    defects): what the parity figures and tables read (skipped and failed cases are listed
+    by ``task.show_skipped``, not drawn)."""
+    import pandas as pd
+
+    out = {}
+    for m in models:
+        out[m] = {}
+        for v in variants:
+            rows = [{k: val for k, val in r.items() if k not in ("case", "status", "reason", "cached")}
+                    for r in records if r.get("model") == m and str(r.get("case", "")).endswith(f"-{v}")
+                    and r.get("status") == "ok"]
+            table = pd.DataFrame(rows)
+            if len(table) and "skipped" not in table:
+                table["skipped"] = ""
+            out[m][v] = table
+    return out
 
 
 def reference(variant: str | None = None, **_: Any):
