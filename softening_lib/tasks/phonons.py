@@ -1617,3 +1617,47 @@ def reference(*, n_pbesol: int = 240, **_: Any):
     """The DFT phonons (PhononDB PBEsol, JaGeo PBE) the ratios are taken against: the cached
     DFT records of the chapter's lists (computed from the force sets on the first model run)."""
     return cached_table(PBESOL, pbesol_selection(n_pbesol), models_=["dft"])
+
+
+# --------------------------------------------------------------------------------------
+# numbers the chapter's prose quotes (glued, never typed)
+# --------------------------------------------------------------------------------------
+
+def pbe103_top_quantiles(material_id: str = "mp-682") -> dict[str, Any]:
+    """The two highest frequency quantiles of one PhononDB-PBE 103 compound (NaF, mp-682, by
+    default) and this chapter's no-NAC PBEsol DFT maximum of the same material: for a polar
+    compound the level-1 quantile far above the next one is the LO branch at Gamma *with* the
+    non-analytical correction. Keys: ``formula``, ``top_thz``, ``next_thz``, ``next_level``
+    (e.g. 0.9375 = 15/16), ``next_level_text`` ("15/16"), ``pbesol_max_thz`` (NaN if not cached)."""
+    from fractions import Fraction
+
+    q = datasets.load(PBE103)
+    rows = q[q["material_id"] == material_id].sort_values("quantile_level")
+    if rows.empty:
+        return {}
+    top = rows.iloc[-1]
+    nxt = rows.iloc[-2] if len(rows) > 1 else top
+    dft = cached("dft", PBESOL, material_id)
+    level = float(nxt["quantile_level"])
+    return {"formula": str(top["formula"]), "top_thz": float(top["freq_dft_THz"]),
+            "next_thz": float(nxt["freq_dft_THz"]), "next_level": level,
+            "next_level_text": str(Fraction(level).limit_denominator(64)),
+            "pbesol_max_thz": float(dft["max_freq_thz"]) if dft and dft.get("max_freq_thz") is not None else float("nan")}
+
+
+def dense_mesh_max(dataset: str = PBE68, material_id: str = "mp-31053", mesh: int = 16) -> dict[str, Any]:
+    """The maximum frequency on a ``mesh``^3 Gamma-centred mesh over the whole zone from the
+    stored DFT forces of one reference (Ag2S, mp-31053, by default), next to the reference's own
+    table value (JaGeo: ``benchmark_max_frequency``): does the table's number come from these
+    force constants? Keys: ``formula``, ``mesh``, ``mesh_max_thz``, ``table_max_thz``, ``rel_diff``."""
+    ref = datasets.load(dataset, subset=[material_id])[0]
+    ph = ref.phonopy(with_forces=True)
+    _finish_fc(ph, DEFAULT)
+    ph.run_mesh([mesh] * 3, is_gamma_center=True)
+    fmax = float(np.max(ph.get_mesh_dict()["frequencies"]))
+    table = float("nan")
+    if dataset == PBE68:
+        props = jageo_properties().set_index("material_id")
+        table = float(props.loc[material_id, "benchmark_max_frequency"]) if material_id in props.index else table
+    return {"formula": ref.formula, "mesh": mesh, "mesh_max_thz": fmax, "table_max_thz": table,
+            "rel_diff": fmax / table - 1 if np.isfinite(table) else float("nan")}
