@@ -475,12 +475,12 @@ def test_numbers_the_prose_quotes_come_from_the_data():
     from softening_lib import datasets as _ds
 
     try:
-        naf = phonons.pbe103_top_quantiles("mp-682")
+        naf = P.pbe103_top_quantiles("mp-682")
     except _ds.DatasetError:
         pytest.skip("PhononDB-PBE 103 not here")
     assert naf["formula"] == "NaF" and naf["top_thz"] > naf["next_thz"] and naf["next_level"] < 1
     try:
-        ag2s = phonons.dense_mesh_max(phonons.PBE68, "mp-31053", mesh=8)
+        ag2s = P.dense_mesh_max(P.PBE68, "mp-31053", mesh=8)
     except _ds.DatasetError:
         pytest.skip("JaGeo 68 not here")
     assert ag2s["formula"] == "Ag2S" and ag2s["mesh_max_thz"] > 0 and ag2s["rel_diff"] < 0
