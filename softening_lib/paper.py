@@ -13,7 +13,7 @@ sees agreement and difference, whether the two numbers share a definition, and w
 
 Bounds the paper states as "> 90 %" or "~15 %" are stored as the number (90, 15) with
 ``bound`` saying how to read it (``">"``, ``"~"``, ``"<"``; ``""`` for an exact value); the
-glued text of :func:`text` writes the bound in front.
+glued text of :func:`text` writes the bound in front in words ("more than 90 % (Fig. 5b)").
 """
 
 from __future__ import annotations
@@ -159,14 +159,15 @@ def glue_name(key: str) -> str:
 
 def text(key: str, digits: int | None = None) -> str:
     """The number as the paper states it, with its bound, unit and source: ``"0.859 (Fig. 5a)"``,
-    ``"> 90 % (Fig. 5b)"``."""
+    ``"more than 90 % (Fig. 5b)"``, ``"about 15 % (Fig. 6b)"``."""
     n = number(key)
     if digits is None:
         value = f"{n.value:g}"
     else:
         value = f"{n.value:.{digits}f}"
     unit = {"%": " %", "": "", "k": " k", "M": " M"}.get(n.unit, f" {n.unit}")
-    return f"{n.bound + ' ' if n.bound else ''}{value}{unit} ({n.where})"
+    bound = {">": "more than ", "<": "less than ", "~": "about "}.get(n.bound, "")
+    return f"{bound}{value}{unit} ({n.where})"
 
 
 def glue_all(ctx, keys: Iterable[str] | None = None) -> dict[str, Any]:
