@@ -42,11 +42,10 @@ import numpy as np
 from ase import Atoms
 
 from .. import cache, datasets, metrics, models, predict
-from ..phonopy_io import atoms_to_phonopy, phonopy_to_atoms
+from ..phonopy_io import atoms_to_phonopy, harmonic_forces, phonopy_to_atoms  # harmonic_forces: one implementation, in core
 
 log = logging.getLogger(__name__)
 
-from ..phonopy_io import harmonic_forces  # noqa: E402,F401  (one implementation, in core)
 
 TASK = "phonons"
 PBESOL = "phonondb-pbesol"
