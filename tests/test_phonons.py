@@ -484,3 +484,15 @@ def test_numbers_the_prose_quotes_come_from_the_data():
     except _ds.DatasetError:
         pytest.skip("JaGeo 68 not here")
     assert ag2s["formula"] == "Ag2S" and ag2s["mesh_max_thz"] > 0 and ag2s["rel_diff"] < 0
+
+
+def test_cubic_binaries_frequency_ratio_follows_sqrt_s(monkeypatch):
+    from softening_lib import config
+
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(config.REPO_ROOT / "data" / "results"))  # the committed results
+    got = P.cubic_binary_summary("chgnet-0.3.0", P.pbesol_selection(40))
+    if got["n"] < 3:
+        pytest.skip("no cached CHGNet phonons of cubic binaries here")
+    assert got["s_min"] < got["s_median"] < got["s_max"]
+    assert abs(got["sqrt_s_median"] - got["ratio_dft_median"]) < 0.1 and got["pearson_sqrt_s_ratio_dft"] > 0.5
+    assert got["ex_formula"] == "AlAs" and got["ex_ratio_dft_geometry"] < 0.5
