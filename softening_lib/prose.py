@@ -99,10 +99,11 @@ def prose_lines(markdown: str) -> list[tuple[int, str]]:
             i += 1
             continue
         if hypothetical:
-            if not line.strip():
+            if not line.strip() or _FENCE.match(line):
                 hypothetical = False
-            i += 1
-            continue
+            else:
+                i += 1
+                continue
         m = _FENCE.match(line)
         if m:
             fence, directive, lang = m.group(1), m.group(2), m.group(3)
