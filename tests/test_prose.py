@@ -18,7 +18,6 @@ STILL_TYPED = {
     "chapters/03_defects.md": 4,
     "chapters/04_solid_solution.md": 22,
     "chapters/05_ion_migration.md": 29,
-    "chapters/06_phonons.md": 38,
     "chapters/09_fine_tuning.md": 32,
     "chapters/10_model_zoo.md": 9,
     "chapters/11_your_own_system.md": 4,
