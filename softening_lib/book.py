@@ -137,6 +137,15 @@ class ChapterContext:
         self.glued[name] = value if isinstance(value, (int, float, str)) else str(value)
         return value
 
+    def glue_paper(self, keys=None) -> dict[str, Any]:
+        """Glue the paper's published numbers (:mod:`softening_lib.paper`) for the prose:
+        ``paper_<key>`` (the value, e.g. ``{glue:text}`paper_fig5a_s_chgnet:.3f` ``) and
+        ``paper_<key>_text`` (value with bound, unit and figure: "> 90 % (Fig. 5b)").
+        ``keys``: keys of ``paper.NUMBERS`` (default: all)."""
+        from . import paper
+
+        return paper.glue_all(self, keys)
+
     def show_models(self):
         """Display which models ran and which were skipped (with the reason)."""
         import pandas as pd

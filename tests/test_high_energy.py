@@ -217,3 +217,22 @@ def test_displacement_response_of_a_smooth_potential_is_flat_and_scales():
     assert k[0] == pytest.approx((energies[0] - 2 * energies[1] + energies[2]) / 1e-6, rel=0.01)
     soft = he.displacement_response("emt", atoms, 0, (1, 1, 0), (1e-3, 3e-3, 1e-2), calc=ScaledCalculator(EMT(), 0.7))
     np.testing.assert_allclose(soft["k_eff"], 0.7 * k, rtol=1e-10)
+
+
+def test_phonon_set_s_is_the_force_constant_definition_of_chapter_6():
+    """A model whose harmonic PES is exactly 0.5 x DFT's has s = 0.5 on a phonon set, whatever
+    the residual forces of either side; regressing raw DFT forces (which keep PhononDB's residual
+    of the free Wyckoff parameter of wurtzite CdSe) against the residual-free model forces does not."""
+    from softening_lib import metrics
+
+    ref = datasets.load("phonondb-pbesol", subset=["mp-1070"])[0]  # wurtzite CdSe, +/- pairs
+    dft_h, _ = he.harmonic_response(ref, [d["forces"] for d in ref.displacement_dataset["first_atoms"]])
+    raw_dft = [np.asarray(d["forces"]) for d in ref.displacement_dataset["first_atoms"]]
+    dft, model = he.harmonic_response(ref, [0.5 * f for f in dft_h])
+    assert metrics.softening_scale(dft, model) == pytest.approx(0.5, abs=1e-6)
+    # a residual with the crystal's symmetry (here: DFT's own, raw minus harmonic) cancels too
+    dft_residual = np.mean([r - h for r, h in zip(raw_dft, dft_h)], axis=0)
+    dft, model = he.harmonic_response(ref, [0.5 * f + dft_residual for f in dft_h])
+    assert metrics.softening_scale(dft, model) == pytest.approx(0.5, abs=0.01)
+    assert metrics.softening_scale(raw_dft, [0.5 * f for f in dft_h]) < 0.3  # the old, biased number
+    assert he.record_version("phonondb-pbesol") == he.PHONON_RECORD_VERSION != he.record_version("wbm-he-gpaw")
