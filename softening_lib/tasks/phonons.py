@@ -42,9 +42,10 @@ import numpy as np
 from ase import Atoms
 
 from .. import cache, datasets, metrics, models, predict
-from ..phonopy_io import atoms_to_phonopy, phonopy_to_atoms
+from ..phonopy_io import atoms_to_phonopy, harmonic_forces, phonopy_to_atoms  # harmonic_forces: one implementation, in core
 
 log = logging.getLogger(__name__)
+
 
 TASK = "phonons"
 PBESOL = "phonondb-pbesol"
@@ -272,17 +273,6 @@ def analyse(ph, path: dict | None, settings: PhononSettings = DEFAULT, with_arra
         arrays["dos_frequencies"] = np.asarray(dos["frequency_points"])
         arrays["dos"] = np.asarray(dos["total_dos"])
     out["_arrays"] = arrays
-    return out
-
-
-def harmonic_forces(force_constants: np.ndarray, dataset: dict) -> list[np.ndarray]:
-    """Forces F_i = -sum_j Phi_ij u_j the force constants give for each displacement of ``dataset``."""
-    fc = np.asarray(force_constants)
-    out = []
-    for d in dataset["first_atoms"]:
-        j = int(d["number"])
-        u = np.asarray(d["displacement"], dtype=float)
-        out.append(-np.einsum("iab,b->ia", fc[:, j], u))
     return out
 
 
