@@ -666,6 +666,7 @@ def scrub_local_paths(nb) -> int:
     return scrub_notebook(nb)
 
 
+_NA_CELL = re.compile(r"(<td[^>]*>)\s*(?:NaN|nan|None|&lt;NA&gt;|NaT)\s*(</td>)")
 READER_VISIBLE = {"parameters", "show-input", "hide-input", "remove-input", "remove-cell", "hide-cell"}
 
 
@@ -694,6 +695,11 @@ def _tidy(path: Path, parameters: dict | None = None, models: Sequence[str] | No
                     cell.source = title + note + rest
                 break
     for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data") or {}
+            if "text/html" in data:  # a table cell with no value reads as a dash, not "NaN"
+                html = data["text/html"]
+                data["text/html"] = _NA_CELL.sub(r"\1–\2", "".join(html) if isinstance(html, list) else html)
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell.metadata["tags"] = tags + ["remove-cell"]

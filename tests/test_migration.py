@@ -413,7 +413,7 @@ def test_barrier_pairs_and_figures_with_a_reference():
     assert sorted(pairs["path_id"]) == ["a", "b"]
     assert np.allclose(sorted(pairs["diff"]), [-0.5, -0.2])
     fig = mig.figure_3b_si1({"emt": model}, ref, mode="static")
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3  # dot plot, parity, and the legend beside the parity
     # a constraint-dependent path: drawn open, left out of the legend's MAE and of the bars
     fig = mig.figure_3b_si1({"emt": model}, ref, mode="static", ill_posed={"b"})
     ax1, ax2 = fig.axes[:2]
@@ -421,9 +421,13 @@ def test_barrier_pairs_and_figures_with_a_reference():
     assert any("MAE 0.20 eV, well-posed" in t for t in labels), labels  # path a only: |0.8 - 1.0|
     open_ = [c for c in ax2.collections if len(c.get_offsets()) and c.get_facecolor().size == 0]
     assert [tuple(c.get_offsets()[0]) for c in open_] == [(2.0, 1.5)]
-    open_hist = [c for c in ax1.collections if len(c.get_offsets()) and c.get_facecolor().size == 0]
-    assert [float(c.get_offsets()[0][0]) for c in open_hist] == [-0.5]  # b's difference, under the bars
-    assert len(ax1.patches) == 1  # one step histogram: the model's well-posed path
+    # Fig. 3b is a dot plot: one point per path and model, b's difference drawn open, a's filled
+    open_dots = [c for c in ax1.collections if len(c.get_offsets()) and c.get_facecolor().size == 0]
+    assert [float(c.get_offsets()[0][0]) for c in open_dots] == [-0.5]
+    filled = [c for c in ax1.collections if len(c.get_offsets()) and c.get_facecolor().size]
+    assert [float(c.get_offsets()[0][0]) for c in filled] == pytest.approx([-0.2])
+    assert not ax1.patches  # no histogram bars
+    assert [t.get_text() for t in ax1.get_yticklabels()] == ["b\n(ill-posed)", "a"]  # bottom to top
     assert not ax2.child_axes  # a: 1.0 eV is not crowded next to b: 2.0 eV
     far = ref.assign(e_kra=[0.3, 3.0])
     fig = mig.figure_3b_si1({"emt": model.assign(e_kra=[0.28, 2.0, 3.0])}, far, mode="static", ill_posed={"b"})

@@ -168,3 +168,44 @@ def test_high_energy_case_records_on_toy_frames(results_dir, labelled_frames, em
     recs = he.case_records(emt_module, cases + [{"id": "toy/lif", "dataset": "toy", "material_id": "lif"}],
                            frames=frames + [lif])
     assert [r["status"] for r in recs] == ["ok", "skipped"]
+
+
+@pytest.mark.slow
+def test_chapter_page_for_a_user_model_lists_skipped_cases_and_has_no_nan(tmp_path, monkeypatch):
+    """Bring your own model: chapter 1 (the cheapest) executed by the runner for a calculator
+    behind an import path (ASE's EMT, which has no Si). The page is written, lists the scan as
+    skipped with the reason, and neither its prose nor its outputs say 'nan'; the sentences about
+    the models are left out (nothing to quote), the model-independent ones are kept."""
+    import re
+
+    import nbformat
+
+    from softening_lib import runner
+
+    for name, value in {"BUILD": tmp_path / "_build", "STAGE": tmp_path / "_build" / "src",
+                        "REPORTS": tmp_path / "_build" / "reports"}.items():
+        monkeypatch.setattr(runner, name, value)
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "byo_emt_calc.py").write_text("def make():\n    from ase.calculators.emt import EMT\n    return EMT()\n")
+    monkeypatch.syspath_prepend(str(mods))
+    import os
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(mods), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(tmp_path / "results"))
+    (run,) = runner.execute(runner.plan(["01"], models=["byo_emt_calc:make"], preset="smoke"), log=lambda *_: None)
+    assert run.status == "executed", run.error
+    assert run.output.is_file() and "__byo-emt-calc-make-" in run.output.stem
+    nb = nbformat.read(run.output, as_version=4)
+    outputs = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            outputs.append(o.get("text", "") + "".join(str(v) for k, v in (o.get("data") or {}).items()
+                                                       if k in ("text/plain", "text/html", "text/markdown")))
+    out_text = "\n".join(outputs)
+    assert "case(s) without numbers" in out_text and "No EMT-potential for Si" in out_text
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert not re.search(r"\bnan\b", prose + out_text, re.I)
+    assert "softest_model" not in prose and "CHGNet" not in prose  # the model sentences are left out
+    assert "max_amp" in prose  # the model-independent sentence stays
+    assert "byo_emt_calc:make" in prose.splitlines()[0]  # the title names the model that ran

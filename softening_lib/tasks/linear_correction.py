@@ -143,6 +143,49 @@ def fig6a_left(dataset: str, material_id: str, model: str, train_frame: int = 0,
     return fig, table
 
 
+def fig6a_left_interactive(dataset: str, material_id: str, model: str, train_frame: int = 0):
+    """Fig. 6a (left) on screen: the force components before and after the one-label correction
+    (``plots.parity_interactive``; legend toggles each set, hover: material, formula, frame,
+    component and both forces). Reads the same cached arrays as :func:`fig6a_left`."""
+    import pandas as pd
+
+    from .. import plots
+
+    arr = cache.load_arrays(he.parity_path(model, dataset, material_id))
+    rec = he.cached_record(model, dataset, material_id)
+    if arr is None or rec is None:
+        raise NoRecordsError(f"no cached forces of {model} for {material_id} ({dataset})")
+    x, y = arr["dft"].ravel(), arr["model"].ravel()
+    fr = np.repeat(arr["frame"], 3) if arr["frame"].size * 3 == x.size else arr["frame"].ravel()
+    tr = fr == train_frame
+    c = correction.fit_scale(x[tr], y[tr])
+    name = plots.label(model)
+    base = pd.DataFrame({"material_id": material_id, "formula": rec["formula"], "frame": fr,
+                         "component": np.tile(["x", "y", "z"], x.size // 3 + 1)[:x.size], "dft": x})
+    sets = [base[~tr].assign(pred=y[~tr], series=f"{name}, held-out frames"),
+            base[~tr].assign(pred=c * y[~tr], series=f"corrected ({c:.3f} ×), held-out frames"),
+            base[tr].assign(pred=c * y[tr], series=f"corrected, training frame {train_frame}")]
+    table = pd.concat(sets, ignore_index=True)
+    fig = plots.parity_interactive(table, "dft", "pred", model="series",
+                                   hover=("material_id", "formula", "frame", "component"),
+                                   xlabel="DFT force component (eV/Å)", ylabel="model force component (eV/Å)")
+    for trace, col in zip(fig.data, (plots.color(model), TEST_COLOR, TRAIN_COLOR)):
+        trace.marker.color = col
+    return fig
+
+
+def fig6b_interactive(table, before: str = "mae_heldout_raw", after: str = "mae_heldout_corrected"):
+    """Fig. 6b on screen: per material, the held-out force MAE after the one-label correction
+    against before (log axes; below the diagonal: the label helped). Legend toggles a model;
+    hover: material id, formula and both errors."""
+    from .. import plots
+
+    t = table.dropna(subset=[before, after]) if before in table and after in table else table.iloc[:0]
+    return plots.parity_interactive(t, before, after, hover=("material_id", "formula"), log=True,
+                                    xlabel=f"{METRIC_LABELS.get(before, before)} (eV/Å)",
+                                    ylabel=f"{METRIC_LABELS.get(after, after)} (eV/Å)")
+
+
 METRIC_LABELS = {
     "mae": "MAE (all frames)",
     "cmae": "cMAE, paper (s fitted on all frames)",

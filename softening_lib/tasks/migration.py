@@ -942,88 +942,129 @@ def barrier_pairs(tables: dict[str, Any], reference, *, mode: str = "relaxed", k
     return out
 
 
+def _strip_plot(ax, pairs, ill: "set[str]"):
+    """Fig. 3b as a dot plot: one row per path, one point per model (dodged within the row),
+    x = E_KRA(model) - E_KRA(reference). Constraint-dependent paths are drawn open and named so."""
+    from .. import plots
+
+    order = (pairs.groupby("path_id", sort=False)["e_ref"].first().sort_values(ascending=False).index.tolist())
+    order = [p for p in order if p not in ill] + [p for p in order if p in ill]  # ill-posed last (bottom)
+    models = list(dict.fromkeys(pairs["model"]))
+    n = len(models)
+    step = 0.7 / max(1, n)
+    for j, m in enumerate(models):
+        g = pairs[pairs["model"] == m]
+        y = np.array([len(order) - 1 - order.index(p) for p in g["path_id"]], dtype=float)
+        y += (n - 1) / 2 * step - j * step  # first model on top within its row
+        bad = g["path_id"].isin(ill).to_numpy()
+        col = plots.color(m)
+        if (~bad).any():
+            ax.scatter(g["diff"][~bad], y[~bad], s=42, color=col, lw=0, zorder=3)
+        if bad.any():
+            ax.scatter(g["diff"][bad], y[bad], s=42, facecolors="none", edgecolors=col, lw=1.4, zorder=3)
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels([f"{p}\n(ill-posed)" if p in ill else p for p in reversed(order)], fontsize=10)
+    ax.set_ylim(-0.6, len(order) - 0.4)
+    for k in range(len(order) - 1):
+        ax.axhline(k + 0.5, color="0.9", lw=0.8, zorder=0)
+    if any(p in ill for p in order) and any(p not in ill for p in order):
+        ax.axhline(sum(p in ill for p in order) - 0.5, color="0.5", lw=0.8, ls=":", zorder=0)
+    ax.axvline(0.0, color="0.3", lw=0.8, ls="--", zorder=1)
+    ax.grid(axis="x", color="0.92", lw=0.6)
+    ax.set_xlabel("E$_{KRA}$(model) − E$_{KRA}$(reference) (eV)   (< 0: barrier too low, softening)")
+    ax.tick_params(axis="y", length=0)
+    return order
+
+
 def figure_3b_si1(tables: dict[str, Any], reference, *, mode: str = "relaxed", reference_note: str = "",
                   ill_posed: Collection[str] = ()):
-    """Fig. 3b (histogram of model - reference barrier) and SI Fig. 1 (parity) side by side.
-    Without reference barriers the panels say so and show the model barriers alone.
+    """Fig. 3b (model - reference barrier, one point per path and model) above SI Fig. 1 (parity).
+    With a handful of paths a histogram would show counts of one or two: the dot plot names
+    every path instead. Without reference barriers the panels say so and show the model
+    barriers alone.
 
     ``ill_posed``: path ids whose barrier depends on the ApproxNEB constraint
-    (:func:`ill_posed_paths`). They are drawn open (parity) and as open markers under the
-    histogram, not in its bars, and the legend's MAE is over the other paths, so a
-    constraint artifact is never read as softening."""
+    (:func:`ill_posed_paths`). They are drawn open (both panels, their rows marked
+    "ill-posed") and the legend's MAE is over the other paths, so a constraint artifact is
+    never read as softening."""
     import matplotlib.pyplot as plt
 
     from .. import plots
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 5.0))
     pairs = barrier_pairs(tables, reference, mode=mode)
-    if len(pairs):
-        ill = pairs["path_id"].isin(set(ill_posed))
-        well = pairs[~ill]
-        bins = 12
-        if ill.any():  # one bin width over the whole range, so the ill-posed markers fit on the axis
-            lo, up = float(pairs["diff"].min()), float(pairs["diff"].max())
-            bins = np.arange(np.floor(lo / 0.05) * 0.05, np.ceil(up / 0.05) * 0.05 + 0.05 + 1e-9, 0.05)
-        plots.histogram(ax1, {m: g["diff"].to_numpy() for m, g in well.groupby("model")},
-                        bins=bins, xlabel="E$_{KRA}$(model) − E$_{KRA}$(reference) (eV)", vline=0.0)
-        from matplotlib.ticker import MaxNLocator
-
-        ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of paths
-        hi = 1.1 * float(np.nanmax(pairs[["e_ref", "e_model"]].to_numpy()))
-        for m, g in pairs.groupby("model"):
-            g_ill, g_ok = g[ill[g.index]], g[~ill[g.index]]
-            mae_on = g_ok if len(g_ok) else g
-            what = ", well-posed paths" if len(g_ill) and len(g_ok) else ""
-            mae = float(np.mean(np.abs(mae_on["diff"])))
-            plots.parity(ax2, g_ok["e_ref"], g_ok["e_model"], model=m, s=28, alpha=0.85, lim=(0, hi),
-                         xlabel="reference E$_{KRA}$ (eV)", ylabel="model E$_{KRA}$ (eV)",
-                         label_=f"{plots.label(m)} (MAE {mae:.2f} eV{what})")
-            if len(g_ill):
-                ax2.scatter(g_ill["e_ref"], g_ill["e_model"], s=28, facecolors="none",
-                            edgecolors=plots.color(m), lw=1.2)
-                ax1.scatter(g_ill["diff"], np.full(len(g_ill), 0.15), s=30, facecolors="none",
-                            edgecolors=plots.color(m), lw=1.2, clip_on=False, zorder=3)
-        if ill.any():
-            ax2.scatter([], [], s=28, facecolors="none", edgecolors="0.3", lw=1.2,
-                        label="open: constraint-dependent (ill-posed) path, not in the MAE or the bars")
-            top = 1.15 * float(np.nanmax(well[["e_ref", "e_model"]].to_numpy())) if len(well) else hi
-            if top < 0.3 * hi:  # the well-posed paths crowd a corner: zoom on them where no point is
-                xy = pairs[["e_ref", "e_model"]].to_numpy() / hi  # axes coordinates (limits 0..hi)
-
-                def crowd(box):  # points in the box, widened by its tick labels (left, below)
-                    x0, y0, w, h = box
-                    return int(np.sum((xy[:, 0] > x0 - 0.1) & (xy[:, 0] < x0 + w + 0.02)
-                                      & (xy[:, 1] > y0 - 0.1) & (xy[:, 1] < y0 + h + 0.05)))
-
-                ins = ax2.inset_axes(min(([0.15, 0.62, 0.3, 0.3], [0.64, 0.1, 0.3, 0.3]), key=crowd))
-                for m, g in well.groupby("model"):
-                    ins.scatter(g["e_ref"], g["e_model"], s=18, alpha=0.85, color=plots.color(m), lw=0)
-                ins.plot([0, top], [0, top], color="0.4", lw=0.8, ls="--", zorder=0)
-                ins.set(xlim=(0, top), ylim=(0, top), aspect="equal")
-                ins.tick_params(labelsize=7)
-                ins.set_title("well-posed paths", fontsize=7)
-        # under both panels: the models' colours for both, clear of the points
-        handles, labels = ax2.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    else:
+    if not len(pairs):  # no reference yet: the model barriers alone, and what is pending
+        fig, ax1 = plt.subplots(figsize=(7.6, 4.2))
         for name, tab in tables.items():
             if tab is None or not len(tab):
                 continue
             t = tab[tab["mode"] == mode]
-            ax1.scatter(np.arange(len(t)), t["e_kra"], color=plots.color(name), s=18, label=plots.label(name))
+            ax1.scatter(np.arange(len(t)), t["e_kra"], color=plots.color(name), s=24, label=plots.label(name))
             ax1.set_xticks(np.arange(len(t)))
-            ax1.set_xticklabels(t["path_id"], rotation=60, ha="right", fontsize=7)
+            ax1.set_xticklabels(t["path_id"], rotation=45, ha="right", fontsize=9)
         ax1.set_ylabel("model E$_{KRA}$ (eV)")
-        ax1.legend(fontsize=7)
-        ax2.axis("off")
+        if ax1.get_legend_handles_labels()[0]:
+            ax1.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
         import textwrap
 
-        ax2.text(0.5, 0.5, "reference barriers pending\n" + textwrap.fill(reference_note, 40), ha="center",
-                 va="center", fontsize=10, color="0.3", transform=ax2.transAxes)
+        ax1.text(0.5, 0.5, "reference barriers pending\n" + textwrap.fill(reference_note, 50), ha="center",
+                 va="center", fontsize=10, color="0.3", transform=ax1.transAxes)
+        what = {"relaxed": "ApproxNEB, images relaxed", "static": "unrelaxed straight-line paths"}[mode]
+        ax1.set_title(f"Migration barriers E_KRA ({what})", fontsize=11)
+        return fig
+    n_rows = pairs["path_id"].nunique()
+    top_h = 1.0 + 0.5 * n_rows
+    fig = plt.figure(figsize=(7.6, top_h + 5.4))
+    gs = fig.add_gridspec(2, 2, height_ratios=[top_h, 5.0], width_ratios=[5.0, 2.6], hspace=0.32, wspace=0.05,
+                          top=1 - 0.8 / (top_h + 5.4), bottom=0.06)
+    ax1 = fig.add_subplot(gs[0, :])
+    ax2 = fig.add_subplot(gs[1, 0])
+    ill = pairs["path_id"].isin(set(ill_posed))
+    well = pairs[~ill]
+    _strip_plot(ax1, pairs, set(ill_posed) & set(pairs["path_id"]))
+    ax1.set_title("Fig. 3b: error per path (one point per model)", fontsize=10, loc="left")
+    hi = 1.1 * float(np.nanmax(pairs[["e_ref", "e_model"]].to_numpy()))
+    for m, g in pairs.groupby("model", sort=False):
+        g_ill, g_ok = g[ill[g.index]], g[~ill[g.index]]
+        mae_on = g_ok if len(g_ok) else g
+        what = ", well-posed\npaths" if len(g_ill) and len(g_ok) else ""
+        mae = float(np.mean(np.abs(mae_on["diff"])))
+        plots.parity(ax2, g_ok["e_ref"], g_ok["e_model"], model=m, s=36, alpha=0.85, lim=(0, hi),
+                     xlabel="reference E$_{KRA}$ (eV)", ylabel="model E$_{KRA}$ (eV)",
+                     label_=f"{plots.label(m)}\n(MAE {mae:.2f} eV{what})")
+        if len(g_ill):
+            ax2.scatter(g_ill["e_ref"], g_ill["e_model"], s=36, facecolors="none",
+                        edgecolors=plots.color(m), lw=1.3)
+    ax2.set_title("SI Fig. 1: parity", fontsize=10, loc="left")
+    if ill.any():
+        ax2.scatter([], [], s=36, facecolors="none", edgecolors="0.3", lw=1.3,
+                    label="open: constraint-dependent\n(ill-posed) path, not in\nthe MAE")
+    # the well-posed paths (or, without ill-posed ones, all but the highest reference barrier)
+    # crowd a corner next to an outlier: zoom on them where no point is
+    near = well if ill.any() else pairs[pairs["e_ref"] < pairs["e_ref"].max()]
+    top = 1.15 * float(np.nanmax(near[["e_ref", "e_model"]].to_numpy())) if len(near) else hi
+    if len(near) and top < 0.3 * hi:
+        xy = pairs[["e_ref", "e_model"]].to_numpy() / hi  # axes coordinates (limits 0..hi)
+
+        def crowd(box):  # points in the box, widened by its tick labels (left, below)
+            x0, y0, w, h = box
+            return int(np.sum((xy[:, 0] > x0 - 0.1) & (xy[:, 0] < x0 + w + 0.02)
+                              & (xy[:, 1] > y0 - 0.1) & (xy[:, 1] < y0 + h + 0.05)))
+
+        ins = ax2.inset_axes(min(([0.15, 0.62, 0.3, 0.3], [0.64, 0.1, 0.3, 0.3]), key=crowd))
+        for m, g in near.groupby("model"):
+            ins.scatter(g["e_ref"], g["e_model"], s=22, alpha=0.85, color=plots.color(m), lw=0)
+        ins.plot([0, top], [0, top], color="0.4", lw=0.8, ls="--", zorder=0)
+        ins.set(xlim=(0, top), ylim=(0, top), aspect="equal")
+        ins.tick_params(labelsize=8)
+        ins.set_title("well-posed paths" if ill.any() else "zoom", fontsize=8)
+    # right of the parity panel: the models' colours for both panels, clear of the points
+    handles, labels = ax2.get_legend_handles_labels()
+    lax = fig.add_subplot(gs[1, 1])
+    lax.axis("off")
+    lax.legend(handles, labels, loc="center left", fontsize=9, frameon=False, labelspacing=0.9,
+               handletextpad=0.3, borderaxespad=0)
     what = {"relaxed": "ApproxNEB, images relaxed", "static": "unrelaxed straight-line paths"}[mode]
-    fig.suptitle(f"Migration barriers E_KRA ({what})", fontsize=10)
-    n_rows = (len(ax2.get_legend_handles_labels()[0]) + 1) // 2
-    fig.tight_layout(rect=(0, 0.04 + 0.04 * n_rows if len(pairs) else 0, 1, 1))
+    fig.suptitle(f"Migration barriers E_KRA ({what})", fontsize=11)
     return fig
 
 

@@ -381,8 +381,24 @@ def _dataset_title(dataset: str, n: int) -> str:
     return f"{high_energy.DATASET_LABELS.get(dataset, dataset)}\n({n} materials)"
 
 
+def _wrap_name(name: str, width: int = 12) -> str:
+    """A model's display name broken after spaces and hyphens into lines of about ``width``
+    characters (tick labels side by side that do not run into each other)."""
+    import re
+
+    parts = re.findall(r"[^ :-]+(?:[ :-]|$)", name)
+    lines, cur = [], ""
+    for p in parts:
+        if cur and len(cur + p.rstrip()) > width:
+            lines.append(cur.rstrip())
+            cur = ""
+        cur += p
+    lines.append(cur.rstrip())
+    return "\n".join(lines)
+
+
 def fig_distributions(per_material, order: Sequence[str] | None = None, datasets_: Sequence[str] | None = None):
-    """Softening-scale distribution per model (strip + box), one panel per dataset, s = 1 marked."""
+    """Softening-scale distribution per model (strip + box), one row per dataset, s = 1 marked."""
     import matplotlib.pyplot as plt
 
     from .. import plots
@@ -392,32 +408,57 @@ def fig_distributions(per_material, order: Sequence[str] | None = None, datasets
         t = t.assign(dataset="frames")
     sets = _datasets_in(t, datasets_)
     order = [m for m in (order or list(dict.fromkeys(t.model))) if m in set(t.model)]
-    fig, axes = plt.subplots(1, max(len(sets), 1), figsize=(max(1.25 * len(order), 4.0) * max(len(sets), 1), 4.0),
-                             squeeze=False)
+    n = max(len(sets), 1)
+    # one panel per row: five models side by side need the column's whole width
+    fig, axes = plt.subplots(n, 1, figsize=(max(1.45 * len(order), 5.0), 2.9 * n + 0.4), squeeze=False)
     rng = np.random.default_rng(0)
-    for ax, dataset in zip(axes[0], sets):
+    for ax, dataset in zip(axes[:, 0], sets):
         sub = t[t.dataset == dataset]
         here = [m for m in order if m in set(sub.model)]
         for i, model in enumerate(here):
             s = sub.loc[sub.model == model, "softening_scale"].to_numpy(float)
             ax.boxplot([s], positions=[i], widths=0.5, showfliers=False, medianprops={"color": plots.color(model)})
-            ax.scatter(i + rng.uniform(-0.18, 0.18, s.size), s, s=10, alpha=0.6, color=plots.color(model), lw=0)
+            ax.scatter(i + rng.uniform(-0.18, 0.18, s.size), s, s=12, alpha=0.6, color=plots.color(model), lw=0)
         ax.axhline(1.0, color="0.3", ls="--", lw=0.8)
         ax.set_xticks(range(len(here)))
-        ax.set_xticklabels([plots.label(m).replace(" ", "\n", 1) for m in here], fontsize=7, rotation=30, ha="right")
-        ax.set_title(_dataset_title(dataset, sub.material_id.nunique()), fontsize=9)
-    axes[0][0].set_ylabel("softening scale s (per material)")
+        ax.set_xticklabels([_wrap_name(plots.label(m)) for m in here], fontsize=9)
+        ax.set_xlim(-0.6, len(order) - 0.4)
+        ax.set_title(_dataset_title(dataset, sub.material_id.nunique()).replace("\n", " "), fontsize=10, loc="left")
+        ax.set_ylabel("softening scale s", fontsize=10)
+        ax.grid(axis="y", color="0.93", lw=0.6)
     fig.tight_layout()
     return fig
 
 
-def _jitter(model: str) -> float:
-    return ((sum(map(ord, model)) % 7) - 3) * 0.06  # deterministic (str hash() is salted per process)
+def _dodge(xs: Sequence[float], log: bool = True, gap: float = 0.035) -> list[float]:
+    """Positions moved apart where markers would overlap: points closer than ``gap`` (decades on
+    a log axis, else axis units) are spread symmetrically about their group's centre."""
+    xs = np.asarray(xs, dtype=float)
+    u = np.log10(xs) if log else xs.copy()
+    order = np.argsort(u, kind="stable")
+    out = u.copy()
+    groups, cur = [], [order[0]] if len(order) else []
+    for i in order[1:]:
+        if u[i] - u[cur[-1]] < gap:
+            cur.append(i)
+        else:
+            groups.append(cur)
+            cur = [i]
+    if cur:
+        groups.append(cur)
+    for g in groups:
+        centre = float(np.mean(u[g]))
+        for k, i in enumerate(g):
+            out[i] = centre + (k - (len(g) - 1) / 2) * gap
+    return list(10 ** out if log else out)
 
 
 def fig_size_and_training(summary_table, datasets_: Sequence[str] | None = None):
-    """Median s (IQR bars) vs parameter count (left) and by training set (right), one row per dataset."""
+    """Median s (IQR bars) vs parameter count (left) and by training set (right), one row per
+    dataset. Markers that would overlap are moved apart; only the training sets present get a
+    column; the legend sits under the panels."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     from .. import plots
 
@@ -425,36 +466,63 @@ def fig_size_and_training(summary_table, datasets_: Sequence[str] | None = None)
     if "dataset" not in t:
         t["dataset"] = "frames"
     sets = _datasets_in(t, datasets_)
-    fig, axes = plt.subplots(max(len(sets), 1), 2, figsize=(10, 3.3 * max(len(sets), 1)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.3, 1]})
+    families = [f for f in FAMILY_MARKERS if f in set(t.get("training_family", []))] or ["other"]
+    n = max(len(sets), 1)
+    fig, axes = plt.subplots(n, 2, figsize=(8.4, 3.0 * n + 1.0), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.5, max(0.55 * len(families), 0.9)]})
+
+    def count(row):
+        c = row.get("parameters_counted")
+        if c is None or c != c:
+            c = row.get("parameters_reported")
+        return float(c) if c is not None and c == c and c > 0 else None
+
     for row_axes, dataset in zip(axes, sets):
-        sub = t[t.dataset == dataset]
-        for _, row in sub.iterrows():
-            n = row.get("parameters_counted")
-            if n is None or n != n:
-                n = row.get("parameters_reported")
+        sub = t[t.dataset == dataset].reset_index(drop=True)
+        sized = [i for i in range(len(sub)) if count(sub.iloc[i]) is not None]
+        xpos = dict(zip(sized, _dodge([count(sub.iloc[i]) for i in sized]))) if sized else {}
+        fam_members = {f: [i for i in range(len(sub)) if sub.training_family[i] == f] for f in families}
+        for i, row in sub.iterrows():
             yerr = [[row.median_s - row.q1_s], [row.q3_s - row.median_s]]
             kw = dict(color=plots.color(row.model), marker=FAMILY_MARKERS.get(row.training_family, "^"), ms=7,
                       capsize=3, ls="none")
-            if n is not None and n == n and n > 0:
-                row_axes[0].errorbar([n], [row.median_s], yerr=yerr, label=plots.label(row.model), **kw)
-            fam = list(FAMILY_MARKERS).index(row.training_family) if row.training_family in FAMILY_MARKERS else 3
-            row_axes[1].errorbar([fam + _jitter(row.model)], [row.median_s], yerr=yerr, **kw)
+            if i in xpos:
+                row_axes[0].errorbar([xpos[i]], [row.median_s], yerr=yerr, label=plots.label(row.model), **kw)
+            if row.training_family in families:
+                members = fam_members[row.training_family]
+                k = members.index(i)
+                x = families.index(row.training_family) + (k - (len(members) - 1) / 2) * min(0.6 / len(members), 0.2)
+                row_axes[1].errorbar([x], [row.median_s], yerr=yerr, **kw)
         n_mat = int(sub["n_materials"].max()) if len(sub) else 0
         row_axes[0].set_xscale("log")
         row_axes[0].set_ylabel("median s (IQR)")
-        row_axes[0].set_title(_dataset_title(dataset, n_mat).replace("\n", " "), fontsize=9, loc="left")
-        row_axes[1].set_xticks(range(4))
-        row_axes[1].set_xticklabels(["MPF", "MPtrj", "MatPES", "other"])
-        row_axes[1].set_xlim(-0.5, 3.5)
+        row_axes[0].set_title(_dataset_title(dataset, n_mat).replace("\n", " "), fontsize=10, loc="left")
+        row_axes[1].set_xticks(range(len(families)))
+        row_axes[1].set_xticklabels(families)
+        row_axes[1].set_xlim(-0.5, len(families) - 0.5)
+        row_axes[1].sharey(row_axes[0])
+        row_axes[1].tick_params(labelleft=False)
+        if xpos:  # a little room either side of the dodged markers
+            lo, hi = min(xpos.values()), max(xpos.values())
+            row_axes[0].set_xlim(lo / 10 ** 0.08, hi * 10 ** 0.08)
         for ax in row_axes:
             ax.axhline(1.0, color="0.3", ls="--", lw=0.8)
+            ax.grid(axis="y", color="0.93", lw=0.6)
     axes[-1][0].set_xlabel("parameters (counted from the loaded weights)")
     axes[-1][1].set_xlabel("training set")
-    handles, labels_ = axes[0][0].get_legend_handles_labels()
+    # under the panels: one entry per model (its colour) and one per training set (its marker)
+    seen: dict[str, Any] = {}
+    for ax in axes[:, 0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    handles, labels_ = list(seen.values()), list(seen)
+    for f in families:
+        handles.append(Line2D([], [], color="0.35", marker=FAMILY_MARKERS[f], ls="none", ms=7))
+        labels_.append(TRAINING_FAMILIES.get(f, f))
+    fig.tight_layout(rect=(0, 0.9 / (3.0 * n + 1.0) + 0.02 * ((len(handles) + 1) // 2 > 4), 1, 1))
     if handles:
-        axes[0][0].legend(handles, labels_, fontsize=7, loc="best")
-    fig.tight_layout()
+        fig.legend(handles, labels_, loc="lower center", ncol=2, fontsize=9, frameon=False,
+                   handletextpad=0.3, columnspacing=1.5)
     return fig
 
 
