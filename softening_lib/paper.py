@@ -13,7 +13,7 @@ sees agreement and difference, whether the two numbers share a definition, and w
 
 Bounds the paper states as "> 90 %" or "~15 %" are stored as the number (90, 15) with
 ``bound`` saying how to read it (``">"``, ``"~"``, ``"<"``; ``""`` for an exact value); the
-glued text of :func:`text` writes the bound in front.
+glued text of :func:`text` writes the bound in front in words ("more than 90 % (Fig. 5b)").
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ class Number:
     where: str  # "Fig. 5a", "Table 1", "Methods"
     what: str
     bound: str = ""  # ">", "<", "~" or "" (exact)
+    digits: int | None = None  # decimals as printed in the paper (0.190: 3); None: as the value reads
 
 
-def _n(value, unit, where, what, bound=""):
-    return Number(value, unit, where, what, bound)
+def _n(value, unit, where, what, bound="", digits=None):
+    if digits is None and isinstance(value, float) and unit in ("eV/Å", "eV/Å²", "") and 0 < value < 1:
+        digits = 3  # the paper prints forces, MAEs and scales to three decimals
+    return Number(value, unit, where, what, bound, digits)
 
 
 #: every published number the book quotes, by key; glue name ``paper_<key>``
@@ -45,8 +48,8 @@ NUMBERS: dict[str, Number] = {
     "table1_train_mptrj": _n(1.58, "M", "Table 1", "MPtrj training structures (millions)"),
     # ---- Methods: DFT and relaxation settings
     "methods_ediff": _n(1e-5, "eV", "Methods", "VASP electronic convergence"),
-    "methods_ediffg": _n(0.02, "eV/Å", "Methods", "VASP ionic convergence"),
-    "methods_fmax": _n(0.05, "eV/Å", "Methods", "MLIP relaxation fmax"),
+    "methods_ediffg": _n(0.02, "eV/Å", "Methods", "VASP ionic convergence", digits=2),
+    "methods_fmax": _n(0.05, "eV/Å", "Methods", "MLIP relaxation fmax", digits=2),
     # ---- Fig. 2a: surface energies
     "fig2a_n_surfaces": _n(147, "", "Fig. 2a", "surfaces"),
     "fig2a_n_systems": _n(29, "", "Fig. 2a", "elements and binary compounds with surfaces"),
@@ -65,9 +68,9 @@ NUMBERS: dict[str, Number] = {
     "fig3_n_hosts": _n(110, "", "Fig. 3", "host oxides, halides and sulfides"),
     "fig3_n_histogram": _n(477, "", "Fig. 3", "barrier differences in the histogram"),
     "fig3_n_images": _n(5, "", "Fig. 3", "intermediate images of the example path (mp-28207)"),
-    "fig3_mae_mace": _n(0.34, "eV", "Fig. 3", "barrier MAE, MACE-MP-0"),
-    "fig3_mae_chgnet": _n(0.39, "eV", "Fig. 3", "barrier MAE, CHGNet"),
-    "fig3_mae_m3gnet": _n(0.49, "eV", "Fig. 3", "barrier MAE, M3GNet"),
+    "fig3_mae_mace": _n(0.34, "eV", "Fig. 3", "barrier MAE, MACE-MP-0", digits=2),
+    "fig3_mae_chgnet": _n(0.39, "eV", "Fig. 3", "barrier MAE, CHGNet", digits=2),
+    "fig3_mae_m3gnet": _n(0.49, "eV", "Fig. 3", "barrier MAE, M3GNet", digits=2),
     # ---- Fig. 4: phonons
     "fig4b_n_materials": _n(229, "", "Fig. 4b", "materials in the max-frequency histogram"),
     "fig4b_pct_ratio_below_1": _n(90, "%", "Fig. 4b", "materials with model / DFT max frequency < 1", ">"),
@@ -159,14 +162,16 @@ def glue_name(key: str) -> str:
 
 def text(key: str, digits: int | None = None) -> str:
     """The number as the paper states it, with its bound, unit and source: ``"0.859 (Fig. 5a)"``,
-    ``"> 90 % (Fig. 5b)"``."""
+    ``"more than 90 % (Fig. 5b)"``, ``"about 15 % (Fig. 6b)"``."""
     n = number(key)
+    digits = n.digits if digits is None else digits
     if digits is None:
         value = f"{n.value:g}"
     else:
         value = f"{n.value:.{digits}f}"
     unit = {"%": " %", "": "", "k": " k", "M": " M"}.get(n.unit, f" {n.unit}")
-    return f"{n.bound + ' ' if n.bound else ''}{value}{unit} ({n.where})"
+    bound = {">": "more than ", "<": "less than ", "~": "about "}.get(n.bound, "")
+    return f"{bound}{value}{unit} ({n.where})"
 
 
 def glue_all(ctx, keys: Iterable[str] | None = None) -> dict[str, Any]:

@@ -622,6 +622,42 @@ def drop_unbacked_prose(source: str, glued: dict[str, str]) -> tuple[str, list[s
     return text, dropped
 
 
+def drop_unbacked_cross_page(source: str, stage: Path) -> tuple[str, list[str]]:
+    """:func:`drop_unbacked_prose` for glue roles naming another page (``path::key``, the path
+    relative to ``stage``, the staged book): a passage is left out when that page is not staged
+    or did not glue the key (or glued a non-finite number). Returns (text, refs left out)."""
+    import nbformat
+
+    cache: dict[str, dict[str, str]] = {}
+    glued: dict[str, str] = {}
+    names: dict[str, str] = {}
+
+    def local(match: re.Match) -> str:
+        ref = match.group(1)
+        if "::" not in ref:
+            return match.group(0)
+        path, rest = ref.split("::", 1)
+        key = rest.split(":")[0].strip()
+        if path not in cache:
+            nb_path = stage / path
+            try:
+                cache[path] = glued_values(nbformat.read(nb_path, as_version=4)) if nb_path.is_file() else {}
+            except Exception:  # noqa: BLE001 - an unreadable page backs nothing
+                cache[path] = {}
+        name = names.setdefault(f"{path}::{key}", f"xref{len(names)}")
+        if key in cache[path]:
+            glued[name] = cache[path][key]
+        return match.group(0).replace(f"{path}::{key}", f"{path}::{name}", 1)
+
+    marked = _GLUE_ROLE.sub(local, source)
+    # drop_unbacked_prose skips refs with "::"; check the local names instead
+    probe = re.sub(r"\{glue(:[a-z]+)?\}`[^`:]*::(xref\d+)", r"{glue\1}`\2", marked)
+    kept, dropped = drop_unbacked_prose(probe, glued)
+    back = {v: k for k, v in names.items()}
+    kept = re.sub(r"\{glue(:[a-z]+)?\}`(xref\d+)", lambda m: "{glue%s}`%s" % (m.group(1) or "", back[m.group(2)]), kept)
+    return kept, [back.get(d, d) for d in dropped]
+
+
 def scrub_local_paths(nb) -> int:
     """Paths of the build machine in a page's outputs written relative to $SOFTENING_DATA_DIR,
     $SOFTENING_CACHE_DIR, the repository or ~ (:mod:`softening_lib.pages`)."""
@@ -753,7 +789,13 @@ def stage_static() -> None:
     for name in STATIC_PAGES:
         src = ROOT / name
         if src.is_file():
-            _copy_if_changed(src, STAGE / name)
+            if src.suffix == ".md" and "::" in src.read_text(encoding="utf-8"):
+                # a plain page quoting chapters' glued values ({glue:text}`chapters/08_x.ipynb::key`):
+                # passages whose value the staged chapter does not hold are left out, as on chapters
+                text, _ = drop_unbacked_cross_page(src.read_text(encoding="utf-8"), STAGE)
+                _write_if_changed(STAGE / name, text + "\n")
+            else:
+                _copy_if_changed(src, STAGE / name)
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg.setdefault("execute", {})["execute_notebooks"] = "off"
     if not (cfg.get("repository") or {}).get("url"):

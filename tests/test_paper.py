@@ -39,7 +39,7 @@ def test_old_keys_still_answer():
 
 
 def test_text_writes_bound_unit_and_figure():
-    assert paper.text("fig5b_pct_s_below_1") == "> 90 % (Fig. 5b)"
+    assert paper.text("fig5b_pct_s_below_1") == "more than 90 % (Fig. 5b)"
     assert paper.text("fig5a_s_chgnet") == "0.859 (Fig. 5a)"
     assert paper.text("fig3_mae_chgnet") == "0.39 eV (Fig. 3)"
 
@@ -57,7 +57,7 @@ def test_glue_all_and_the_versus_table():
     ctx = _Ctx()
     paper.glue_all(ctx, ["fig5a_s_chgnet", "fig6b_pct_reduction"])
     assert ctx.glued == {"paper_fig5a_s_chgnet": 0.859, "paper_fig5a_s_chgnet_text": "0.859 (Fig. 5a)",
-                         "paper_fig6b_pct_reduction": 15, "paper_fig6b_pct_reduction_text": "~ 15 % (Fig. 6b)"}
+                         "paper_fig6b_pct_reduction": 15, "paper_fig6b_pct_reduction_text": "about 15 % (Fig. 6b)"}
     paper.glue_all(ctx)
     assert all(f"paper_{k}" in ctx.glued for k in paper.NUMBERS)
     table = paper.versus([

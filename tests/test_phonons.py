@@ -469,3 +469,30 @@ def test_amplitude_note_keeps_and_loses():
     assert "No imaginary mode at any amplitude: EF (mp-c)" in note
     assert "Other patterns: GH (mp-d): imaginary at 0.01 Å" in note
     assert "at most 1.0 %" in note
+
+
+def test_numbers_the_prose_quotes_come_from_the_data():
+    from softening_lib import datasets as _ds
+
+    try:
+        naf = P.pbe103_top_quantiles("mp-682")
+    except _ds.DatasetError:
+        pytest.skip("PhononDB-PBE 103 not here")
+    assert naf["formula"] == "NaF" and naf["top_thz"] > naf["next_thz"] and naf["next_level"] < 1
+    try:
+        ag2s = P.dense_mesh_max(P.PBE68, "mp-31053", mesh=8)
+    except _ds.DatasetError:
+        pytest.skip("JaGeo 68 not here")
+    assert ag2s["formula"] == "Ag2S" and ag2s["mesh_max_thz"] > 0 and ag2s["rel_diff"] < 0
+
+
+def test_cubic_binaries_frequency_ratio_follows_sqrt_s(monkeypatch):
+    from softening_lib import config
+
+    monkeypatch.setenv("SOFTENING_RESULTS_DIR", str(config.REPO_ROOT / "data" / "results"))  # the committed results
+    got = P.cubic_binary_summary("chgnet-0.3.0", P.pbesol_selection(40))
+    if got["n"] < 3:
+        pytest.skip("no cached CHGNet phonons of cubic binaries here")
+    assert got["s_min"] < got["s_median"] < got["s_max"]
+    assert abs(got["sqrt_s_median"] - got["ratio_dft_median"]) < 0.1 and got["pearson_sqrt_s_ratio_dft"] > 0.5
+    assert got["ex_formula"] == "AlAs" and got["ex_ratio_dft_geometry"] < 0.5

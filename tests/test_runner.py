@@ -356,3 +356,21 @@ def test_table_cells_without_a_value_read_as_a_dash(tmp_path):
     runner._tidy(path)
     out = nbformat.read(path, as_version=4).cells[1].outputs[0]["data"]["text/html"]
     assert "NaN" not in out and "&lt;NA&gt;" not in out and out.count("<td>–</td>") == 2 and "0.9" in out
+
+
+def test_plain_pages_drop_passages_whose_cross_page_glue_is_missing(tmp_path):
+    import nbformat
+
+    (tmp_path / "chapters").mkdir()
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": "6.47"},
+                                           metadata={"scrapbook": {"name": "red"}})]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "chapters" / "08_x.ipynb")
+    src = ("1. Kept: {glue:text}`chapters/08_x.ipynb::red:.0f` % (chapter 8).\n"
+           "2. Left out: {glue:text}`chapters/08_x.ipynb::nothing:.0f`.\n"
+           "3. Left out: {glue:text}`chapters/09_not_staged.ipynb::red`.\n4. Plain.\n")
+    text, dropped = runner.drop_unbacked_cross_page(src, tmp_path)
+    assert text.splitlines() == ["1. Kept: {glue:text}`chapters/08_x.ipynb::red:.0f` % (chapter 8).", "4. Plain."]
+    assert sorted(dropped) == ["chapters/08_x.ipynb::nothing", "chapters/09_not_staged.ipynb::red"]

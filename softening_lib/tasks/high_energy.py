@@ -852,3 +852,41 @@ def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None) -> l
 def reference(**_: Any) -> None:
     """The DFT labels are the datasets' own forces (per frame, inside each case): no separate table."""
     return None
+
+
+# --------------------------------------------------------------------------------------
+# one definition: chapter 6's and chapter 7's softening scale on the same phonon displacements
+# --------------------------------------------------------------------------------------
+
+def phonon_scale_agreement(model: str, dataset: str = "phonondb-pbesol", ids: Sequence[str] | None = None,
+                           chapter6_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """Chapter 7's phonon-set ``s`` next to chapter 6's ``softening_scale_dft_disp`` for ``model``:
+
+    ``n`` materials with both numbers, ``n_equal`` of them equal to 1e-6 (the same definition:
+    harmonic forces of the force constants), ``median_s`` (this chapter, ``ids``),
+    ``median_s_old`` (the superseded raw-force definition, ``softening_scale_resid``),
+    ``median_s_ch6`` over chapter 6's longer list ``chapter6_ids`` and ``n_ch6``. Medians over
+    different lists differ because the lists hold different materials, not by definition."""
+    from . import phonons
+
+    ids = list(ids) if ids is not None else preset_ids(dataset, "default")
+    mine, old, both = [], [], []
+    for mid in ids:
+        rec = cached_record(model, dataset, mid)
+        if rec is None or "error" in rec:
+            continue
+        mine.append(rec["softening_scale"])
+        if rec.get("softening_scale_resid") is not None:
+            old.append(rec["softening_scale_resid"])
+        ph = phonons.cached(model, dataset, mid)
+        if ph and ph.get("softening_scale_dft_disp") is not None:
+            both.append((rec["softening_scale"], ph["softening_scale_dft_disp"]))
+    ch6 = []
+    for mid in (chapter6_ids or []):
+        ph = phonons.cached(model, dataset, mid)
+        if ph and ph.get("status", "ok") == "ok" and ph.get("softening_scale_dft_disp") is not None:
+            ch6.append(ph["softening_scale_dft_disp"])
+    med = lambda v: float(np.median(v)) if len(v) else float("nan")  # noqa: E731
+    return {"n": len(both), "n_equal": int(sum(abs(a - b) < 1e-6 for a, b in both)),
+            "n_s": len(mine), "median_s": med(mine), "median_s_old": med(old), "n_old": len(old),
+            "median_s_ch6": med(ch6), "n_ch6": len(ch6)}

@@ -1607,3 +1607,90 @@ def reference(*, n_pbesol: int = 240, **_: Any):
     """The DFT phonons (PhononDB PBEsol, JaGeo PBE) the ratios are taken against: the cached
     DFT records of the chapter's lists (computed from the force sets on the first model run)."""
     return cached_table(PBESOL, pbesol_selection(n_pbesol), models_=["dft"])
+
+
+# --------------------------------------------------------------------------------------
+# numbers the chapter's prose quotes (glued, never typed)
+# --------------------------------------------------------------------------------------
+
+def pbe103_top_quantiles(material_id: str = "mp-682") -> dict[str, Any]:
+    """The two highest frequency quantiles of one PhononDB-PBE 103 compound (NaF, mp-682, by
+    default) and this chapter's no-NAC PBEsol DFT maximum of the same material: for a polar
+    compound the level-1 quantile far above the next one is the LO branch at Gamma *with* the
+    non-analytical correction. Keys: ``formula``, ``top_thz``, ``next_thz``, ``next_level``
+    (e.g. 0.9375 = 15/16), ``next_level_text`` ("15/16"), ``pbesol_max_thz`` (NaN if not cached)."""
+    from fractions import Fraction
+
+    q = datasets.load(PBE103)
+    rows = q[q["material_id"] == material_id].sort_values("quantile_level")
+    if rows.empty:
+        return {}
+    top = rows.iloc[-1]
+    nxt = rows.iloc[-2] if len(rows) > 1 else top
+    dft = cached("dft", PBESOL, material_id)
+    level = float(nxt["quantile_level"])
+    return {"formula": str(top["formula"]), "top_thz": float(top["freq_dft_THz"]),
+            "next_thz": float(nxt["freq_dft_THz"]), "next_level": level,
+            "next_level_text": str(Fraction(level).limit_denominator(64)),
+            "pbesol_max_thz": float(dft["max_freq_thz"]) if dft and dft.get("max_freq_thz") is not None else float("nan")}
+
+
+def dense_mesh_max(dataset: str = PBE68, material_id: str = "mp-31053", mesh: int = 16) -> dict[str, Any]:
+    """The maximum frequency on a ``mesh``^3 Gamma-centred mesh over the whole zone from the
+    stored DFT forces of one reference (Ag2S, mp-31053, by default), next to the reference's own
+    table value (JaGeo: ``benchmark_max_frequency``): does the table's number come from these
+    force constants? Keys: ``formula``, ``mesh``, ``mesh_max_thz``, ``table_max_thz``, ``rel_diff``."""
+    ref = datasets.load(dataset, subset=[material_id])[0]
+    ph = ref.phonopy(with_forces=True)
+    _finish_fc(ph, DEFAULT)
+    ph.run_mesh([mesh] * 3, is_gamma_center=True)
+    fmax = float(np.max(ph.get_mesh_dict()["frequencies"]))
+    table = float("nan")
+    if dataset == PBE68:
+        props = jageo_properties().set_index("material_id")
+        table = float(props.loc[material_id, "benchmark_max_frequency"]) if material_id in props.index else table
+    return {"formula": ref.formula, "mesh": mesh, "mesh_max_thz": fmax, "table_max_thz": table,
+            "rel_diff": fmax / table - 1 if np.isfinite(table) else float("nan")}
+
+
+def cubic_binary_summary(model: str, ids: Sequence[str], dataset: str = PBESOL,
+                         example: str = "mp-2172") -> dict[str, Any]:
+    """The rock-salt and zinc-blende binaries (space groups 225 and 216) among ``ids`` with a
+    cached ``model`` record: how their softening scale on the DFT displacements (force-constant
+    definition) compares with their maximum-frequency ratio at the DFT geometry (a harmonic PES
+    scaled by ``s`` gives ``sqrt(s)``) and after relaxation (the paper's ratio). ``example``
+    (AlAs, a zinc-blende III-V like chapter 7's GaAs) is reported on its own (``ex_*``)."""
+    rows = []
+    for mid in ids:
+        rec = cached(model, dataset, mid)
+        dft = cached("dft", dataset, mid)
+        if not rec or not dft or rec.get("status", "ok") != "ok" or rec.get("softening_scale_dft_disp") is None:
+            continue
+        sg = str(rec.get("spacegroup_dft", ""))
+        if not (sg.endswith("(225)") or sg.endswith("(216)")) or len(set(_formula_elements(rec["formula"]))) != 2:
+            continue
+        rows.append({"material_id": mid, "formula": rec["formula"], "s": float(rec["softening_scale_dft_disp"]),
+                     "ratio_dft_geometry": rec["max_freq_at_dft_geometry_thz"] / dft["max_freq_thz"],
+                     "ratio_relaxed": rec["max_freq_thz"] / dft["max_freq_thz"]})
+    if not rows:
+        return {"n": 0}
+    s = np.array([r["s"] for r in rows])
+    at = np.array([r["ratio_dft_geometry"] for r in rows])
+    rel = np.array([r["ratio_relaxed"] for r in rows])
+    out = {"n": len(rows), "s_min": float(s.min()), "s_max": float(s.max()), "s_median": float(np.median(s)),
+           "ratio_dft_min": float(at.min()), "ratio_dft_max": float(at.max()),
+           "ratio_dft_median": float(np.median(at)), "sqrt_s_median": float(np.median(np.sqrt(s.clip(0)))),
+           "ratio_relaxed_min": float(rel.min()), "ratio_relaxed_max": float(rel.max()),
+           "ratio_relaxed_median": float(np.median(rel)),
+           "pearson_sqrt_s_ratio_dft": float(np.corrcoef(np.sqrt(s.clip(0)), at)[0, 1]) if len(rows) > 2 else float("nan")}
+    ex = next((r for r in rows if r["material_id"] == example), None)
+    if ex:
+        out.update({"ex_formula": ex["formula"], "ex_s": ex["s"], "ex_sqrt_s": float(np.sqrt(max(ex["s"], 0))),
+                    "ex_ratio_dft_geometry": ex["ratio_dft_geometry"], "ex_ratio_relaxed": ex["ratio_relaxed"]})
+    return out
+
+
+def _formula_elements(formula: str) -> list[str]:
+    import re
+
+    return re.findall(r"[A-Z][a-z]?", formula)
