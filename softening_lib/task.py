@@ -188,14 +188,32 @@ def skipped_table(records: Sequence[dict]):
     return pd.DataFrame(rows, columns=["model", "case", "status", "reason"])
 
 
-def show_skipped(records: Sequence[dict]) -> None:
-    """Display :func:`skipped_table` in a notebook (or say that every case ran)."""
+def skipped_summary(records: Sequence[dict], examples: int = 3):
+    """:func:`skipped_table` grouped: one row per (model, status, reason) with the number of
+    cases and the first few of them -- what a page shows when many cases share a reason."""
+    import pandas as pd
+
+    table = skipped_table(records)
+    if not len(table):
+        return table.assign(n_cases=[], cases=[])[["model", "status", "reason", "n_cases", "cases"]]
+    rows = []
+    for (model, status, reason), group in table.groupby(["model", "status", "reason"], sort=False):
+        cases = list(group["case"])
+        shown = ", ".join(cases[:examples]) + (f", ... (+{len(cases) - examples})" if len(cases) > examples else "")
+        rows.append({"model": model, "status": status, "reason": reason, "n_cases": len(cases), "cases": shown})
+    return pd.DataFrame(rows)
+
+
+def show_skipped(records: Sequence[dict], max_rows: int = 20) -> None:
+    """Display the cases without numbers in a notebook (or say that every case ran): one row
+    each, or grouped by model and reason (:func:`skipped_summary`) when there are more than
+    ``max_rows``."""
     from IPython.display import display
 
     table = skipped_table(records)
     if len(table):
         print(f"{len(table)} case(s) without numbers (skipped: not computable for the model; failed: error):")
-        display(table)
+        display(table if len(table) <= max_rows else skipped_summary(records))
     else:
         print("every case ran for every model")
 

@@ -142,6 +142,9 @@ def test_every_chapter_is_myst_text_that_converts_to_a_valid_notebook(tmp_path):
         assert len(tagged) == 1 and tagged[0].cell_type == "code", f"{src.name}: one parameters code cell"
         assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), (
             f"{src.name}: starts with its title")
+        finish = [c for c in nb.cells if c.cell_type == "code" and "ctx.finish()" in c.source]
+        assert len(finish) == 1 and "remove-cell" in finish[0].metadata.get("tags", []), (
+            f"{src.name}: one ctx.finish() cell, tagged remove-cell (bookkeeping, not for readers)")
 
 
 def test_what_ran_page_escapes_what_runs_recorded(tmp_path, monkeypatch):

@@ -108,7 +108,7 @@ def test_fig_parity_panels_titles(val_dir):
                                .collections[0].get_offsets(), np.c_[x, y])
 
 
-def test_fig_parity_wraps_at_four_per_row(val_dir):
+def test_fig_parity_wraps_at_max_cols_per_row(val_dir):
     script = _script()
     for k in range(4):
         _write_material(script, val_dir, f"mp-9{k}", "Si", 1.0, gv.ZERO_BY_SYMMETRY, seed=10 + k)
@@ -118,7 +118,7 @@ def test_fig_parity_wraps_at_four_per_row(val_dir):
     assert len(fig.axes) == 6
     rows = {round(ax.get_position().y0, 3) for ax in fig.axes}
     cols = {round(ax.get_position().x0, 3) for ax in fig.axes}
-    assert len(rows) == 2 and len(cols) == 4
+    assert gv.MAX_COLS == 3 and len(rows) == 2 and len(cols) == gv.MAX_COLS  # 6 panels: 2 rows of 3
 
 
 def test_residual_table_and_note(val_dir):

@@ -344,6 +344,22 @@ def test_changed_page_rules_re_render_cached_pages_without_executing(tiny_notebo
     assert nbformat.read(again.output, as_version=4).metadata["softening"]["render_key"] == "new-rules"
 
 
+
+
+def test_table_cells_without_a_value_read_as_a_dash(tmp_path):
+    import pandas as pd
+
+    nb = new_notebook(cells=[nbformat.v4.new_markdown_cell("# 42. Tiny"), new_code_cell("table")])
+    html = pd.DataFrame({"s": [0.9, float("nan")], "n": [pd.NA, 3]}).to_html()
+    nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", data={"text/html": html, "text/plain": "x"},
+                                                  execution_count=1)]
+    path = tmp_path / "42_tiny.ipynb"
+    nbformat.write(nb, path)
+    runner._tidy(path)
+    out = nbformat.read(path, as_version=4).cells[1].outputs[0]["data"]["text/html"]
+    assert "NaN" not in out and "&lt;NA&gt;" not in out and out.count("<td>–</td>") == 2 and "0.9" in out
+
+
 def test_plain_pages_drop_passages_whose_cross_page_glue_is_missing(tmp_path):
     import nbformat
 
@@ -361,16 +377,3 @@ def test_plain_pages_drop_passages_whose_cross_page_glue_is_missing(tmp_path):
     assert text.splitlines() == ["1. Kept: {glue:text}`chapters/08_x.ipynb::red:.0f` % (chapter 8).", "4. Plain."]
     assert sorted(dropped) == ["chapters/08_x.ipynb::nothing", "chapters/09_not_staged.ipynb::red"]
 
-
-def test_table_cells_without_a_value_read_as_a_dash(tmp_path):
-    import pandas as pd
-
-    nb = new_notebook(cells=[nbformat.v4.new_markdown_cell("# 42. Tiny"), new_code_cell("table")])
-    html = pd.DataFrame({"s": [0.9, float("nan")], "n": [pd.NA, 3]}).to_html()
-    nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", data={"text/html": html, "text/plain": "x"},
-                                                  execution_count=1)]
-    path = tmp_path / "42_tiny.ipynb"
-    nbformat.write(nb, path)
-    runner._tidy(path)
-    out = nbformat.read(path, as_version=4).cells[1].outputs[0]["data"]["text/html"]
-    assert "NaN" not in out and "&lt;NA&gt;" not in out and out.count("<td>–</td>") == 2 and "0.9" in out

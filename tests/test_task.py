@@ -209,3 +209,14 @@ def test_chapter_page_for_a_user_model_lists_skipped_cases_and_has_no_nan(tmp_pa
     assert "softest_model" not in prose and "CHGNet" not in prose  # the model sentences are left out
     assert "max_amp" in prose  # the model-independent sentence stays
     assert "byo_emt_calc:make" in prose.splitlines()[0]  # the title names the model that ran
+
+
+def test_many_skipped_cases_are_shown_grouped_by_model_and_reason():
+    from softening_lib import task
+
+    recs = [task.record(f"jageo/mp-{i}", "m1", "skipped", "not in the cache") for i in range(30)]
+    recs += [task.record("wbm-1", "m2", "failed", "boom"), task.record("wbm-2", "m2", "ok")]
+    summary = task.skipped_summary(recs)
+    assert list(summary["n_cases"]) == [30, 1]
+    assert summary.iloc[0]["cases"].endswith("(+27)") and summary.iloc[1]["reason"] == "boom"
+    assert len(task.skipped_summary([task.record("a", "m", "ok")])) == 0

@@ -340,7 +340,12 @@ def fig_parity(split: Split, table, model: str = "chgnet-0.3.0"):
 
     rows = headline(table)
     dft = np.concatenate(_dft(split.frames, split.test)).ravel()
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.1 * len(rows), 3.3), squeeze=False)
+    ncol = min(3, len(rows))  # legible at page width: at most three panels per row
+    nrow = (len(rows) + ncol - 1) // ncol
+    fig, grid = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.4 * nrow), squeeze=False)
+    for extra in grid.ravel()[len(rows):]:
+        extra.set_visible(False)
+    axes = [list(grid.ravel()[:len(rows)])]
     lim = float(np.max(np.abs(dft))) * 1.1
     for ax, (_, row) in zip(axes[0], rows.iterrows()):
         pred = test_forces(row.to_dict())
@@ -348,7 +353,7 @@ def fig_parity(split: Split, table, model: str = "chgnet-0.3.0"):
             ax.set_axis_off()
             continue
         plots.parity(ax, dft, pred.ravel(), model=model, xlabel="DFT force (eV/Å)",
-                     ylabel="model force (eV/Å)" if ax is axes[0][0] else "", lim=(-lim, lim),
+                     ylabel="model force (eV/Å)" if ax.get_subplotspec().is_first_col() else "", lim=(-lim, lim),
                      color_=METHOD_COLORS[row["method"]], s=3,
                      annotate={"MAE": f"{row['test_mae'] * 1000:.2f} meV/Å",
                                "s": f"{row['test_softening_scale']:.3f}"})
