@@ -18,7 +18,6 @@ STILL_TYPED = {
     "chapters/05_ion_migration.md": 5,
     "chapters/09_fine_tuning.md": 12,
     "chapters/10_model_zoo.md": 6,
-    "chapters/appendix_gpaw_validation.md": 38,
 }
 
 
