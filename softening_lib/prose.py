@@ -47,7 +47,7 @@ _URL = re.compile(r"<?https?://\S+>?")
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\s*(\{[^}]*\})?\s*([\w+-]*)")
 _MATH_DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
-_MATH_INLINE = re.compile(r"(?<![\\$])\$(?!\$)(.+?)(?<![\\$])\$")
+_MATH_INLINE = re.compile(r"(?<![\\$])\$(?!\$)((?:[^$\n]|\n(?!\s*\n))+?)(?<![\\$])\$")  # may span lines, not paragraphs
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _XREF = re.compile(
     r"(?:\b(?:Figs?\.|Figures?|Tables?|Eqs?\.|Equations?|[Cc]hapters?|[Ss]ections?|[Ee]xercises?|[Ss]teps?|"
