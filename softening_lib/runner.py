@@ -792,8 +792,10 @@ def stage_static() -> None:
             if src.suffix == ".md" and "::" in src.read_text(encoding="utf-8"):
                 # a plain page quoting chapters' glued values ({glue:text}`chapters/08_x.ipynb::key`):
                 # passages whose value the staged chapter does not hold are left out, as on chapters
+                # and written on every build: Sphinx does not know that the page depends on the
+                # chapters' glue, so an unchanged file would keep last build's numbers
                 text, _ = drop_unbacked_cross_page(src.read_text(encoding="utf-8"), STAGE)
-                _write_if_changed(STAGE / name, text + "\n")
+                atomic_write_text(STAGE / name, text + "\n")
             else:
                 _copy_if_changed(src, STAGE / name)
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
