@@ -36,7 +36,9 @@ from . import config
 from .cache import atomic_write_text
 
 ROOT = config.REPO_ROOT
-BUILD = ROOT / "_build"
+# where the staged book, executed pages, reports and HTML go; SOFTENING_BUILD_DIR moves it (the
+# tests build there, so running them never replaces the pages of a developer's own build)
+BUILD = Path(os.environ["SOFTENING_BUILD_DIR"]).resolve() if os.environ.get("SOFTENING_BUILD_DIR") else ROOT / "_build"
 STAGE = BUILD / "src"
 REPORTS = BUILD / "reports"
 STATIC_DIR = "_book_static"  # served as _static in the HTML (see stage_static)
@@ -937,9 +939,6 @@ def run_and_build(chapter_specs=None, models=None, preset="default", force=False
     return html
 
 
-STUDENT = BUILD / "student"
-
-
 def build_student(strict: bool = True, log=print) -> Path:
     """The student edition: the same executed pages as :func:`build`, built into
     ``_build/student`` with every solution block left out (``softening_student`` of
@@ -956,7 +955,7 @@ def build_student(strict: bool = True, log=print) -> Path:
     config_path = STAGE / "_config_student.yml"
     _write_if_changed(config_path, yaml.safe_dump(cfg, sort_keys=False))
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--config", str(config_path),
-           "--path-output", str(STUDENT)]
+           "--path-output", str(BUILD / "student")]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     log("[student]  " + " ".join(cmd))
@@ -968,6 +967,6 @@ def build_student(strict: bool = True, log=print) -> Path:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
         raise RunnerError(f"student build failed (log: {log_path}):\n{tail}")
-    html = STUDENT / "_build" / "html"
+    html = BUILD / "student" / "_build" / "html"
     log(f"[built]    {html / 'index.html'} (student edition: no solutions)")
     return html

@@ -13,15 +13,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HTML = ROOT / "_build" / "book" / "_build" / "html"
+BUILD = ROOT / "_build" / "tests"  # SOFTENING_BUILD_DIR: the developer's own _build/book stays as it is
+HTML = BUILD / "book" / "_build" / "html"
+
+
+def _env() -> dict:
+    env = dict(os.environ, SOFTENING_BUILD_DIR=str(BUILD))
+    env.pop("SOFTENING_RESULTS_DIR", None)  # chapters read the committed results store
+    env.pop("SOFTENING_RUN_DIR", None)
+    return env
 
 
 @pytest.fixture(scope="module")
 def built_book():
-    env = dict(os.environ)
-    env.pop("SOFTENING_RESULTS_DIR", None)  # chapters read the committed results store
     proc = subprocess.run([sys.executable, "-m", "softening_lib", "book", "--preset", "smoke"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+                          cwd=ROOT, env=_env(), capture_output=True, text=True)
     print(proc.stdout[-5000:])
     print(proc.stderr[-5000:], file=sys.stderr)
     assert proc.returncode == 0, (
@@ -30,7 +36,7 @@ def built_book():
     return HTML
 
 
-STUDENT_HTML = ROOT / "_build" / "student" / "_build" / "html"
+STUDENT_HTML = BUILD / "student" / "_build" / "html"
 INTERACTIVE_CHAPTERS = ("02_surfaces", "03_defects", "06_phonons", "07_high_energy_states",
                         "08_linear_correction", "10_model_zoo")
 
@@ -38,10 +44,8 @@ INTERACTIVE_CHAPTERS = ("02_surfaces", "03_defects", "06_phonons", "07_high_ener
 @pytest.fixture(scope="module")
 def chapter_build():
     """One chapter (07, smoke) and the student edition: what a classroom gets, in a minute or two."""
-    env = dict(os.environ)
-    env.pop("SOFTENING_RESULTS_DIR", None)
     proc = subprocess.run([sys.executable, "-m", "softening_lib", "book", "--chapter", "07", "--preset", "smoke",
-                           "--student"], cwd=ROOT, env=env, capture_output=True, text=True)
+                           "--student"], cwd=ROOT, env=_env(), capture_output=True, text=True)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return HTML
@@ -210,7 +214,7 @@ def test_pages_render_with_figures_in_chromium(built_book):
             ".map(i => [i.src, i.complete, i.naturalWidth]);")
         assert images, "no figure on chapter 1"
         assert all(done and width > 300 for _, done, width in images), images
-        browser.save_screenshot(str(ROOT / "_build" / "reports" / "chapter01.png"))
+        browser.save_screenshot(str(BUILD / "reports" / "chapter01.png"))
     finally:
         browser.quit()
         server.shutdown()
