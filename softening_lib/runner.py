@@ -893,34 +893,43 @@ def write_toc() -> Path:
     return path
 
 
-def build(strict: bool = True, log=print) -> Path:
-    """``jupyter-book build`` of the staged book; returns the HTML folder."""
+def _stage_book() -> None:
+    """Static pages, the what-ran page and the table of contents of the staged book."""
     from .what_ran import write_page
 
     stage_static()
     write_page(STAGE / "what_ran_here.md", pages={p.stem for p in (STAGE / "chapters").glob("*.ipynb")})
     write_toc()
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--path-output", str(BUILD / "book")]
-    failed_marker = REPORTS / "last-build-failed"
+
+
+def _jupyter_book(out: Path, name: str, strict: bool, log, config: Path | None = None) -> Path:
+    """``jupyter-book build`` of the staged book into ``out`` (one Sphinx build at a time); its
+    log in ``_build/reports/<name>.log``. A strict build after a failed one rebuilds every page
+    (Sphinx re-reads only changed pages, so it would not repeat the warnings). Returns the HTML."""
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--path-output", str(out)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    failed_marker = REPORTS / f"{name}.failed"
     if strict:
-        cmd += ["-W", "-n", "--keep-going"]
-        if failed_marker.is_file():
-            # Sphinx re-reads only changed pages and so would not repeat the last build's warnings:
-            # after a failed strict build, rebuild everything it checks
-            cmd += ["--all"]
-    log("[build]    " + " ".join(cmd))
+        cmd += ["-W", "-n", "--keep-going"] + (["--all"] if failed_marker.is_file() else [])
+    log(f"[{name}] " + " ".join(cmd))
     REPORTS.mkdir(parents=True, exist_ok=True)
     with _lock("sphinx-build"):
         proc = subprocess.run(cmd, capture_output=True, text=True)
-    log_path = REPORTS / "jupyter-book-build.log"
+    log_path = REPORTS / f"{name}.log"
     atomic_write_text(log_path, proc.stdout + "\n" + proc.stderr)
-    if proc.returncode == 0:
-        failed_marker.unlink(missing_ok=True)
-    else:
+    if proc.returncode != 0:
         atomic_write_text(failed_marker, time.strftime("%Y-%m-%dT%H:%M:%S"))
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-        raise RunnerError(f"jupyter-book build failed (log: {log_path}):\n{tail}")
-    html = BUILD / "book" / "_build" / "html"
+        raise RunnerError(f"{name} failed (log: {log_path}):\n{tail}")
+    failed_marker.unlink(missing_ok=True)
+    return out / "_build" / "html"
+
+
+def build(strict: bool = True, log=print) -> Path:
+    """``jupyter-book build`` of the staged book; returns the HTML folder."""
+    _stage_book()
+    html = _jupyter_book(BUILD / "book", "jupyter-book-build", strict, log)
     log(f"[built]    {html / 'index.html'}")
     return html
 
@@ -944,29 +953,12 @@ def build_student(strict: bool = True, log=print) -> Path:
     ``_build/student`` with every solution block left out (``softening_student`` of
     :mod:`softening_lib.sphinx_ext`: no "Solution" admonition in the pages or the search index,
     no page source copied). Returns its HTML folder."""
-    from .what_ran import write_page
-
-    stage_static()
-    write_page(STAGE / "what_ran_here.md", pages={p.stem for p in (STAGE / "chapters").glob("*.ipynb")})
-    write_toc()
+    _stage_book()
     cfg = yaml.safe_load((STAGE / "_config.yml").read_text())
     cfg["title"] = f"{cfg.get('title', 'The softening book')} (student edition)"
     cfg.setdefault("sphinx", {}).setdefault("config", {})["softening_student"] = True
     config_path = STAGE / "_config_student.yml"
     _write_if_changed(config_path, yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--config", str(config_path),
-           "--path-output", str(BUILD / "student")]
-    if strict:
-        cmd += ["-W", "-n", "--keep-going"]
-    log("[student]  " + " ".join(cmd))
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    with _lock("sphinx-build"):
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    log_path = REPORTS / "jupyter-book-build-student.log"
-    atomic_write_text(log_path, proc.stdout + "\n" + proc.stderr)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-        raise RunnerError(f"student build failed (log: {log_path}):\n{tail}")
-    html = BUILD / "student" / "_build" / "html"
+    html = _jupyter_book(BUILD / "student", "jupyter-book-build-student", strict, log, config=config_path)
     log(f"[built]    {html / 'index.html'} (student edition: no solutions)")
     return html
