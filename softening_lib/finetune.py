@@ -480,7 +480,7 @@ def mace_calculator(model_paths: str | Sequence[str] | None = None, device: str 
     return calc
 
 
-REFERENCE_DIRS = ("tiny_mace",)  # what it reads under data/reference (the book runner keys on it)
+REFERENCE_DIRS = ("tiny_mace",)  # its folder(s) under data/reference
 
 
 def tiny_mace_path() -> Path:

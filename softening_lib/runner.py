@@ -613,8 +613,9 @@ def drop_unbacked_prose(source: str, glued: dict[str, str]) -> tuple[str, list[s
                 else:
                     (items[-1] if items else items.append([]) or items[-1]).append(line)
             for item in items:
-                if _unbacked("\n".join(item), glued):
-                    dropped += _unbacked("\n".join(item), glued)
+                lost = _unbacked("\n".join(item), glued)
+                if lost:
+                    dropped += lost
                 else:
                     out.extend(item)
             continue

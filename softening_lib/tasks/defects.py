@@ -457,7 +457,7 @@ def reference(variant: str | None = None, **_: Any):
 # the GPAW reference (scripts/gpaw_surfaces_defects.py)
 # --------------------------------------------------------------------------------------
 
-REFERENCE_DIRS = ("defects_gpaw",)  # what it reads under data/reference (the book runner keys on it)
+REFERENCE_DIRS = ("defects_gpaw",)  # its folder(s) under data/reference
 
 
 def reference_dir() -> Path:

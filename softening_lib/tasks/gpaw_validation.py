@@ -36,7 +36,7 @@ FUNCTIONAL = "PBEsol"  # PhononDB's functional, hence the validation's
 MAX_COLS = 3  # parity panels per row (legible at page width)
 ZERO_BY_SYMMETRY = "zero by site symmetry"
 CROSSCHECK_MODELS = _registry.tagged("crosscheck")  # the registry's tag (softening_lib/models.yml)
-# what it reads under data/reference (the book runner keys on it): validation, convergence, campaign
+# its folders under data/reference: validation, convergence, campaign
 REFERENCE_DIRS = ("gpaw_validation", "gpaw_convergence", "wbm_he_gpaw")
 CAMPAIGN_FIELDS = ("formula", "n_atoms", "n_frames", "n_failed", "s_per_frame", "md_wall_s", "md_total_time_ps")
 

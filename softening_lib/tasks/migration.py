@@ -643,7 +643,7 @@ def ill_posed_paths(models: Sequence[str], threshold: float = 0.1, root: Path | 
 # --------------------------------------------------------------------------------------
 
 REFERENCE_LABEL = "gpaw-pbe"
-REFERENCE_DIRS = ("migration_gpaw",)  # what it reads under data/reference (the book runner keys on it)
+REFERENCE_DIRS = ("migration_gpaw",)  # its folder(s) under data/reference
 
 
 def reference_dir() -> Path:

@@ -20,7 +20,7 @@ from ase.build import bulk
 
 from .. import config, metrics, predict
 
-REFERENCE_DIRS = ("primer",)  # what it reads under data/reference (the book runner keys on it)
+REFERENCE_DIRS = ("primer",)  # its folder(s) under data/reference
 REFERENCE_DIR = config.reference_dir() / REFERENCE_DIRS[0]
 
 SYSTEMS = {

@@ -526,7 +526,7 @@ def fit_table(tables: dict[str, Any]):
 # --------------------------------------------------------------------------------------
 
 REFERENCE_LABEL = "gpaw-pbe"
-REFERENCE_DIRS = ("solid_solution_gpaw",)  # what it reads under data/reference (the book runner keys on it)
+REFERENCE_DIRS = ("solid_solution_gpaw",)  # its folder(s) under data/reference
 
 
 def reference_dir() -> Path:

@@ -690,7 +690,7 @@ def reference_or_demo(compute_fn: Callable, cases: Sequence, reference: dict, va
 # the GPAW reference (computed by this project; scripts/gpaw_surfaces_defects.py)
 # --------------------------------------------------------------------------------------
 
-REFERENCE_DIRS = ("surfaces_gpaw",)  # what it reads under data/reference (the book runner keys on it)
+REFERENCE_DIRS = ("surfaces_gpaw",)  # its folder(s) under data/reference
 
 
 def reference_dir() -> Path:
