@@ -170,7 +170,7 @@ class ChapterContext:
             r = scrub(str(r)).split(" Fix:")[0].strip()
             return (r[len(m) + 1:].strip() if r.startswith(f"{m}:") else r).rstrip(".")
 
-        items = [f"{label(m)} ({short(m, r)})" for m, r in self.skipped.items()]
+        items = [f"{label(m)}: {short(m, r)}" for m, r in self.skipped.items()]
         return ("Requested but not run for this build (listed as skipped in the table of models): "
                 + "; ".join(items) + ".")
 

@@ -41,7 +41,7 @@ def test_not_run_note_comes_from_what_ran(tmp_path, monkeypatch):
                    "nope:nothing": "no module named nope"}
     note = ctx.not_run_note()
     assert note.startswith("Requested but not run for this build")
-    assert "(the weights are not found)" in note and "Fix" not in note and "no module named nope" in note
+    assert ": the weights are not found;" in note and "Fix" not in note and "no module named nope" in note
 
 
 def test_figure_is_saved_with_caption(tmp_path, monkeypatch):

@@ -526,6 +526,8 @@ def test_jageo_models_drawn_only_from_the_threshold_on(monkeypatch):
     assert "python -m softening_lib compute --chapter 06 --model M" in note
     assert "`m3gnet-mp-2021.2.8`" in note and "`tensornet-matpes-pbe`" in note
     assert "mp-0" not in note  # no material list
+    glued = P.jageo_note(models_, command=False)  # for {glue:text}: names, no command
+    assert "--model" not in glued and "`" not in glued and "m3gnet-mp-2021.2.8" in glued
     one = P.jageo_note(["chgnet-0.3.0", "tensornet-matpes-pbe"])
     assert "--model tensornet-matpes-pbe`" in one
     assert "Not shown" not in P.jageo_note(["chgnet-0.3.0"])

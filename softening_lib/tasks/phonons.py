@@ -977,9 +977,11 @@ def jageo_split(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS
 
 
 def jageo_note(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS,
-               settings: PhononSettings = DEFAULT) -> str:
+               settings: PhononSettings = DEFAULT, command: bool = True) -> str:
     """One sentence for the page: which models have the JaGeo comparison (and on how many
-    materials), and the command that computes it for the others."""
+    materials), and the command that computes it for the others (``command=False``: their
+    registry names only, for ``{glue:text}``, which shows backticks and dashes as typed; the
+    prose then gives the command)."""
     from .. import plots
 
     shown, not_shown = jageo_split(models_, min_materials, settings)
@@ -988,7 +990,10 @@ def jageo_note(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS,
            f"{n_all} JaGeo materials; ")
     out += ("it is shown for " + ", ".join(f"{plots.label(m)} ({n} materials)" for m, n in shown.items())
             if shown else "no model of this build has that many yet")
-    if not_shown:
+    if not_shown and not command:
+        out += (". Not shown: " + ", ".join(f"{plots.label(m)} ({n} so far)" for m, n in not_shown.items())
+                + " (registry names: " + ", ".join(not_shown) + ")")
+    elif not_shown:
         out += (". Not shown: " + ", ".join(f"{plots.label(m)} ({n} so far)" for m, n in not_shown.items())
                 + "; `python -m softening_lib compute --chapter 06 --model "
                 + (next(iter(not_shown)) if len(not_shown) == 1 else "M") + "` computes them"
