@@ -526,6 +526,9 @@ def test_jageo_models_drawn_only_from_the_threshold_on(monkeypatch):
     assert "python -m softening_lib compute --chapter 06 --model M" in note
     assert "`m3gnet-mp-2021.2.8`" in note and "`tensornet-matpes-pbe`" in note
     assert "mp-0" not in note  # no material list
+    shown_text, not_shown_text = P.jageo_lists(models_)
+    assert shown_text == f"CHGNet 0.3.0, {n_min} materials" and "NAME = tensornet-matpes-pbe" in not_shown_text
+    assert P.jageo_lists(["chgnet-0.3.0"])[1] == "none" and P.jageo_lists(["tensornet-matpes-pbe"])[0] == "no model yet"
     glued = P.jageo_note(models_, command=False)  # for {glue:text}: names, no command
     assert "--model" not in glued and "`" not in glued and "m3gnet-mp-2021.2.8" in glued
     one = P.jageo_note(["chgnet-0.3.0", "tensornet-matpes-pbe"])

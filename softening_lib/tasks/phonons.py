@@ -976,6 +976,17 @@ def jageo_split(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS
     return shown, not_shown
 
 
+def jageo_lists(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS,
+                settings: PhononSettings = DEFAULT) -> tuple[str, str]:
+    """Plain-text lists for the prose (``{glue:text}``): the models with the JaGeo comparison
+    ("CHGNet 0.3.0, 64 materials") and the others with their count so far and registry name."""
+    from .. import plots
+
+    shown, not_shown = jageo_split(models_, min_materials, settings)
+    return ("; ".join(f"{plots.label(m)}, {n} materials" for m, n in shown.items()) or "no model yet",
+            "; ".join(f"{plots.label(m)}, {n} so far (NAME = {m})" for m, n in not_shown.items()) or "none")
+
+
 def jageo_note(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS,
                settings: PhononSettings = DEFAULT, command: bool = True) -> str:
     """One sentence for the page: which models have the JaGeo comparison (and on how many
