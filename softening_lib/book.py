@@ -157,6 +157,23 @@ class ChapterContext:
         display(table)
         return table
 
+    def not_run_note(self) -> str:
+        """For the prose, from what this run recorded (never typed into a page, which would hold
+        only for one machine): the requested models that did not run, each with its reason, or
+        "none". Glue it (``ctx.glue("models_not_run", ctx.not_run_note())``) after a typed lead-in
+        such as "Requested but not run for this build: "."""
+        from .pages import scrub
+        from .plots import label
+
+        if not self.skipped:
+            return "none"
+        def short(m: str, r: Any) -> str:  # the reason's first part: no "name:" prefix, no fix recipe
+            r = scrub(str(r)).split(" Fix:")[0].strip()
+            return (r[len(m) + 1:].strip() if r.startswith(f"{m}:") else r).rstrip(".")
+
+        items = [f"{label(m)}: {short(m, r)}" for m, r in self.skipped.items()]
+        return "; ".join(items)
+
     def note(self, text: str) -> None:
         """A line for the what-ran page (local paths written relative to $SOFTENING_DATA_DIR etc.)."""
         from .pages import scrub

@@ -32,6 +32,17 @@ def test_setup_chapter_splits_runnable_and_skipped(tmp_path, monkeypatch):
     assert record["versions"]["ase"]
 
 
+def test_not_run_note_comes_from_what_ran(tmp_path, monkeypatch):
+    """The prose's sentence on models that did not run is derived from the run, not typed."""
+    monkeypatch.setenv("SOFTENING_RUN_DIR", str(tmp_path))
+    ctx = book.setup_chapter("99", models=["emt"], preset="smoke")
+    assert ctx.not_run_note() == "none"
+    ctx.skipped = {"mace-mp-0-medium": "mace-mp-0-medium: the weights are not found. Fix: download them",
+                   "nope:nothing": "no module named nope"}
+    note = ctx.not_run_note()
+    assert note.startswith("MACE-MP-0") and ": the weights are not found;" in note and "Fix" not in note and "no module named nope" in note
+
+
 def test_figure_is_saved_with_caption(tmp_path, monkeypatch):
     import matplotlib
 

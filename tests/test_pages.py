@@ -151,3 +151,12 @@ def test_every_chapter_shows_how_to_call_it(source):
     text = source.read_text()
     assert re.search(r"```\{code-cell\}[^\n]*\n:tags: \[[^\]]*show-input", text), \
         f"{source.name}: no cell tagged show-input ('how to call this')"
+
+
+def test_wide_table_outputs_scroll_on_screen():
+    """Wide pandas tables scroll sideways at reader width instead of being cut at the column
+    edge (checked by eye in headless Chromium at 1000 px; this guards the rule itself)."""
+    css = (config.REPO_ROOT / "softening_lib" / "static" / "softening.css").read_text()
+    screen = css[css.index("@media screen {\n  div.cell_output div.output"):]
+    rule = screen[:screen.index("}")]
+    assert "overflow-x: auto" in rule and "max-width: 100%" in rule

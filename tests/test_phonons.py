@@ -496,3 +496,50 @@ def test_cubic_binaries_frequency_ratio_follows_sqrt_s(monkeypatch):
     assert got["s_min"] < got["s_median"] < got["s_max"]
     assert abs(got["sqrt_s_median"] - got["ratio_dft_median"]) < 0.1 and got["pearson_sqrt_s_ratio_dft"] > 0.5
     assert got["ex_formula"] == "AlAs" and got["ex_ratio_dft_geometry"] < 0.5
+
+
+def test_jageo_models_drawn_only_from_the_threshold_on(monkeypatch):
+    """The JaGeo panel and ratios: a model with fewer than JAGEO_MIN_MATERIALS materials is not
+    drawn or summarised; the page's sentence names the drawn ones with their n and gives the
+    others the compute command instead of listing their materials."""
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    n_min = P.JAGEO_MIN_MATERIALS
+    ids = [f"mp-{i}" for i in range(68)]
+    counts = {"chgnet-0.3.0": n_min, "m3gnet-mp-2021.2.8": n_min - 1, "tensornet-matpes-pbe": 0}
+    r68 = pd.DataFrame([{"model": m, "material_id": ids[i], "ratio": 0.9, "has_imaginary": False}
+                        for m, n in counts.items() for i in range(n)])
+    empty = pd.DataFrame(columns=["model", "material_id", "ratio"])
+    monkeypatch.setattr(P, "jageo_ids", lambda cheap_first=False: ids)
+    monkeypatch.setattr(P, "ratio_table", lambda dataset, *a, **k: r68 if dataset == P.PBE68 else empty)
+    monkeypatch.setattr(P, "pbe103_ratio_table", lambda *a, **k: empty)
+    models_ = list(counts)
+
+    shown, not_shown = P.jageo_split(models_)
+    assert shown == {"chgnet-0.3.0": n_min}
+    assert not_shown == {"m3gnet-mp-2021.2.8": n_min - 1, "tensornet-matpes-pbe": 0}
+
+    note = P.jageo_note(models_)
+    assert f"({n_min} materials)" in note and f"({n_min - 1} so far)" in note
+    assert "python -m softening_lib compute --chapter 06 --model M" in note
+    assert "`m3gnet-mp-2021.2.8`" in note and "`tensornet-matpes-pbe`" in note
+    assert "mp-0" not in note  # no material list
+    shown_text, not_shown_text = P.jageo_lists(models_)
+    assert shown_text == f"CHGNet 0.3.0, {n_min} materials" and "NAME = tensornet-matpes-pbe" in not_shown_text
+    assert P.jageo_lists(["chgnet-0.3.0"])[1] == "none" and P.jageo_lists(["tensornet-matpes-pbe"])[0] == "no model yet"
+    glued = P.jageo_note(models_, command=False)  # for {glue:text}: names, no command
+    assert "--model" not in glued and "`" not in glued and "m3gnet-mp-2021.2.8" in glued
+    one = P.jageo_note(["chgnet-0.3.0", "tensornet-matpes-pbe"])
+    assert "--model tensornet-matpes-pbe`" in one
+    assert "Not shown" not in P.jageo_note(["chgnet-0.3.0"])
+    assert "no model of this build" in P.jageo_note(["tensornet-matpes-pbe"])
+
+    fig, summary, ratios = P.fig4b(models_, None)
+    jageo = summary[summary["reference"] == "pbe-jageo68"]
+    assert list(jageo["model"]) == ["chgnet-0.3.0"] and int(jageo["n"].iloc[0]) == n_min
+    assert set(ratios.loc[ratios["reference"] == "pbe-jageo68", "model"]) == {"chgnet-0.3.0"}
+    _, summary_low, _ = P.fig4b(models_, None, jageo_min=1)
+    assert set(summary_low.loc[summary_low["reference"] == "pbe-jageo68", "model"]) == {
+        "chgnet-0.3.0", "m3gnet-mp-2021.2.8"}

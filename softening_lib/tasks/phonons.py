@@ -54,6 +54,7 @@ PBE103 = "phonondb-pbe-103"
 SHOWCASE = ("mp-1784",)  # CsF, the paper's Fig. 4a
 IMAGINARY_THZ = -0.1  # a mode below this counts as imaginary (acoustic noise sits above)
 RECORD_VERSION = 2  # model records older than this are recomputed (fields added)
+JAGEO_MIN_MATERIALS = 20  # a model's JaGeo VASP-PBE ratios are drawn and quoted from this many materials on
 
 
 @dataclass(frozen=True)
@@ -762,18 +763,22 @@ def _ratio_hist(ax, table, models_: Sequence[str], bins) -> list[str]:
     return lines
 
 
-def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
+def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT,
+          jageo_min: int = JAGEO_MIN_MATERIALS):
     """Histograms of max-frequency ratio model / DFT: PBEsol panel and PBE panels.
 
     One colour per model; each model's histogram is normalised to its own number of
     materials (the text in each panel gives n, the fraction below 1 and the median). Materials
-    with imaginary modes are kept (their count is given). Returns (fig, summary, ratios).
+    with imaginary modes are kept (their count is given). The JaGeo panel draws only the models
+    with at least ``jageo_min`` JaGeo materials (:func:`jageo_split`). Returns (fig, summary, ratios).
     """
     import matplotlib.pyplot as plt
     import pandas as pd
 
     r_sol = ratio_table(PBESOL, pbesol_ids, models_, settings)
     r_68 = ratio_table(PBE68, None, models_, settings)
+    if not r_68.empty:  # only models with enough JaGeo materials (jageo_split)
+        r_68 = r_68[r_68["model"].isin(list(jageo_split(models_, jageo_min, settings)[0]))]
     r_103 = pbe103_ratio_table(models_, settings)
     if pbesol_ids is not None and not r_103.empty:
         r_103 = r_103[r_103["material_id"].isin(set(pbesol_ids))]
@@ -793,7 +798,8 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
             for _, s in summarise(table[table["model"].isin(list(models_))]).iterrows():
                 summary.append({"reference": tag, **s.to_dict()})
         # the per-model numbers beside the panel, never across the ratio-1 line or the bars
-        ax.text(1.02, 1.0, "\n".join(line.replace(": n=", ":\n  n=") for line in lines) or "nothing cached yet",
+        empty = (f"no model with\n{jageo_min}+ materials yet" if tag == "pbe-jageo68" else "nothing cached yet")
+        ax.text(1.02, 1.0, "\n".join(line.replace(": n=", ":\n  n=") for line in lines) or empty,
                 transform=ax.transAxes, va="top", ha="left", fontsize=8)
         ax.set_title(title.replace("\n", " "), fontsize=10, loc="left")
     axes[-1].set_xlabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
@@ -955,6 +961,55 @@ def coverage_table(models_: Sequence[str], pbesol_ids: Sequence[str], settings: 
 
     return pd.concat([coverage(models_, PBESOL, pbesol_ids, settings),
                       coverage(models_, PBE68, jageo_ids(), settings)], ignore_index=True)
+
+
+def jageo_split(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS,
+                settings: PhononSettings = DEFAULT) -> tuple[dict[str, int], dict[str, int]]:
+    """The models with a JaGeo VASP-PBE comparison and those without: ``(shown, not_shown)``,
+    each ``{model: number of JaGeo materials with a model / DFT ratio in the cache}``. A model is
+    shown from ``min_materials`` materials on; with fewer its ratios are not drawn or summarised
+    (a handful of materials would be a misleading histogram)."""
+    r = ratio_table(PBE68, None, models_, settings)
+    counts = r["model"].value_counts().to_dict() if not r.empty else {}
+    shown = {m: int(counts.get(m, 0)) for m in models_ if counts.get(m, 0) >= min_materials}
+    not_shown = {m: int(counts.get(m, 0)) for m in models_ if m not in shown}
+    return shown, not_shown
+
+
+def jageo_lists(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS,
+                settings: PhononSettings = DEFAULT) -> tuple[str, str]:
+    """Plain-text lists for the prose (``{glue:text}``): the models with the JaGeo comparison
+    ("CHGNet 0.3.0, 64 materials") and the others with their count so far and registry name."""
+    from .. import plots
+
+    shown, not_shown = jageo_split(models_, min_materials, settings)
+    return ("; ".join(f"{plots.label(m)}, {n} materials" for m, n in shown.items()) or "no model yet",
+            "; ".join(f"{plots.label(m)}, {n} so far (NAME = {m})" for m, n in not_shown.items()) or "none")
+
+
+def jageo_note(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS,
+               settings: PhononSettings = DEFAULT, command: bool = True) -> str:
+    """One sentence for the page: which models have the JaGeo comparison (and on how many
+    materials), and the command that computes it for the others (``command=False``: their
+    registry names only, for ``{glue:text}``, which shows backticks and dashes as typed; the
+    prose then gives the command)."""
+    from .. import plots
+
+    shown, not_shown = jageo_split(models_, min_materials, settings)
+    n_all = len(jageo_ids())
+    out = (f"The JaGeo VASP-PBE comparison needs a model's phonons on at least {min_materials} of the "
+           f"{n_all} JaGeo materials; ")
+    out += ("it is shown for " + ", ".join(f"{plots.label(m)} ({n} materials)" for m, n in shown.items())
+            if shown else "no model of this build has that many yet")
+    if not_shown and not command:
+        out += (". Not shown: " + ", ".join(f"{plots.label(m)} ({n} so far)" for m, n in not_shown.items())
+                + " (registry names: " + ", ".join(not_shown) + ")")
+    elif not_shown:
+        out += (". Not shown: " + ", ".join(f"{plots.label(m)} ({n} so far)" for m, n in not_shown.items())
+                + "; `python -m softening_lib compute --chapter 06 --model "
+                + (next(iter(not_shown)) if len(not_shown) == 1 else "M") + "` computes them"
+                + ("" if len(not_shown) == 1 else " for model M (" + ", ".join(f"`{m}`" for m in not_shown) + ")"))
+    return out + "."
 
 
 def smoke_ids() -> list[str]:
