@@ -12,7 +12,14 @@ matcalc    ``SofteningBenchmark(<those frames as its dataset file>).run(calc, na
 pipeline   ``softening_lib.predict.predict`` (validated, batched: CHGNet, matgl, SevenNet) +
            ``metrics.softening_scale`` per compound
 bare       the same batches straight through the model's batched call (graph conversion +
-           forward/backward, no validation, no result checks, no slope)
+           forward/backward, no validation, no result checks, no slope), with the same
+           inference settings as the pipeline (parameters not requiring grad, matgl
+           ``calc_stresses`` off): energies + forces, nothing else
+
+What each side computes: matcalc's ``run_pes_calc`` asks the ASE calculator for energy, forces
+and stress of every frame (its default, as users run it); the softening scale needs only the
+forces, so the pipeline runs ``predict(..., with_stress=False)`` (energies + forces). That
+skipped stress is part of the speed-up and the printout says so.
 
 It prints per model: the speed-up matcalc-time / pipeline-time (target >= 3), pipeline-time /
 bare-time (target <= 1.15), and the largest per-compound difference of the slopes. Then the
@@ -91,6 +98,18 @@ def bare(frames, calc, batch_size: int) -> list:
     from softening_lib import predict
 
     family = predict.batched_family(calc)
+    with predict.frozen_params(predict.model_module(calc, family)):
+        if family == "matgl":
+            with predict.matgl_stress(calc.potential, False):
+                return _bare(frames, calc, batch_size, family)
+        return _bare(frames, calc, batch_size, family)
+
+
+def _bare(frames, calc, batch_size: int, family: str) -> list:
+    import torch
+
+    from softening_lib import predict
+
     plan = predict.batch_plan([len(a) for a in frames], predict.MAX_ATOMS_PER_BATCH, batch_size)
     out = []
     if family == "chgnet":
@@ -200,6 +219,8 @@ def main(argv=None) -> int:
     print(f"{len(frames)} frames, {len({a.info['material_id'] for a in frames})} compounds, "
           f"{sum(map(len, frames))} atoms; batch {args.batch_size}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
           f"load average {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores")
+    print("matcalc: energy + forces + stress per frame (run_pes_calc, its default); pipeline and bare: "
+          "energies + forces only (the softening scale needs forces; stress skipped is part of the speed-up)")
     for n, why in skipped.items():
         print(f"  not run here: {n}: {why[:100]}")
     rows = []

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -125,6 +126,45 @@ def calculator(model: str, device: str | None = None, **kw: Any):
     return _CALC_CACHE[key]
 
 
+@contextmanager
+def frozen_params(module):
+    """Inference setting for a batched call: the parameters of ``module`` (a ``torch.nn.Module``
+    or ``None``) stop requiring gradients for the duration, so the force backward pass
+    (``autograd.grad`` w.r.t. positions) records and keeps nothing for weight gradients.
+    The flags are restored after, so a model shared with fine-tuning code is left as found.
+    Results are unchanged (same arithmetic; only what autograd tracks differs)."""
+    params = [p for p in module.parameters() if p.requires_grad] if module is not None else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@contextmanager
+def matgl_stress(potential, want: bool):
+    """``potential.calc_stresses`` set to ``want and potential.calc_stresses`` for the duration:
+    with ``want=False`` matgl's ``Potential`` neither makes the strain tensor a leaf that
+    requires grad nor differentiates w.r.t. it (forces only), restored after."""
+    old = getattr(potential, "calc_stresses", False)
+    potential.calc_stresses = bool(want and old)
+    try:
+        yield
+    finally:
+        potential.calc_stresses = old
+
+
+def model_module(calc, family: str | None):
+    """The ``torch.nn.Module`` a batched path calls (for :func:`frozen_params`), else ``None``."""
+    import torch
+
+    m = {"chgnet": lambda: calc.model, "matgl": lambda: calc.potential,
+         "sevenn": lambda: calc.model}.get(family or "", lambda: None)()
+    return m if isinstance(m, torch.nn.Module) else None
+
+
 def _check(out: dict, frames: Sequence[Atoms]) -> dict:
     """Refuse non-finite energy / forces / stress, naming the structure (never cached)."""
     for i, atoms in enumerate(frames):
@@ -160,11 +200,8 @@ def _predict_matgl(frames: Sequence[Atoms], calc, batch_size: int, with_stress: 
     collated with ``torch_geometric``'s ``Batch`` as matgl's ``collate_fn_pes`` does, then one
     ``calc.potential(batch, lattices, state_attr)`` call per batch. :mod:`softening_lib.matgl_fix`
     is applied (idempotent). Stress (GPa from the potential) is converted with the calculator's
-    own factor, so it matches ``PESCalculator`` (eV/Å³ with the registry's ``stress_unit``)."""
-    import torch
-    from ase.stress import full_3x3_to_voigt_6_stress
-    from torch_geometric.data import Batch
-
+    own factor, so it matches ``PESCalculator`` (eV/Å³ with the registry's ``stress_unit``).
+    Without stress (``with_stress=False``) the potential runs with ``calc_stresses`` off."""
     from . import matgl_fix
 
     matgl_fix.apply()
@@ -174,6 +211,17 @@ def _predict_matgl(frames: Sequence[Atoms], calc, batch_size: int, with_stress: 
     forces: list[np.ndarray] = [np.zeros((0, 3))] * len(frames)
     stress = np.full((len(frames), 6), np.nan)
     want_stress = bool(with_stress and potential.calc_stresses)
+    with matgl_stress(potential, want_stress):
+        return _matgl_batches(frames, calc, batch_size, max_atoms_per_batch, want_stress,
+                              energies, forces, stress, device)
+
+
+def _matgl_batches(frames, calc, batch_size, max_atoms_per_batch, want_stress, energies, forces, stress, device):
+    import torch
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from torch_geometric.data import Batch
+
+    potential = calc.potential
     for batch in batch_plan([len(a) for a in frames], max_atoms_per_batch, batch_size):
         graphs, lats, states = [], [], []
         for i in batch:
@@ -295,8 +343,9 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
     registry model runs (:func:`softening_lib.devices.resolve`); ignored when ``calc`` is given.
 
     ``calc`` overrides the registry calculator (e.g. a :class:`~softening_lib.models.ScaledCalculator`).
-    ``with_stress=False`` skips the stress where that saves time (CHGNet's batched path;
-    the stress is then NaN). One batched call holds at most ``batch_size`` structures and
+    ``with_stress=False`` skips the stress where that saves time (CHGNet's task ``"ef"``,
+    matgl's ``calc_stresses`` off for the call; the stress is then NaN). Batched calls run
+    with the model's parameters not requiring gradients (:func:`frozen_params`). One batched call holds at most ``batch_size`` structures and
     ``max_atoms_per_batch`` atoms (:func:`batch_plan`). Every structure is validated first
     (:func:`softening_lib.structures.validate` with ``min_distance`` / ``require_pbc``);
     non-finite results raise :class:`~softening_lib.structures.NonFiniteResultError`.
@@ -316,6 +365,12 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
         models.check_elements(model, symbols)
         calc = calculator(model, device=device)
     family = batched_family(calc) if batched else None
+    with frozen_params(model_module(calc, family)):
+        out = _predict_family(frames, calc, family, batch_size, progress, with_stress, max_atoms_per_batch)
+    return _check(out, frames)
+
+
+def _predict_family(frames, calc, family, batch_size, progress, with_stress, max_atoms_per_batch) -> dict:
     if family == "chgnet":
         out = _predict_chgnet(frames, calc, batch_size, with_stress=with_stress,
                               max_atoms_per_batch=max_atoms_per_batch)
@@ -327,7 +382,7 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
                               max_atoms_per_batch=max_atoms_per_batch)
     else:
         out = _predict_ase(frames, calc, progress=progress, with_stress=with_stress)
-    return _check(out, frames)
+    return out
 
 
 def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: bool = True,

@@ -73,3 +73,52 @@ def test_cuda_equals_cpu(name):
     cpu = predict.predict(frames, name, batch_size=3, device="cpu")
     gpu = predict.predict(frames, name, batch_size=3, device="cuda")
     _close(cpu, gpu, 1e-4, 2e-4, 2e-5)
+
+
+@pytest.mark.parametrize("name", BATCHED)
+def test_forces_only_path_equals_per_structure_and_restores_the_model(name):
+    """with_stress=False (matgl: calc_stresses off; CHGNet: task "ef"; all: parameters frozen for
+    the call) gives the per-structure energies and forces, NaN stress, and leaves the model's
+    requires_grad flags and calc_stresses as they were."""
+    _runnable(name)
+    frames = _frames()
+    calc = predict.calculator(name)
+    module = predict.model_module(calc, predict.batched_family(calc))
+    assert module is not None
+    flags = [p.requires_grad for p in module.parameters()]
+    stresses = getattr(getattr(calc, "potential", None), "calc_stresses", None)
+    fast = predict.predict(frames, name, batch_size=3, with_stress=False)
+    serial = predict.predict(frames, name, batched=False, with_stress=False)
+    assert np.isnan(np.asarray(fast["stress"])).all()
+    assert np.max(np.abs(fast["energy"] - serial["energy"])) < 2e-5
+    assert max(np.max(np.abs(x - y)) for x, y in zip(fast["forces"], serial["forces"])) < 5e-5
+    full = predict.predict(frames, name, batch_size=3)  # with stress: the same energies and forces
+    assert np.max(np.abs(fast["energy"] - full["energy"])) < 1e-5
+    assert max(np.max(np.abs(x - y)) for x, y in zip(fast["forces"], full["forces"])) < 1e-5
+    assert [p.requires_grad for p in module.parameters()] == flags
+    assert getattr(getattr(calc, "potential", None), "calc_stresses", None) == stresses
+
+
+def test_frozen_params_and_matgl_stress_restore_on_error():
+    torch = pytest.importorskip("torch")
+    lin = torch.nn.Linear(2, 2)
+    lin.bias.requires_grad_(False)
+    with pytest.raises(RuntimeError):
+        with predict.frozen_params(lin):
+            assert not any(p.requires_grad for p in lin.parameters())
+            raise RuntimeError("boom")
+    assert lin.weight.requires_grad and not lin.bias.requires_grad
+
+    class Pot:
+        calc_stresses = True
+
+    pot = Pot()
+    with pytest.raises(RuntimeError):
+        with predict.matgl_stress(pot, False):
+            assert pot.calc_stresses is False
+            raise RuntimeError("boom")
+    assert pot.calc_stresses is True
+    with predict.matgl_stress(pot, True):
+        assert pot.calc_stresses is True
+    with predict.frozen_params(None):
+        pass
