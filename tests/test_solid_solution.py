@@ -198,3 +198,22 @@ def test_unconverged_relaxations_are_flagged_with_fmax_and_not_fitted(cuau, tmp_
     assert list(ss.unconverged({"emt": good})["ordering_id"]) == list(good.loc[mixed, "ordering_id"])
     fig = ss.figure_2c({"emt": good}, mode="relaxed")
     assert any("not converged" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+
+
+def test_matched_errors_compare_only_shared_converged_mixed_orderings():
+    import pandas as pd
+
+    def table(model, e, converged=True):
+        return pd.DataFrame({"model": model, "mode": "relaxed", "ordering_id": ["o0", "a", "b", "c", "o8"],
+                             "n_sites": 8, "n_solute": [0, 2, 4, 6, 8], "e_mix": e, "converged": converged})
+
+    ref = table(ss.REFERENCE_LABEL, [0.0, 0.20, 0.30, np.nan, 0.0])  # "c" not reached by the reference
+    soft = table("soft", [0.0, 0.10, 0.27, 0.05, 0.0], converged=[True, True, False, True, True])
+    out = ss.matched_errors({"soft": soft, "none": soft.iloc[0:0]}, ref).set_index("model")
+    assert list(out.index) == ["soft"]  # no rows, no comparison
+    r = out.loc["soft"]
+    assert r["n"] == 1  # only "a": end members out, "b" unconverged, "c" has no reference
+    assert r["ratio_pct"] == pytest.approx(-50.0)
+    assert r["mae_meV"] == pytest.approx(100.0) and r["mse_meV"] == pytest.approx(-100.0)
+    assert r["frac_below"] == 1.0
+    assert ss.matched_errors({"soft": soft}, ref.iloc[0:0]).empty

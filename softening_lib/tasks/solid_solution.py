@@ -505,6 +505,47 @@ def unconverged(tables: dict[str, Any]):
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 
+def matched_errors(tables: dict[str, Any], reference, mode: str = "relaxed"):
+    """Each model's mixing energies against the reference's, ordering by ordering, on the
+    orderings both have (end members left out: their mixing energy is zero by construction;
+    relaxations that did not converge, on either side, left out as in the fits).
+
+    One row per model: ``n`` orderings compared, ``mean_model_meV`` / ``mean_ref_meV`` (their
+    means over those orderings), ``ratio_pct`` = 100 (mean_model / mean_ref - 1), ``mae_meV``,
+    ``mse_meV`` (mean signed error) and ``frac_below`` (share of orderings where the model's
+    mixing energy is below the reference's). Unlike a regular-solution fit this needs no full
+    composition range, so it holds for a reference that covers only some orderings."""
+    import pandas as pd
+
+    cols = ["model", "mode", "n", "mean_model_meV", "mean_ref_meV", "ratio_pct", "mae_meV", "mse_meV", "frac_below"]
+    if reference is None or not len(reference):
+        return pd.DataFrame(columns=cols)
+
+    def usable(t):
+        t = t[t["mode"] == mode]
+        t = t[(t["n_solute"] > 0) & (t["n_solute"] < t["n_sites"])]
+        if "converged" in t:
+            t = t[t["converged"].astype(bool)]
+        return t[np.isfinite(t["e_mix"].astype(float))].set_index("ordering_id")["e_mix"].astype(float)
+
+    ref = usable(reference)
+    rows = []
+    for name, tab in tables.items():
+        if tab is None or not len(tab) or "e_mix" not in tab:
+            continue
+        mod = usable(tab)
+        common = ref.index.intersection(mod.index)
+        if not len(common):
+            continue
+        d = mod[common] - ref[common]
+        rows.append({"model": name, "mode": mode, "n": int(len(common)),
+                     "mean_model_meV": 1000 * float(mod[common].mean()), "mean_ref_meV": 1000 * float(ref[common].mean()),
+                     "ratio_pct": 100 * (float(mod[common].mean()) / float(ref[common].mean()) - 1),
+                     "mae_meV": 1000 * float(d.abs().mean()), "mse_meV": 1000 * float(d.mean()),
+                     "frac_below": float((d < 0).mean())})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def fit_table(tables: dict[str, Any]):
     """One row per (model, mode): Omega, T_c, mean and max mixing energy."""
     import pandas as pd
