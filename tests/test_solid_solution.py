@@ -170,6 +170,12 @@ def test_figure_2c_and_fit_table_with_reference():
     model = table("emt", 0.1)
     fig = ss.figure_2c({"emt": model}, mode="static", reference=ref, reference_note="test note")
     assert "test note" in fig.axes[0].get_title()
+    def dashed(f):
+        return [ln for ln in f.axes[0].get_lines() if ln.get_linestyle() == "--"]
+
+    assert len(dashed(fig)) == 2  # a dashed fit each for the reference and the model
+    partial = ss.figure_2c({"emt": model}, mode="static", reference=ref, fit_reference=False)
+    assert len(dashed(partial)) == 1  # the reference's points stay, its curve does not
     fits = ss.fit_table({"emt": model, ss.REFERENCE_LABEL: ref}).set_index("model")
     assert fits.loc["emt", "omega_eV"] == pytest.approx(0.1)
     assert fits.loc[ss.REFERENCE_LABEL, "Tc_K"] == pytest.approx(0.2 / (2 * ss.K_B))

@@ -609,9 +609,11 @@ def reference_status(orderings: Sequence[Ordering], mode: str = "static") -> dic
 # --------------------------------------------------------------------------------------
 
 def figure_2c(tables: dict[str, Any], *, mode: str = "relaxed", reference=None,
-              reference_note: str = "", ax=None):
+              reference_note: str = "", ax=None, fit_reference: bool = True):
     """Mixing energy per cation vs Ca fraction, one point per ordering, reference in black,
-    each model in its colour, with its regular-solution curve (dashed)."""
+    each model in its colour, with its regular-solution curve (dashed). ``fit_reference=False``
+    draws the reference's points without a curve (a reference that covers only some orderings
+    would give a biased fit: the per-composition means would miss orderings)."""
     import matplotlib.pyplot as plt
 
     from .. import plots
@@ -641,7 +643,7 @@ def figure_2c(tables: dict[str, Any], *, mode: str = "relaxed", reference=None,
             ax.scatter(tab["fraction"][~ok] + off, 1000 * tab["e_mix"][~ok], s=30, color=col, marker="x",
                        lw=1, label=f"{lab}: not converged", zorder=2)
         fit = regular_solution_fit(tab)
-        if np.isfinite(fit["omega_eV"]):
+        if np.isfinite(fit["omega_eV"]) and (fit_reference or name != REFERENCE_LABEL):
             ax.plot(fgrid, 1000 * fit["omega_eV"] * fgrid * (1 - fgrid), color=col, lw=1, ls="--")
     ax.axhline(0, color="0.5", lw=0.6)
     ax.set_xlabel("Ca fraction  x/2  in  Ca$_x$Mg$_{2-x}$O$_2$")
