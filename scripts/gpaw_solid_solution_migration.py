@@ -535,7 +535,8 @@ def run_groups(groups: list[list[dict]], *, retry_failed: bool = False, schedule
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", nargs="+", default=STAGES[:3], choices=STAGES)
-    ap.add_argument("--max", type=int, default=None, help="stop after this many calculations")
+    ap.add_argument("--max", type=int, default=None,
+                    help="run at most this many tasks (one calculation each, with the mirrored images it makes), cheapest first")
     ap.add_argument("--retry-failed", action="store_true")
     ap.add_argument("--estimate", action="store_true", help="list the queue with a CPU-time estimate")
     ap.add_argument("--list", action="store_true",
