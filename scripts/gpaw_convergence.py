@@ -48,9 +48,12 @@ def main(argv=None) -> int:
                    "structures of dft.convergence_structures() (all when none is named)")
     p.add_argument("--frames", type=int, nargs="*", default=[0, 3])
     p.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    from softening_lib import executor
+
+    executor.add_arguments(p)  # --workers N (scan structures at once, default 1), --scheduler
     args = p.parse_args(argv)
     if args.scan is not None:
-        return scan(args.scan)
+        return scan(args.scan, scheduler=args.scheduler, workers=args.workers)
     if not args.material_id:
         p.error("give a campaign material id or --scan")
     frames = read_extxyz(DEFAULT_OUT / f"{args.material_id}.extxyz.gz")
@@ -102,25 +105,37 @@ def main(argv=None) -> int:
     return 0
 
 
-def scan(names) -> int:
+def _scan_task(item: tuple) -> str:
+    """One structure's scan (a Dask task): dft.convergence_scan, which rewrites its JSON atomically
+    after every point and skips the points already there."""
+    from softening_lib import dft
+
+    name, atoms = item
+    dft.convergence_scan(atoms, OUT / f"scan_{name}.json")
+    return name
+
+
+def scan(names, *, scheduler=None, workers: int | None = None) -> int:
+    """The cutoff / k-point scans, one Dask task per structure (softening_lib.executor.run_queue;
+    ``workers`` processes, default 1: one GPAW at a time); the summary afterwards."""
     import pandas as pd
 
-    from softening_lib import dft
+    from softening_lib import dft, executor
 
     structures = dft.convergence_structures()
     unknown = set(names) - set(structures)
     if unknown:
         raise SystemExit(f"unknown scan structure(s) {sorted(unknown)}; choose from {sorted(structures)}")
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in names or list(structures):
-        dft.convergence_scan(structures[name], OUT / f"scan_{name}.json")
-        # the summary after every structure, so a killed scan leaves one that matches its files
-        tables = [dft.scan_table(json.loads(p_.read_text())) for p_ in sorted(OUT.glob("scan_*.json"))]
-        table = pd.concat(tables, ignore_index=True)
-        atomic_write_bytes(OUT / "scan_summary.csv", table.round(6).to_csv(index=False).encode())
+    n_workers = workers or 1
+    executor.run_queue([(name, structures[name]) for name in names or list(structures)], _scan_task,
+                       key=lambda it: it[0], scheduler=scheduler, workers=n_workers, desc="gpaw-scan",
+                       env=executor.GPAW_ENV if n_workers > 1 and scheduler is None else None)
+    tables = [dft.scan_table(json.loads(p_.read_text())) for p_ in sorted(OUT.glob("scan_*.json"))]
+    table = pd.concat(tables, ignore_index=True)
+    atomic_write_bytes(OUT / "scan_summary.csv", table.round(6).to_csv(index=False).encode())
     print(table.round(4).to_string())
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -44,13 +44,16 @@ Usage::
     export OMP_NUM_THREADS=1 SOFTENING_DATA_DIR=/work/shared/data
     python scripts/gpaw_solid_solution_migration.py --estimate            # queue + CPU-hour estimate
     python scripts/gpaw_solid_solution_migration.py --list --stage solid-relaxed   # per item, cheapest first
-    nice -n 10 python scripts/gpaw_solid_solution_migration.py --stage solid-static mig-static
+    nice -n 10 python scripts/gpaw_solid_solution_migration.py --stage solid-static mig-static --workers 2
     python scripts/gpaw_solid_solution_migration.py --check               # < 2 min plumbing test
     python scripts/gpaw_solid_solution_migration.py --stage mig-static --only 'Li2S-vac-s1/*' \
         --kpt-density 3 --reference-dir /tmp/kcheck                       # k-point check of one path
 
-Run several workers on separate cores with ``--worker i --workers n`` (items are split by
-index, never shared).
+The queue runs on the Dask executor (``softening_lib.executor.run_queue``): ``--workers N``
+single-threaded worker processes here (default: every core), or ``--scheduler tcp://HOST:8786 |
+slurm``. One task per calculation; a mirror record is written by the task that computes its
+partner (same task, right after it). Relaxed images run in a second pass, after their relaxed end
+points. A killed run (or worker) leaves whole records only; rerunning skips every finished one.
 """
 
 from __future__ import annotations
@@ -436,25 +439,104 @@ def check(tmp: Path) -> dict:
             "kpts": s["kpts"], "energy": rec["energy"], "scf_iterations": rec["dft"].get("scf_iterations")}
 
 
-def worker_slot(item: dict, items: list[dict], pos: dict[str, int] | None = None) -> int:
-    """Position of ``item`` in the queue, or of its mirror partner's: a mirror record is
-    written by the worker that computes its partner, never left waiting on another worker.
-    ``pos``: the id -> position map of ``items`` (built here when not given)."""
-    pos = pos if pos is not None else {it["id"]: k for k, it in enumerate(items)}
-    j = item.get("mirror_of")
-    if j is not None:
-        partner = item["id"].rsplit("/", 1)[0] + f"/{j:02d}"
-        if partner in pos:
-            return pos[partner]
-    return pos[item["id"]]
+def record_status(path: Path) -> str:
+    """``todo`` (no record, or an unreadable one), else the record's ``status`` (ok, failed, skipped)."""
+    if not path.is_file():
+        return "todo"
+    try:
+        return str(json.loads(path.read_text()).get("status", "todo"))
+    except json.JSONDecodeError:
+        return "todo"
+
+
+def item_done(item: dict, retry_failed: bool = False) -> bool:
+    """A finished record: ``ok`` or ``skipped`` always; ``failed`` unless ``retry_failed``."""
+    st = record_status(item["out"])
+    return st in ("ok", "skipped") or (st == "failed" and not retry_failed)
+
+
+def group_items(items: list[dict]) -> list[list[dict]]:
+    """The Dask tasks of the queue: each item whose mirror partner is in the queue joins its
+    partner's task (a mirror record is written by the task that computes its partner, right
+    after it); every other item is a task of its own. A task is a list, partner first."""
+    pos = {it["id"]: k for k, it in enumerate(items)}
+    groups: dict[str, list[dict]] = {}
+    for it in items:
+        j = it.get("mirror_of")
+        partner = it["id"].rsplit("/", 1)[0] + f"/{j:02d}" if j is not None else None
+        home = partner if partner in pos and partner != it["id"] else it["id"]
+        groups.setdefault(home, []).append(it)
+    # a partner that is itself a mirror (never in this queue's data) would leave its group unrooted
+    return [sorted(g, key=lambda it: (it.get("mirror_of") is not None, pos[it["id"]])) for g in groups.values()]
+
+
+def group_done(retry_failed: bool, group: list[dict]) -> bool:
+    return all(item_done(it, retry_failed) for it in group)
+
+
+def group_cost(group: list[dict]) -> float:
+    return sum(estimate(it) for it in group)
+
+
+def run_and_write(item: dict, retry_failed: bool = False) -> str:
+    """Compute one item unless its record is finished, write the record atomically; returns its
+    status (``cached``, ``ok``, ``failed``, ``waiting``: no record written)."""
+    if item_done(item, retry_failed):
+        return "cached"
+    print(f"[{time.strftime('%H:%M:%S')}] {item['id']}", flush=True)
+    try:
+        rec = run_item(item)
+    except Exception as exc:  # record and go on: a failed SCF must not stop the queue
+        rec = {"id": item["id"], "kind": item["kind"], "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+               "traceback": traceback.format_exc()[-2000:]}
+    if rec.get("status") == "waiting":
+        print(f"   {item['id']} waiting: {rec['reason']}", flush=True)
+        return "waiting"
+    _write(item["out"], rec)
+    print(f"   {item['id']} {rec['status']} {rec.get('energy', '')} ({rec.get('cpu_time_s', '?')} CPU s)", flush=True)
+    return rec["status"]
+
+
+def run_group(retry_failed: bool, group: list[dict]) -> dict:
+    """One Dask task: the partner, then the mirror records it makes possible. ``{id: status}``."""
+    return {it["id"]: run_and_write(it, retry_failed) for it in group}
+
+
+def run_groups(groups: list[list[dict]], *, retry_failed: bool = False, scheduler=None, workers=None,
+               progress: bool = True, log=print, client=None, desc: str = "gpaw-ss-mig"):
+    """The queue on :func:`softening_lib.executor.run_queue`: one task per group, cheapest first
+    (stage order first: a relaxed image needs its relaxed end points; they are run as a second
+    pass, after every end point's task of the first pass has finished)."""
+    from functools import partial
+
+    from softening_lib import executor
+
+    def needs_ends(g):
+        return any(it["kind"] == "mig-relaxed" and it["index"] not in (0, it["path"].n_images + 1) for it in g)
+
+    passes = [[g for g in groups if not needs_ends(g)], [g for g in groups if needs_ends(g)]]
+    stage_of = {kind: k for k, kind in enumerate(STAGES)}
+    results = []
+    for pass_groups in passes:
+        if not pass_groups:
+            continue
+        ranked = sorted(pass_groups, key=lambda g: (stage_of[g[0]["kind"]], group_cost(g)))
+        rank = {g[0]["id"]: r for r, g in enumerate(ranked)}
+        n_workers = workers or executor.n_cores()
+        env = executor.GPAW_ENV if n_workers > 1 and scheduler is None and client is None else None
+        results.append(executor.run_queue(
+            ranked, partial(run_group, retry_failed), key=lambda g: g[0]["id"],
+            done=partial(group_done, retry_failed), priority=lambda g: len(ranked) - rank[g[0]["id"]],
+            scheduler=scheduler, workers=n_workers, client=client, progress=progress, log=log, desc=desc,
+            env=env))
+    return results
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", nargs="+", default=STAGES[:3], choices=STAGES)
-    ap.add_argument("--max", type=int, default=None, help="stop after this many calculations")
-    ap.add_argument("--worker", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--max", type=int, default=None,
+                    help="run at most this many tasks (one calculation each, with the mirrored images it makes), cheapest first")
     ap.add_argument("--retry-failed", action="store_true")
     ap.add_argument("--estimate", action="store_true", help="list the queue with a CPU-time estimate")
     ap.add_argument("--list", action="store_true",
@@ -467,6 +549,9 @@ def main(argv=None) -> None:
     ap.add_argument("--warm-start", default="chgnet-0.3.0",
                     help="MLIP that pre-relaxes each relaxation's start (same constraints) so GPAW needs "
                          "fewer BFGS steps; 'none' to start GPAW from the interpolated geometry")
+    from softening_lib import executor
+
+    executor.add_arguments(ap)  # --scheduler, --workers (Dask worker processes), --device
     args = ap.parse_args(argv)
 
     if args.check:
@@ -519,34 +604,13 @@ def main(argv=None) -> None:
               f"{sum(t[2] for t in totals.values()) / 3600:7.1f} CPU h to go")
         return
 
-    pos = {it["id"]: k for k, it in enumerate(items)}
-    mine = [it for it in items if worker_slot(it, items, pos) % args.workers == args.worker]
-    n_run = 0
-    for it in mine:
-        if args.max is not None and n_run >= args.max:
-            break
-        out = it["out"]
-        if _done(out):
-            continue
-        if out.is_file() and not args.retry_failed:
-            try:
-                if json.loads(out.read_text()).get("status") == "failed":
-                    continue
-            except json.JSONDecodeError:
-                pass
-        print(f"[{time.strftime('%H:%M:%S')}] {it['id']}", flush=True)
-        try:
-            rec = run_item(it)
-        except Exception as exc:  # record and go on: a failed SCF must not stop the queue
-            rec = {"id": it["id"], "kind": it["kind"], "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                   "traceback": traceback.format_exc()[-2000:]}
-        if rec.get("status") == "waiting":
-            print(f"   waiting: {rec['reason']}", flush=True)
-            continue
-        _write(out, rec)
-        n_run += 1
-        print(f"   {rec['status']} {rec.get('energy', '')} ({rec.get('cpu_time_s', '?')} CPU s)", flush=True)
-
+    groups = [g for g in group_items(items) if not group_done(args.retry_failed, g)]
+    if args.max is not None:  # the cheapest --max calculations (a task with mirrors counts once)
+        stage_of = {kind: k for k, kind in enumerate(STAGES)}
+        groups = sorted(groups, key=lambda g: (stage_of[g[0]["kind"]], group_cost(g)))[: args.max]
+    print(f"{len(items)} items, {len(groups)} task(s) to run", flush=True)
+    if groups:
+        run_groups(groups, retry_failed=args.retry_failed, scheduler=args.scheduler, workers=args.workers)
 
 if __name__ == "__main__":
     main()

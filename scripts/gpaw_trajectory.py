@@ -165,34 +165,59 @@ def frame_path(cdir: Path, k: int) -> Path:
     return cdir / f"frame_{k:03d}.extxyz"
 
 
-def label_frames(frames, cdir: Path, mid: str, max_frames: int | None = None) -> int:
+def _frame_done(cdir: Path, frame) -> bool:
+    k = int(frame.info["frame_id"])
+    return frame_path(cdir, k).is_file() or (cdir / f"frame_{k:03d}.failed.json").is_file()
+
+
+def label_frame(cdir: Path, mid: str, frame) -> str:
+    """One frame (a Dask task of :func:`label_frames`): label it, write ``frame_kkk.extxyz`` (or
+    ``frame_kkk.failed.json`` when the SCF does not converge) atomically. Returns the status."""
     from softening_lib.campaign import CAMPAIGN_DFT
     from softening_lib.dft import SCFNotConvergedError, label
 
     import numpy as np
 
-    n = 0
-    for frame in frames:
-        k = int(frame.info["frame_id"])
-        done, fail = frame_path(cdir, k), cdir / f"frame_{k:03d}.failed.json"
-        if done.is_file() or fail.is_file():
-            continue
-        if max_frames is not None and n >= max_frames:
-            break
-        try:
-            lab, rec = label(frame, **CAMPAIGN_DFT)
-        except SCFNotConvergedError as exc:
-            _write_text(fail, json.dumps({"frame_id": k, "error": "SCFNotConvergedError", "message": str(exc)}))
-            _log(f"{mid}: frame {k} FAILED (SCF not converged), skipped")
-            continue
-        lab.info["dataset"] = DATASET
-        lab.info["material_id"] = mid
-        _write_text(done, _extxyz([lab]))
-        n += 1
-        fmax = float(np.linalg.norm(lab.get_forces(), axis=1).max())
-        _log(f"{mid}: frame {k} (t = {float(frame.info['md_time_ps']):.2f} ps) labelled in {rec['cpu_time_s']:.0f} CPU s "
-             f"({rec['scf_iterations']} SCF it., kpts {rec['kpts']}, {rec['ecut_eV']:.0f} eV), max |F| {fmax:.2f} eV/A")
-    return n
+    k = int(frame.info["frame_id"])
+    done, fail = frame_path(cdir, k), cdir / f"frame_{k:03d}.failed.json"
+    if done.is_file() or fail.is_file():
+        return "cached"
+    try:
+        lab, rec = label(frame, **CAMPAIGN_DFT)
+    except SCFNotConvergedError as exc:
+        _write_text(fail, json.dumps({"frame_id": k, "error": "SCFNotConvergedError", "message": str(exc)}))
+        _log(f"{mid}: frame {k} FAILED (SCF not converged), skipped")
+        return "failed"
+    lab.info["dataset"] = DATASET
+    lab.info["material_id"] = mid
+    _write_text(done, _extxyz([lab]))
+    fmax = float(np.linalg.norm(lab.get_forces(), axis=1).max())
+    _log(f"{mid}: frame {k} (t = {float(frame.info['md_time_ps']):.2f} ps) labelled in {rec['cpu_time_s']:.0f} CPU s "
+         f"({rec['scf_iterations']} SCF it., kpts {rec['kpts']}, {rec['ecut_eV']:.0f} eV), max |F| {fmax:.2f} eV/A")
+    return "done"
+
+
+def label_frames(frames, cdir: Path, mid: str, max_frames: int | None = None, *, scheduler=None,
+                 workers: int | None = None) -> int:
+    """Label the frames without a record, in order, at most ``max_frames``; one Dask task per
+    frame (:func:`softening_lib.executor.run_queue`, ``workers`` processes, default 1: one GPAW at
+    a time). Returns the number labelled this run."""
+    from functools import partial
+
+    from softening_lib import executor
+
+    todo = [f for f in frames if not _frame_done(cdir, f)]
+    if max_frames is not None:
+        todo = todo[:max_frames]
+    if not todo:
+        return 0
+    n_workers = workers or 1
+    order = {int(f.info["frame_id"]): i for i, f in enumerate(todo)}
+    res = executor.run_queue(todo, partial(label_frame, cdir, mid), key=lambda f: int(f.info["frame_id"]),
+                             done=partial(_frame_done, cdir), priority=lambda f: len(todo) - order[int(f.info["frame_id"])],
+                             scheduler=scheduler, workers=n_workers, desc=f"label-{mid}",
+                             env=executor.GPAW_ENV if n_workers > 1 and scheduler is None else None)
+    return sum(v == "done" for v in res.values())
 
 
 def summary(cdir: Path, mid: str, md: dict, seed: int) -> dict:
@@ -280,6 +305,9 @@ def main(argv=None) -> None:
     ap.add_argument("--md-only", action="store_true", help="run (or reuse) the CHGNet MD, label nothing")
     ap.add_argument("--estimate", action="store_true", help="print the CPU hours left and exit")
     ap.add_argument("--status", action="store_true", help="print progress.json's entry and exit")
+    from softening_lib import executor
+
+    executor.add_arguments(ap)  # --workers N frames labelled at once (default 1), --scheduler
     args = ap.parse_args(argv)
 
     md = md_settings(args)
@@ -302,7 +330,7 @@ def main(argv=None) -> None:
     write_progress(args.out, mid, md, seed)
     if args.md_only:
         return
-    n = label_frames(frames, cdir, mid, args.max_frames)
+    n = label_frames(frames, cdir, mid, args.max_frames, scheduler=args.scheduler, workers=args.workers)
     s = write_progress(args.out, mid, md, seed)
     _log(f"{mid}: {n} frames labelled this run; {s['n_frames']}/{md['n_frames']} done, {s['cpu_hours']:.2f} CPU h")
 

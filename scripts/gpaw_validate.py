@@ -4,6 +4,7 @@
         nice -n 5 python scripts/gpaw_validate.py                 # default list, resumable
     python scripts/gpaw_validate.py --materials mp-149 mp-1138    # some of them
     python scripts/gpaw_validate.py --summary                     # just rebuild the summary
+    python scripts/gpaw_validate.py --workers 4                   # 4 materials at once (Dask)
 
 For each material: every displaced supercell of the PhononDB (VASP-PBEsol) force set is
 labelled with :func:`softening_lib.dft.label` using the same functional (PBEsol setups,
@@ -238,6 +239,17 @@ def summarise() -> list[dict]:
     return rows
 
 
+def _validate_done(mp_id: str) -> bool:
+    return (OUT / f"{mp_id}.json").is_file()
+
+
+def _validate_task(dataset: str, settings: dict, max_frames: int | None, mp_id: str) -> str:
+    """One material (a Dask task): validate it, write its records atomically, refresh the summary."""
+    validate(mp_id, dataset, settings, max_frames)
+    summarise()
+    return mp_id
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--materials", nargs="*", default=DEFAULT_MATERIALS)
@@ -250,6 +262,9 @@ def main(argv=None) -> int:
     p.add_argument("--residual-check", nargs=2, metavar=("XC", "SETUPS"),
                    help="only GPAW's forces on the undisplaced supercells of --materials with this "
                         "functional and setups (default | pbe); see residual_check()")
+    from softening_lib import executor
+
+    executor.add_arguments(p)  # --workers N (default 1: one GPAW at a time), --scheduler
     args = p.parse_args(argv)
     if args.residual_check:
         for mp_id in args.materials:
@@ -261,15 +276,19 @@ def main(argv=None) -> int:
             settings["kpt_density"] = args.kpt_density
         if args.ecut is not None:
             settings["ecut"] = args.ecut
-        for mp_id in args.materials:
-            if (OUT / f"{mp_id}.json").is_file() and not args.redo:
-                log(f"{mp_id}: done already ({OUT / (mp_id + '.json')})")
-                continue
-            try:
-                validate(mp_id, args.dataset, settings, args.max_frames)
-            except Exception as exc:  # record and go on
-                log(f"{mp_id}: FAILED {type(exc).__name__}: {exc}")
-            summarise()
+        from functools import partial
+
+        from softening_lib import executor
+
+        # one Dask task per material (softening_lib.executor.run_queue): N workers validate N
+        # materials at once; a finished <mp-id>.json is never redone (unless --redo)
+        workers = args.workers or 1
+        res = executor.run_queue(args.materials, partial(_validate_task, args.dataset, settings, args.max_frames),
+                                 key=lambda m: m, done=None if args.redo else _validate_done,
+                                 scheduler=args.scheduler, workers=workers, desc="gpaw-validate",
+                                 env=executor.GPAW_ENV if workers > 1 and args.scheduler is None else None)
+        for mp_id, err in res.failed.items():
+            log(f"{mp_id}: FAILED {err}")
     summarise()
     return 0
 

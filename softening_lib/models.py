@@ -448,6 +448,18 @@ def matgl_weights_dir(name: str) -> Path:
     return files["model.json"].parent
 
 
+def _graphs_to(calc: Any, device: str) -> None:
+    """Make ``calc`` (a matgl ``PESCalculator``) hand its potential graph, lattice and state
+    tensors on ``device`` (matgl's ``Atoms2Graph`` builds them on the CPU)."""
+    converter = calc._atoms2graph
+    get_graph = converter.get_graph
+
+    def on_device(atoms):
+        return tuple(x.to(device) if hasattr(x, "to") else x for x in get_graph(atoms))
+
+    converter.get_graph = on_device
+
+
 def _matgl_factory(spec: ModelSpec) -> Callable[..., Calculator]:
     def factory(device: str = "cpu", **kw: Any) -> Calculator:
         ok, reason, fix = spec.availability()
@@ -459,9 +471,16 @@ def _matgl_factory(spec: ModelSpec) -> Callable[..., Calculator]:
         from . import matgl_fix
 
         matgl_fix.apply()  # matgl 4.x message-direction bug (see matgl_fix)
-        potential = matgl.load_model(matgl_weights_dir(spec.name))
+        from .devices import resolve
+
+        device = resolve(device)
+        potential = matgl.load_model(matgl_weights_dir(spec.name)).to(device)
         kw.setdefault("stress_unit", "eV/A3")  # matgl's default is GPa; ASE wants eV/A^3
-        return PESCalculator(potential, **kw)
+        calc = PESCalculator(potential, **kw)
+        if device != "cpu":  # matgl builds each graph on the CPU: move it where the model is
+            _graphs_to(calc, device)
+        calc.softening_device = device
+        return calc
 
     return factory
 

@@ -375,3 +375,44 @@ def test_committed_campaign_settings_are_accepted():
     with pytest.raises(campaign.CampaignSettingsError, match="total_time_ps"):
         campaign.check_progress_settings(progress, {**ws, "md": {**md, "total_time_ps": 10.0}}, out)
     assert s["model"] == "chgnet-0.3.0"
+
+
+@pytest.fixture
+def inprocess_dask(monkeypatch):
+    """executor.client_for -> a 2-worker in-process LocalCluster (threads: the monkeypatched
+    labeller and datasets reach the tasks); the task splitting, resume and records are the same."""
+    pytest.importorskip("distributed")
+    import contextlib
+
+    from distributed import Client, LocalCluster
+
+    from softening_lib import executor
+
+    @contextlib.contextmanager
+    def client_for(scheduler=None, workers=None, *, log=print, **kw):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+            with Client(cl) as client:
+                yield client
+
+    monkeypatch.setattr(executor, "client_for", client_for)
+
+
+def test_run_dask_equals_run_and_resumes(campaign_env, inprocess_dask):
+    """campaign.run_dask: MD and every frame's label as Dask tasks on 2 workers; the same files as
+    the serial run, and a second run computes nothing."""
+    campaign, state, tmp = campaign_env
+    _run(campaign, tmp / "serial", md_batch=1)
+    serial = _results(campaign, tmp / "serial")
+    state["calls"].clear()
+    progress = campaign.run_dask(out=tmp / "dask", only=IDS, model="emt", total_time_ps=0.02, workers=2,
+                                 progress=False)
+    assert set(progress["compounds"]) == set(IDS) and not progress["failures"]
+    assert sorted(state["calls"]) == sorted((m, k) for m in IDS for k in range(10))  # each frame once
+    for m, frames in _results(campaign, tmp / "dask").items():
+        assert [f.info["frame_id"] for f in frames] == list(range(10))
+        for a, b in zip(serial[m], frames):
+            assert np.allclose(a.positions, b.positions, rtol=0, atol=1e-7)
+            assert np.allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-6)
+    state["calls"].clear()
+    campaign.run_dask(out=tmp / "dask", only=IDS, model="emt", total_time_ps=0.02, workers=2, progress=False)
+    assert state["calls"] == []

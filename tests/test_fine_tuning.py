@@ -65,3 +65,39 @@ def test_campaign_linear_correction_undoes_a_known_softening(results_dir, labell
     again = ft.run_campaign(split, model=model, ns=[1, 2], seeds=[0, 1], scratch_seeds=[0], compute=False,
                             progress=False)
     assert (~again.missing).sum() == len(ok)
+
+
+def test_campaign_seeds_on_the_executor_equal_the_serial_path(results_dir, labelled_frames, monkeypatch):
+    """run_campaign(workers=N): one Dask task per (method, N, seed); the same table as the serial
+    path, nothing recomputed on a second run. One in-process worker here (the test model's import
+    path resolves; two threads would share one cached EMT calculator, which is not thread-safe:
+    real runs use worker processes)."""
+    pytest.importorskip("distributed")
+    import contextlib
+
+    from distributed import Client, LocalCluster
+
+    from softening_lib import executor
+
+    @contextlib.contextmanager
+    def client_for(scheduler=None, workers=None, *, log=print, **kw):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+            with Client(cl) as client:
+                yield client
+
+    monkeypatch.setattr(executor, "client_for", client_for)
+    frames = labelled_frames("cu", 1.0, n=14, seed=3, second=None, rattle=0.08, a=3.61, repeat=(1, 1, 1))
+    split = ft.make_split(frames, pool_size=5, dataset="emt-ft-dask", material_id="cu")
+    model = "test_fine_tuning:scaled_emt_08"
+    calls = []
+    real = ft.run_one
+    monkeypatch.setattr(ft, "run_one", lambda *a, **kw: calls.append(a[2:5]) or real(*a, **kw))
+    table = ft.run_campaign(split, model=model, ns=[1, 2], seeds=[0, 1], scratch_seeds=[0],
+                            compute=["pretrained", "linear"], progress=False, workers=2)
+    assert sorted(calls) == sorted([("pretrained", 2, 0)] + [("linear", n, s) for n in (1, 2) for s in (0, 1)])
+    ok = table[~table.missing]
+    assert len(ok) == 5 and np.allclose(ok[ok.method == "linear"].c, 1 / 0.8, rtol=1e-10)
+    calls.clear()
+    again = ft.run_campaign(split, model=model, ns=[1, 2], seeds=[0, 1], scratch_seeds=[0],
+                            compute=["pretrained", "linear"], progress=False, workers=2)
+    assert calls == [] and (~again.missing).sum() == 5

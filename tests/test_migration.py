@@ -596,14 +596,18 @@ def _check_relaxed_mirror(q, tmp_path, path_id):
         assert abs(rec["energy"] - b.get_potential_energy()) < 1e-9
 
 
-def test_gpaw_queue_gives_a_mirror_image_to_its_partners_worker(tmp_path):
+def test_gpaw_queue_puts_a_mirror_image_in_its_partners_task(tmp_path):
     q = _load_gpaw_queue_script()
     items = list(q.mig_items("static", tmp_path))
-    for workers in (2, 3):
-        for it in items:
-            if it["mirror_of"] is not None:
-                partner = next(p for p in items if p["path"].id == it["path"].id and p["index"] == it["mirror_of"])
-                assert q.worker_slot(it, items) % workers == q.worker_slot(partner, items) % workers
+    groups = q.group_items(items)
+    assert sorted(it["id"] for g in groups for it in g) == sorted(it["id"] for it in items)
+    home = {it["id"]: g[0]["id"] for g in groups for it in g}
+    for g in groups:
+        assert g[0].get("mirror_of") is None  # the partner is computed first
+    for it in items:
+        if it["mirror_of"] is not None:
+            partner = next(p for p in items if p["path"].id == it["path"].id and p["index"] == it["mirror_of"])
+            assert home[it["id"]] == partner["id"]
 
 
 def test_gpaw_queue_warm_start_reaches_the_same_minimum_in_fewer_dft_steps(tmp_path, monkeypatch):

@@ -137,3 +137,33 @@ def test_names_that_are_neither_registry_names_nor_import_paths_are_refused(name
     """A model name ends up in page titles, file names and the what-ran page: refused before."""
     with pytest.raises(models.UnknownModelError):
         models.resolve(name)
+
+
+def test_matgl_calculator_goes_to_the_chosen_device(mirror_available):
+    """device= reaches matgl (as it does CHGNet): the potential's weights sit there and the
+    calculator says where it runs; device="cpu" gives the same energy as the default."""
+    atoms = bulk("Si", "diamond", a=5.43)
+    calc = models.get_calculator("m3gnet-mp-2021.2.8", device="cpu")
+    assert calc.softening_device == "cpu"
+    assert {p.device.type for p in calc.potential.parameters()} == {"cpu"}
+    atoms.calc = calc
+    e = atoms.get_potential_energy()
+    b = atoms.copy()
+    b.calc = models.get_calculator("m3gnet-mp-2021.2.8")
+    assert b.get_potential_energy() == pytest.approx(e, abs=1e-8)
+
+
+def test_matgl_graphs_follow_the_device():
+    """_graphs_to wraps the graph builder so every tensor it returns is moved with .to(device)."""
+    from types import SimpleNamespace
+
+    moved = []
+
+    class T:
+        def to(self, device):
+            moved.append(device)
+            return self
+
+    calc = SimpleNamespace(_atoms2graph=SimpleNamespace(get_graph=lambda atoms: (T(), T(), T())))
+    models._graphs_to(calc, "cuda:1")
+    assert len(calc._atoms2graph.get_graph(None)) == 3 and moved == ["cuda:1"] * 3

@@ -22,4 +22,8 @@ $PIP download -q --no-deps --no-binary :all: --no-build-isolation gpaw==26.7.0 -
 $PIP download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
   -d "$KIT/whl" ase==3.29.0 spglib==2.8.0 setuptools pybind11
+# the queue runs on Dask (softening_lib.executor): distributed + its pure-python/manylinux deps
+$PIP download -q --only-binary=:all: --python-version "$PYVER" --implementation cp \
+  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+  -d "$KIT/whl" dask==2026.8.0 distributed==2026.8.0 tqdm
 du -sh "$KIT"

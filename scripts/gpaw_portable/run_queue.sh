@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build GPAW from a kit, then run the chapter 4/5 GPAW queue (scripts/gpaw_solid_solution_migration.py)
-# on every core until a deadline; finished records are packed for copying back. From the repo root:
+# Build GPAW from a kit, then run the chapter 4/5 GPAW queue (scripts/gpaw_solid_solution_migration.py,
+# on the Dask executor: one call, a LocalCluster of one single-threaded worker per core) until a
+# deadline; finished records are packed for copying back. From the repo root:
 #     bash scripts/gpaw_portable/run_queue.sh KIT SECONDS STAGE...     (e.g. KIT 540 solid-static mig-static)
 # An item cut off by the deadline leaves nothing (records are written atomically); rerunning the
 # queue anywhere skips every finished item. Records name the machine in "host".
@@ -25,11 +26,14 @@ WARM=$("$PY" -c "import chgnet" > /dev/null 2>&1 && echo chgnet-0.3.0 || echo no
 LEFT=$(( TOTAL - ($(date +%s) - T0) - 25 ))
 echo "running $N workers for $LEFT s (warm start: $WARM)"
 mkdir -p /tmp/gpaw_portable_logs
-for i in $(seq 0 $((N - 1))); do
-  timeout "$LEFT" "$PY" scripts/gpaw_solid_solution_migration.py --stage "$@" --workers "$N" --worker "$i" --warm-start "$WARM" \
-    > "/tmp/gpaw_portable_logs/w$i.log" 2>&1 &
-done
-wait
+# one Dask client, N worker processes, in their own process group: at the deadline the whole group
+# (client, nannies, workers) is stopped; finished records stay, a cut-off item leaves nothing
+setsid "$PY" scripts/gpaw_solid_solution_migration.py --stage "$@" --workers "$N" --warm-start "$WARM" \
+  > /tmp/gpaw_portable_logs/queue.log 2>&1 &
+QPID=$!
+( sleep "$LEFT"; kill -TERM -- "-$QPID" 2>/dev/null; sleep 10; kill -KILL -- "-$QPID" 2>/dev/null ) &
+KPID=$!
+wait "$QPID"; kill "$KPID" 2>/dev/null
 find data/reference -newer /tmp/gpaw_portable_t0 -type f -name '*.json' > /tmp/gpaw_portable_new.txt
 echo "new records: $(wc -l < /tmp/gpaw_portable_new.txt)"
 tar czf "$OUTD/records.tgz" -T /tmp/gpaw_portable_new.txt
