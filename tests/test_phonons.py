@@ -579,7 +579,9 @@ def test_shared_set_comparison_uses_the_materials_in_both_sets(monkeypatch):
     text = P.shared_set_sentence(s.reset_index().iloc[0])
     assert "0.850 against PBE" in text and "0.830 against PBEsol" in text
     assert "comes from which materials are in each set" in text and "indication" in text
-    assert "1 more id names another compound" in text
+    assert "not explained" not in text  # DFT PBE below PBEsol here (0.975), as expected
+    assert "1 more id names another compound" in text and "2 of them are in this chapter" not in text
+    assert "1 of them are in this chapter" in P.shared_set_sentence(s.reset_index().iloc[0].copy().to_dict() | {"n_in_list": 1})
     assert "cannot yet be compared" in P.shared_set_sentence(s.reset_index().iloc[1])
 
     # the gap survives on the shared materials: the sentence says so
@@ -588,3 +590,4 @@ def test_shared_set_comparison_uses_the_materials_in_both_sets(monkeypatch):
     _, summary2 = P.shared_set_comparison(["m"], shared=["a", "b"])
     text2 = P.shared_set_sentence(summary2.iloc[0], few=2)
     assert "not only a matter of which materials" in text2 and "indication" not in text2
+    assert "not explained" in P.shared_set_sentence(summary2.iloc[0].to_dict() | {"median_dft_shift": 1.05})
