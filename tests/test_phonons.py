@@ -262,6 +262,12 @@ def test_cache_only_figures_with_partial_coverage(two_model_cache, monkeypatch):
     assert s.loc["emt", "n"] == 2 and s.loc[SOFT, "n"] == 1
     assert s.loc[SOFT, "median"] == pytest.approx(np.sqrt(SOFT_C), rel=1e-3)
     assert s.loc[SOFT, "fraction_below_1"] == 1.0
+    shown = P.fig4b_table(summary)  # the numbers sit under the figure, none in the panels
+    from softening_lib.plots import label
+
+    assert shown.loc[("PhononDB-PBEsol", label("emt")), "n"] == 2
+    assert shown.loc[("PhononDB-PBEsol", label(SOFT)), "% < 1"] == 100
+    assert "imaginary" in shown and not any(ax.texts for ax in fig.axes)
     common = P.common_summary(ratios, models_).set_index("model")
     assert (common["n_common"] == 1).all()
     assert common.loc["emt", "median"] == pytest.approx(1.0, rel=1e-3)

@@ -1177,6 +1177,28 @@ def showcase_table(table):
 PAPER_FRACTION_BELOW_1 = 0.90  # paper, Fig. 4b: "> 90 %" of 229 ratios below 1 for each model
 
 
+def fig4b_table(summary):
+    """Fig. 4b's per-model numbers for the page, under the figure (not in the panels): one row per
+    reference and model, narrow columns (model labels, % below 1, median, quartiles, imaginary)."""
+    import pandas as pd
+
+    from .. import plots
+
+    if summary.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame({
+        "reference": summary["reference"].map(lambda r: {"pbesol": "PhononDB-PBEsol", "pbe-jageo68": "JaGeo PBE",
+                                                         "pbe-phonondb103": "PhononDB-PBE-103"}.get(r, r)),
+        "model": summary["model"].map(plots.label),
+        "n": summary["n"].astype(int),
+        "% < 1": (100 * summary["fraction_below_1"]).round(0).astype(int),
+        "median": summary["median"].round(3),
+        "q25-q75": [f"{a:.2f}-{b:.2f}" for a, b in zip(summary["q25"], summary["q75"])],
+        "imaginary": summary.get("n_imaginary", pd.Series(0, index=summary.index)).astype(int),
+    })
+    return out.set_index(["reference", "model"])
+
+
 def paper_table(summary):
     """Paper vs this book for Fig. 4b (the paper gives the fraction below 1 only)."""
     import pandas as pd
