@@ -571,6 +571,8 @@ def test_shared_set_comparison_uses_the_materials_in_both_sets(monkeypatch):
                            ("m", "f", 1.05, 8.0), ("m", "g", 1.0, 8.0)])
     monkeypatch.setattr(P, "ratio_table", lambda dataset, *a, **k: r68 if dataset == P.PBE68 else rsol)
     monkeypatch.setattr(P, "jageo_ids", lambda cheap_first=False: list("abcdz"))
+    dft = pd.DataFrame({"model": ["dft"] * 2, "material_id": ["a", "b"], "status": ["ok", "no_dft_forces"]})
+    monkeypatch.setattr(P, "cached_table", lambda *a, **k: dft)
     pairs, summary = P.shared_set_comparison(["m", "other"], pbesol_ids=list("abef"), shared=["a", "b"],
                                              clashes=["z"])
     assert sorted(pairs["material_id"]) == ["a", "b"] and set(pairs["model"]) == {"m"}
@@ -586,6 +588,7 @@ def test_shared_set_comparison_uses_the_materials_in_both_sets(monkeypatch):
     assert "0.850 against PBE" in text and "0.830 against PBEsol" in text
     assert "comes from which materials are in each set" in text and "indication" in text
     assert "not explained" not in text  # DFT PBE below PBEsol here (0.975), as expected
+    assert s.loc["m", "n_dft_both"] == 1 and "1 of them have DFT phonons from both sets" in text
     assert "1 more id names another compound" in text and "2 of them are in this chapter" not in text
     assert "1 of them are in this chapter" in P.shared_set_sentence(s.reset_index().iloc[0].copy().to_dict() | {"n_in_list": 1})
     assert "cannot yet be compared" in P.shared_set_sentence(s.reset_index().iloc[1])

@@ -905,7 +905,8 @@ def shared_set_comparison(models_: Sequence[str], pbesol_ids: Sequence[str] | No
       ``dft_pbe_over_pbesol`` (the two DFT maxima, no model), ``model_pbe_over_pbesol`` (the model's
       own maxima from the two sets' structures and supercells) and the two supercell sizes.
     * summary: per model, ``n_jageo`` (JaGeo materials), ``n_shared`` (also in PhononDB, same compound),
-      ``n_clash`` (same id, other compound: left out), ``n_in_list`` (shared and in ``pbesol_ids``), ``n_computed`` (with the model's ratio against
+      ``n_clash`` (same id, other compound: left out), ``n_dft_both`` (shared, DFT phonons from both
+      sets in the cache), ``n_in_list`` (shared and in ``pbesol_ids``), ``n_computed`` (with the model's ratio against
       both), the medians on those (``median_pbe``, ``median_pbesol``, ``median_dft_shift``) and the
       whole-set medians of Fig. 4b (``set_median_pbe`` over ``n_set_pbe`` JaGeo materials,
       ``set_median_pbesol`` over ``n_set_pbesol`` of the PBEsol list ``pbesol_ids``).
@@ -927,12 +928,18 @@ def shared_set_comparison(models_: Sequence[str], pbesol_ids: Sequence[str] | No
     pairs = pairs[["model", "material_id", "formula", "ratio_pbe", "ratio_pbesol", "dft_pbe_over_pbesol",
                    "model_pbe_over_pbesol", "n_atoms_supercell_pbe", "n_atoms_supercell_pbesol"]]
     sol_set = r_sol if pbesol_ids is None else r_sol[r_sol["material_id"].isin(set(pbesol_ids))]
+    dft_ok = []
+    for dataset in (PBE68, PBESOL):
+        t = cached_table(dataset, shared, [], settings)
+        dft_ok.append(set(t.loc[(t["model"] == "dft") & (t["status"] == "ok"), "material_id"]) if not t.empty else set())
+    n_dft = len(set(shared) & dft_ok[0] & dft_ok[1])
     rows = []
     for m in models_:
         p = pairs[pairs["model"] == m]
         s68, ssol = r_68.loc[r_68["model"] == m, "ratio"], sol_set.loc[sol_set["model"] == m, "ratio"]
         nan = float("nan")
         rows.append({"model": m, "n_jageo": len(jageo_ids()), "n_shared": len(shared), "n_clash": len(clashes),
+                     "n_dft_both": n_dft,
                      "n_in_list": len(set(shared) & set(pbesol_ids)) if pbesol_ids is not None else len(shared),
                      "n_computed": len(p),
                      "median_pbe": float(p["ratio_pbe"].median()) if len(p) else nan,
@@ -956,6 +963,9 @@ def shared_set_sentence(row, few: int = 10) -> str:
     if int(row.get("n_clash", 0)):
         k = int(row["n_clash"])
         out += f" ({k} more id{'s' if k != 1 else ''} name{'' if k != 1 else 's'} another compound there: left out)"
+    n_dft = int(row.get("n_dft_both", row["n_shared"]))
+    if n_dft < int(row["n_shared"]):
+        out += f"; {n_dft} of them have DFT phonons from both sets (the others lack DFT forces in one)"
     n_list = int(row.get("n_in_list", row["n_shared"]))
     if n_list < int(row["n_shared"]):
         out += f"; {n_list} of them are in this chapter's PBEsol list"
@@ -1193,7 +1203,8 @@ def fig4b_table(summary):
         "n": summary["n"].astype(int),
         "% < 1": (100 * summary["fraction_below_1"]).round(0).astype(int),
         "median": summary["median"].round(3),
-        "q25-q75": [f"{a:.2f}-{b:.2f}" for a, b in zip(summary["q25"], summary["q75"])],
+        "q25": summary["q25"].round(2),
+        "q75": summary["q75"].round(2),
         "imaginary": summary.get("n_imaginary", pd.Series(0, index=summary.index)).astype(int),
     })
     return out.set_index(["reference", "model"])
