@@ -592,6 +592,8 @@ def test_shared_set_comparison_uses_the_materials_in_both_sets(monkeypatch):
     assert "1 more id names another compound" in text and "2 of them are in this chapter" not in text
     assert "1 of them are in this chapter" in P.shared_set_sentence(s.reset_index().iloc[0].copy().to_dict() | {"n_in_list": 1})
     assert "cannot yet be compared" in P.shared_set_sentence(s.reset_index().iloc[1])
+    counts, medians = (P.shared_set_sentence(s.reset_index().iloc[0], part=k) for k in ("counts", "medians"))
+    assert text == counts + " " + medians and "against PBE" not in counts and medians.startswith("On these 2")
 
     # the gap survives on the shared materials: the sentence says so
     rsol2 = rows(P.PBESOL, [("m", "a", 1.10, 10.0), ("m", "b", 1.20, 10.0), ("m", "e", 1.0, 8.0)])

@@ -950,11 +950,14 @@ def shared_set_comparison(models_: Sequence[str], pbesol_ids: Sequence[str] | No
     return pairs.reset_index(drop=True), pd.DataFrame(rows)
 
 
-def shared_set_sentence(row, few: int = 10) -> str:
+def shared_set_sentence(row, few: int = 10, part: str = "all") -> str:
     """Plain text for the page (``{glue:text}``) from one row of :func:`shared_set_comparison`'s
     summary: what the medians on the shared materials say about the gap between the set medians.
     The gap is put down to the material sets when, on the shared materials, it changes sign or
-    shrinks to under half; fewer than ``few`` materials are called an indication."""
+    shrinks to under half; fewer than ``few`` materials are called an indication. ``part``: "all",
+    or "counts" (how many materials are shared and computed) and "medians" (the rest), to glue apart."""
+    if part not in ("all", "counts", "medians"):
+        raise ValueError(f"part must be all, counts or medians, got {part!r}")
     from .. import plots
 
     lab, n = plots.label(row["model"]), int(row["n_computed"])
@@ -971,16 +974,19 @@ def shared_set_sentence(row, few: int = 10) -> str:
         out += f"; {n_list} of them are in this chapter's PBEsol list"
     out += f"; {n} {'of them' if n_list == int(row['n_shared']) else 'of these'} have {lab} phonons against both references"
     if n == 0:
-        return out + ", so the two set medians cannot yet be compared on the same materials."
+        out += ", so the two set medians cannot yet be compared on the same materials."
+        return "" if part == "medians" else out
+    counts, out = out + ".", ""
     a, b = float(row["median_pbe"]), float(row["median_pbesol"])
     big_a, big_b = float(row["set_median_pbe"]), float(row["set_median_pbesol"])
-    out += (f". On {'this material' if n == 1 else f'these {n}'} the median ratio is {a:.3f} against PBE and "
+    out += (f"On {'this material' if n == 1 else f'these {n}'} the median ratio is {a:.3f} against PBE and "
             f"{b:.3f} against PBEsol (DFT PBE / PBEsol maximum frequency: median {float(row['median_dft_shift']):.3f}), "
             f"while the whole sets give {big_a:.3f} (JaGeo, {int(row['n_set_pbe'])} materials) and {big_b:.3f} "
             f"(PBEsol list, {int(row['n_set_pbesol'])})")
     gap, g = big_a - big_b, a - b
     if not np.isfinite(gap):
-        return out + "."
+        out += "."
+        return {"counts": counts, "medians": out}.get(part, counts + " " + out)
     out += f": on the same materials the PBE minus PBEsol difference is {g:+.3f}, against {gap:+.3f} between the sets"
     if np.sign(g) != np.sign(gap) or abs(g) < 0.5 * abs(gap):
         out += ", so the gap between the set medians comes from which materials are in each set, not from the functional"
@@ -992,7 +998,8 @@ def shared_set_sentence(row, few: int = 10) -> str:
                 "size)")
     if n < few:
         out += f". With {n} material{'s' if n != 1 else ''} this is an indication, not a measurement"
-    return out + "."
+    out += "."
+    return {"counts": counts, "medians": out}.get(part, counts + " " + out)
 
 
 def fig_scale(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
