@@ -262,6 +262,12 @@ def test_cache_only_figures_with_partial_coverage(two_model_cache, monkeypatch):
     assert s.loc["emt", "n"] == 2 and s.loc[SOFT, "n"] == 1
     assert s.loc[SOFT, "median"] == pytest.approx(np.sqrt(SOFT_C), rel=1e-3)
     assert s.loc[SOFT, "fraction_below_1"] == 1.0
+    shown = P.fig4b_table(summary)  # the numbers sit under the figure, none in the panels
+    from softening_lib.plots import label
+
+    assert shown.loc[("PhononDB-PBEsol", label("emt")), "n"] == 2
+    assert shown.loc[("PhononDB-PBEsol", label(SOFT)), "% < 1"] == 100
+    assert "imaginary" in shown and not fig.axes[0].texts  # a panel with data holds no text
     common = P.common_summary(ratios, models_).set_index("model")
     assert (common["n_common"] == 1).all()
     assert common.loc["emt", "median"] == pytest.approx(1.0, rel=1e-3)
@@ -543,3 +549,56 @@ def test_jageo_models_drawn_only_from_the_threshold_on(monkeypatch):
     _, summary_low, _ = P.fig4b(models_, None, jageo_min=1)
     assert set(summary_low.loc[summary_low["reference"] == "pbe-jageo68", "model"]) == {
         "chgnet-0.3.0", "m3gnet-mp-2021.2.8"}
+
+
+def test_shared_set_comparison_uses_the_materials_in_both_sets(monkeypatch):
+    """The JaGeo and PBEsol set medians differ by material set; on the shared materials (same id
+    and compound, model on both) the medians are compared, and the sentence says which it is."""
+    import pandas as pd
+
+    assert P._same_compound("CSi", "SiC") and P._same_compound("Ba2Te2", "BaTe")
+    assert not P._same_compound("PbSe", "GeSb") and not P._same_compound(None, "BaTe")
+
+    def rows(dataset, spec):
+        return pd.DataFrame([{"model": m, "material_id": i, "formula": "X", "ratio": r, "max_freq_thz_dft": d,
+                              "max_freq_thz": r * d, "n_atoms_supercell": 64 if dataset == P.PBESOL else 216}
+                             for m, i, r, d in spec])
+
+    # shared: a, b; JaGeo also holds c, d (soft), the PBEsol list e, f (stiff): the sets differ by material
+    r68 = rows(P.PBE68, [("m", "a", 0.80, 10.0), ("m", "b", 0.90, 10.0), ("m", "c", 0.50, 5.0),
+                         ("m", "d", 0.55, 5.0), ("m", "z", 0.60, 5.0)])
+    rsol = rows(P.PBESOL, [("m", "a", 0.78, 10.0 * 0.8 / 0.78), ("m", "b", 0.88, 10.0), ("m", "e", 1.0, 8.0),
+                           ("m", "f", 1.05, 8.0), ("m", "g", 1.0, 8.0)])
+    monkeypatch.setattr(P, "ratio_table", lambda dataset, *a, **k: r68 if dataset == P.PBE68 else rsol)
+    monkeypatch.setattr(P, "jageo_ids", lambda cheap_first=False: list("abcdz"))
+    dft = pd.DataFrame({"model": ["dft"] * 2, "material_id": ["a", "b"], "status": ["ok", "no_dft_forces"]})
+    monkeypatch.setattr(P, "cached_table", lambda *a, **k: dft)
+    pairs, summary = P.shared_set_comparison(["m", "other"], pbesol_ids=list("abef"), shared=["a", "b"],
+                                             clashes=["z"])
+    assert sorted(pairs["material_id"]) == ["a", "b"] and set(pairs["model"]) == {"m"}
+    a = pairs.set_index("material_id").loc["a"]
+    assert a["ratio_pbe"] == pytest.approx(0.80) and a["ratio_pbesol"] == pytest.approx(0.78)
+    assert a["dft_pbe_over_pbesol"] == pytest.approx(0.78 / 0.8) and a["model_pbe_over_pbesol"] == pytest.approx(1.0)
+    s = summary.set_index("model")
+    assert s.loc["m", "n_computed"] == 2 and s.loc["m", "n_shared"] == 2 and s.loc["m", "n_clash"] == 1
+    assert s.loc["m", "median_pbe"] == pytest.approx(0.85) and s.loc["m", "median_pbesol"] == pytest.approx(0.83)
+    assert s.loc["m", "set_median_pbe"] == pytest.approx(0.6) and s.loc["m", "n_set_pbe"] == 5
+    assert s.loc["m", "set_median_pbesol"] == pytest.approx(0.94) and s.loc["m", "n_set_pbesol"] == 4  # list only
+    text = P.shared_set_sentence(s.reset_index().iloc[0])
+    assert "0.850 against PBE" in text and "0.830 against PBEsol" in text
+    assert "comes from which materials are in each set" in text and "indication" in text
+    assert "not explained" not in text  # DFT PBE below PBEsol here (0.975), as expected
+    assert s.loc["m", "n_dft_both"] == 1 and "1 of them have DFT phonons from both sets" in text
+    assert "1 more id names another compound" in text and "2 of them are in this chapter" not in text
+    assert "1 of them are in this chapter" in P.shared_set_sentence(s.reset_index().iloc[0].copy().to_dict() | {"n_in_list": 1})
+    assert "cannot yet be compared" in P.shared_set_sentence(s.reset_index().iloc[1])
+    counts, medians = (P.shared_set_sentence(s.reset_index().iloc[0], part=k) for k in ("counts", "medians"))
+    assert text == counts + " " + medians and "against PBE" not in counts and medians.startswith("On these 2")
+
+    # the gap survives on the shared materials: the sentence says so
+    rsol2 = rows(P.PBESOL, [("m", "a", 1.10, 10.0), ("m", "b", 1.20, 10.0), ("m", "e", 1.0, 8.0)])
+    monkeypatch.setattr(P, "ratio_table", lambda dataset, *a, **k: r68 if dataset == P.PBE68 else rsol2)
+    _, summary2 = P.shared_set_comparison(["m"], shared=["a", "b"])
+    text2 = P.shared_set_sentence(summary2.iloc[0], few=2)
+    assert "not only a matter of which materials" in text2 and "indication" not in text2
+    assert "not explained" in P.shared_set_sentence(summary2.iloc[0].to_dict() | {"median_dft_shift": 1.05})

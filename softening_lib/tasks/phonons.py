@@ -768,8 +768,9 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
     """Histograms of max-frequency ratio model / DFT: PBEsol panel and PBE panels.
 
     One colour per model; each model's histogram is normalised to its own number of
-    materials (the text in each panel gives n, the fraction below 1 and the median). Materials
-    with imaginary modes are kept (their count is given). The JaGeo panel draws only the models
+    materials. The per-model numbers (n, the fraction below 1, the median, ``n_imaginary``) are in
+    the returned summary, shown under the figure: text in or beside the panels squeezed them at
+    page width. Materials with imaginary modes are kept. The JaGeo panel draws only the models
     with at least ``jageo_min`` JaGeo materials (:func:`jageo_split`). Returns (fig, summary, ratios).
     """
     import matplotlib.pyplot as plt
@@ -783,7 +784,7 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
     if pbesol_ids is not None and not r_103.empty:
         r_103 = r_103[r_103["material_id"].isin(set(pbesol_ids))]
     r_103 = r_103[r_103["model"] != "dft"] if not r_103.empty else r_103
-    fig, axes = plt.subplots(3, 1, figsize=(7.2, 8.6), sharex=True)  # one reference per row: legible
+    fig, axes = plt.subplots(3, 1, figsize=(7.2, 7.6), sharex=True)  # one reference per row: legible
     bins = np.linspace(0.4, 1.3, 37)
     summary = []
     for ax, (title, table, tag) in zip(axes, [
@@ -795,12 +796,14 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
         ax.axvline(1.0, color="0.3", lw=0.8, ls="--")
         ax.set_ylabel("fraction of\nmaterials")
         if not table.empty:
-            for _, s in summarise(table[table["model"].isin(list(models_))]).iterrows():
-                summary.append({"reference": tag, **s.to_dict()})
-        # the per-model numbers beside the panel, never across the ratio-1 line or the bars
-        empty = (f"no model with\n{jageo_min}+ materials yet" if tag == "pbe-jageo68" else "nothing cached yet")
-        ax.text(1.02, 1.0, "\n".join(line.replace(": n=", ":\n  n=") for line in lines) or empty,
-                transform=ax.transAxes, va="top", ha="left", fontsize=8)
+            sub = table[table["model"].isin(list(models_))]
+            imag = (sub["has_imaginary"].fillna(False).astype(bool).groupby(sub["model"]).sum()
+                    if "has_imaginary" in sub else {})
+            for _, s in summarise(sub).iterrows():
+                summary.append({"reference": tag, **s.to_dict(), "n_imaginary": int(imag.get(s["model"], 0))})
+        if not lines:  # the per-model numbers are in the summary table under the figure, not in the panel
+            empty = (f"no model with {jageo_min}+ materials yet" if tag == "pbe-jageo68" else "nothing cached yet")
+            ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.4")
         ax.set_title(title.replace("\n", " "), fontsize=10, loc="left")
     axes[-1].set_xlabel(r"$\omega_\max^{\rm model} / \omega_\max^{\rm DFT}$")
     handles, labels_ = [], []
@@ -810,8 +813,9 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
                 handles.append(h)
                 labels_.append(lab)
     if handles:
-        fig.legend(handles, labels_, loc="upper center", ncol=2, fontsize=9, bbox_to_anchor=(0.4, 0.0))
-    fig.tight_layout(rect=(0, 0.02, 0.74, 1))
+        fig.legend(handles, labels_, loc="upper center", ncol=min(3, len(handles)), fontsize=9,
+                   bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
     ratios = pd.concat([r_sol.assign(reference="pbesol"), r_68.assign(reference="pbe-jageo68"),
                         r_103.assign(reference="pbe-phonondb103")], ignore_index=True)
     return fig, pd.DataFrame(summary), ratios
@@ -840,24 +844,162 @@ def common_summary(ratios, models_: Sequence[str] | None = None):
     return pd.DataFrame(rows)
 
 
+def _same_compound(a: str | None, b: str | None) -> bool:
+    """Whether two formulas name the same compound (reduced composition; order-free: CSi = SiC)."""
+    if not a or not b:
+        return False
+    from ase.formula import Formula
+
+    return Formula(a).reduce()[0].count() == Formula(b).reduce()[0].count()
+
+
 def functional_shift_table(settings: PhononSettings = DEFAULT):
-    """DFT-PBE / DFT-PBEsol max frequency for materials in both (no model involved)."""
+    """DFT-PBE / DFT-PBEsol max frequency for materials in both (no model involved).
+
+    A material counts as in both when the Materials Project id *and* the compound agree: an id
+    can name different compounds in the two sets (mp-2201 is PbSe in PhononDB, GeSb in the
+    JaGeo set), and such a pair is left out."""
     import pandas as pd
 
     t = cached_table(PBESOL, None, ["dft"], settings)
     if t.empty:
         return pd.DataFrame()
-    dft = t[(t["model"] == "dft") & (t["status"] == "ok")].set_index("material_id")["max_freq_thz"]
+    ok = t[(t["model"] == "dft") & (t["status"] == "ok")].set_index("material_id")
+    dft, dft_formula = ok["max_freq_thz"], ok["formula"]
     rows = []
-    pbe103 = pbe103_max_frequency().set_index("material_id")["dft_max_freq_thz"]
+    q = pbe103_max_frequency().set_index("material_id")
     t68 = cached_table(PBE68, None, ["dft"], settings)
-    pbe68 = (t68[(t68["model"] == "dft") & (t68["status"] == "ok")].set_index("material_id")["max_freq_thz"]
-             if not t68.empty else pd.Series(dtype=float))
-    for name, pbe in [("phonondb-pbe-103", pbe103), ("jageo-pbe-68", pbe68)]:
+    ok68 = (t68[(t68["model"] == "dft") & (t68["status"] == "ok")].set_index("material_id")
+            if not t68.empty else pd.DataFrame(columns=["max_freq_thz", "formula"]))
+    for name, pbe, formula in [("phonondb-pbe-103", q["dft_max_freq_thz"], q["formula"]),
+                               ("jageo-pbe-68", ok68["max_freq_thz"], ok68["formula"])]:
         for mp_id in sorted(set(pbe.index) & set(dft.index)):
+            if not _same_compound(formula[mp_id], dft_formula[mp_id]):
+                continue
             rows.append({"pbe_set": name, "material_id": mp_id, "pbe_max_thz": float(pbe[mp_id]),
                          "pbesol_max_thz": float(dft[mp_id]), "pbe_over_pbesol": float(pbe[mp_id] / dft[mp_id])})
     return pd.DataFrame(rows)
+
+
+def jageo_pbesol_shared_ids() -> tuple[list[str], list[str]]:
+    """JaGeo ids that are also in the PhononDB-PBEsol mirror: ``(shared, clashes)``, ``clashes``
+    the ids that name a different compound in the two sets (from the two indexes, no cache)."""
+    import pandas as pd
+
+    sol = pbesol_index().set_index("mp_id")["unitcell_formula"]
+    jag = pd.read_csv(datasets.locate(PBE68, "index.csv")).set_index("mp_id")["primitive_formula"]
+    both = [m for m in jag.index if m in sol.index]
+    shared = [m for m in both if _same_compound(jag[m], sol[m])]
+    return shared, [m for m in both if m not in shared]
+
+
+def shared_set_comparison(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None,
+                          settings: PhononSettings = DEFAULT, shared: Sequence[str] | None = None,
+                          clashes: Sequence[str] = ()):
+    """The JaGeo VASP-PBE set and the PhononDB-PBEsol list hold different materials, so a model's
+    median ratio over one set and over the other are not comparable. This puts them side by side
+    on the materials in both (:func:`jageo_pbesol_shared_ids`) that the model has against both
+    references. Returns ``(pairs, summary)``:
+
+    * pairs: one row per (model, material): ``ratio_pbe`` (JaGeo), ``ratio_pbesol`` (PhononDB) and
+      ``dft_pbe_over_pbesol`` (the two DFT maxima, no model), ``model_pbe_over_pbesol`` (the model's
+      own maxima from the two sets' structures and supercells) and the two supercell sizes.
+    * summary: per model, ``n_jageo`` (JaGeo materials), ``n_shared`` (also in PhononDB, same compound),
+      ``n_clash`` (same id, other compound: left out), ``n_dft_both`` (shared, DFT phonons from both
+      sets in the cache), ``n_in_list`` (shared and in ``pbesol_ids``), ``n_computed`` (with the model's ratio against
+      both), the medians on those (``median_pbe``, ``median_pbesol``, ``median_dft_shift``) and the
+      whole-set medians of Fig. 4b (``set_median_pbe`` over ``n_set_pbe`` JaGeo materials,
+      ``set_median_pbesol`` over ``n_set_pbesol`` of the PBEsol list ``pbesol_ids``).
+    """
+    import pandas as pd
+
+    if shared is None:
+        shared, clashes = jageo_pbesol_shared_ids()
+    shared = list(shared)
+    r_68 = ratio_table(PBE68, None, models_, settings)
+    r_sol = ratio_table(PBESOL, None, models_, settings)
+    keep = ["model", "material_id", "formula", "ratio", "max_freq_thz_dft", "max_freq_thz", "n_atoms_supercell"]
+    a = r_68[r_68["material_id"].isin(shared)].reindex(columns=keep)
+    b = r_sol[r_sol["material_id"].isin(shared)].reindex(columns=keep)
+    pairs = a.merge(b, on=["model", "material_id"], suffixes=("_pbe", "_pbesol"))
+    pairs = pairs.rename(columns={"ratio_pbe": "ratio_pbe", "ratio_pbesol": "ratio_pbesol", "formula_pbe": "formula"})
+    pairs["dft_pbe_over_pbesol"] = pairs["max_freq_thz_dft_pbe"] / pairs["max_freq_thz_dft_pbesol"]
+    pairs["model_pbe_over_pbesol"] = pairs["max_freq_thz_pbe"] / pairs["max_freq_thz_pbesol"]  # same model, two cells
+    pairs = pairs[["model", "material_id", "formula", "ratio_pbe", "ratio_pbesol", "dft_pbe_over_pbesol",
+                   "model_pbe_over_pbesol", "n_atoms_supercell_pbe", "n_atoms_supercell_pbesol"]]
+    sol_set = r_sol if pbesol_ids is None else r_sol[r_sol["material_id"].isin(set(pbesol_ids))]
+    dft_ok = []
+    for dataset in (PBE68, PBESOL):
+        t = cached_table(dataset, shared, [], settings)
+        dft_ok.append(set(t.loc[(t["model"] == "dft") & (t["status"] == "ok"), "material_id"]) if not t.empty else set())
+    n_dft = len(set(shared) & dft_ok[0] & dft_ok[1])
+    rows = []
+    for m in models_:
+        p = pairs[pairs["model"] == m]
+        s68, ssol = r_68.loc[r_68["model"] == m, "ratio"], sol_set.loc[sol_set["model"] == m, "ratio"]
+        nan = float("nan")
+        rows.append({"model": m, "n_jageo": len(jageo_ids()), "n_shared": len(shared), "n_clash": len(clashes),
+                     "n_dft_both": n_dft,
+                     "n_in_list": len(set(shared) & set(pbesol_ids)) if pbesol_ids is not None else len(shared),
+                     "n_computed": len(p),
+                     "median_pbe": float(p["ratio_pbe"].median()) if len(p) else nan,
+                     "median_pbesol": float(p["ratio_pbesol"].median()) if len(p) else nan,
+                     "median_dft_shift": float(p["dft_pbe_over_pbesol"].median()) if len(p) else nan,
+                     "set_median_pbe": float(s68.median()) if len(s68) else nan, "n_set_pbe": len(s68),
+                     "set_median_pbesol": float(ssol.median()) if len(ssol) else nan, "n_set_pbesol": len(ssol)})
+    return pairs.reset_index(drop=True), pd.DataFrame(rows)
+
+
+def shared_set_sentence(row, few: int = 10, part: str = "all") -> str:
+    """Plain text for the page (``{glue:text}``) from one row of :func:`shared_set_comparison`'s
+    summary: what the medians on the shared materials say about the gap between the set medians.
+    The gap is put down to the material sets when, on the shared materials, it changes sign or
+    shrinks to under half; fewer than ``few`` materials are called an indication. ``part``: "all",
+    or "counts" (how many materials are shared and computed) and "medians" (the rest), to glue apart."""
+    if part not in ("all", "counts", "medians"):
+        raise ValueError(f"part must be all, counts or medians, got {part!r}")
+    from .. import plots
+
+    lab, n = plots.label(row["model"]), int(row["n_computed"])
+    out = (f"{int(row['n_shared'])} of the {int(row['n_jageo'])} JaGeo materials are also in the "
+           f"PhononDB-PBEsol mirror as the same compound")
+    if int(row.get("n_clash", 0)):
+        k = int(row["n_clash"])
+        out += f" ({k} more id{'s' if k != 1 else ''} name{'' if k != 1 else 's'} another compound there: left out)"
+    n_dft = int(row.get("n_dft_both", row["n_shared"]))
+    if n_dft < int(row["n_shared"]):
+        out += f"; {n_dft} of them have DFT phonons from both sets (the others lack DFT forces in one)"
+    n_list = int(row.get("n_in_list", row["n_shared"]))
+    if n_list < int(row["n_shared"]):
+        out += f"; {n_list} of them are in this chapter's PBEsol list"
+    out += f"; {n} {'of them' if n_list == int(row['n_shared']) else 'of these'} have {lab} phonons against both references"
+    if n == 0:
+        out += ", so the two set medians cannot yet be compared on the same materials."
+        return "" if part == "medians" else out
+    counts, out = out + ".", ""
+    a, b = float(row["median_pbe"]), float(row["median_pbesol"])
+    big_a, big_b = float(row["set_median_pbe"]), float(row["set_median_pbesol"])
+    out += (f"On {'this material' if n == 1 else f'these {n}'} the median ratio is {a:.3f} against PBE and "
+            f"{b:.3f} against PBEsol (DFT PBE / PBEsol maximum frequency: median {float(row['median_dft_shift']):.3f}), "
+            f"while the whole sets give {big_a:.3f} (JaGeo, {int(row['n_set_pbe'])} materials) and {big_b:.3f} "
+            f"(PBEsol list, {int(row['n_set_pbesol'])})")
+    gap, g = big_a - big_b, a - b
+    if not np.isfinite(gap):
+        out += "."
+        return {"counts": counts, "medians": out}.get(part, counts + " " + out)
+    out += f": on the same materials the PBE minus PBEsol difference is {g:+.3f}, against {gap:+.3f} between the sets"
+    if np.sign(g) != np.sign(gap) or abs(g) < 0.5 * abs(gap):
+        out += ", so the gap between the set medians comes from which materials are in each set, not from the functional"
+    else:
+        out += ", so the gap is not only a matter of which materials are in each set"
+    if float(row["median_dft_shift"]) > 1:
+        out += (". On these materials the DFT-PBE maximum is above the DFT-PBEsol one, the opposite of what the "
+                "stiffer PBEsol bonds suggest; we have not explained this (the two DFT sets also differ in supercell "
+                "size)")
+    if n < few:
+        out += f". With {n} material{'s' if n != 1 else ''} this is an indication, not a measurement"
+    out += "."
+    return {"counts": counts, "medians": out}.get(part, counts + " " + out)
 
 
 def fig_scale(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, settings: PhononSettings = DEFAULT):
@@ -1050,6 +1192,29 @@ def showcase_table(table):
 
 
 PAPER_FRACTION_BELOW_1 = 0.90  # paper, Fig. 4b: "> 90 %" of 229 ratios below 1 for each model
+
+
+def fig4b_table(summary):
+    """Fig. 4b's per-model numbers for the page, under the figure (not in the panels): one row per
+    reference and model, narrow columns (model labels, % below 1, median, quartiles, imaginary)."""
+    import pandas as pd
+
+    from .. import plots
+
+    if summary.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame({
+        "reference": summary["reference"].map(lambda r: {"pbesol": "PhononDB-PBEsol", "pbe-jageo68": "JaGeo PBE",
+                                                         "pbe-phonondb103": "PhononDB-PBE-103"}.get(r, r)),
+        "model": summary["model"].map(plots.label),
+        "n": summary["n"].astype(int),
+        "% < 1": (100 * summary["fraction_below_1"]).round(0).astype(int),
+        "median": summary["median"].round(3),
+        "q25": summary["q25"].round(2),
+        "q75": summary["q75"].round(2),
+        "imaginary": summary.get("n_imaginary", pd.Series(0, index=summary.index)).astype(int),
+    })
+    return out.set_index(["reference", "model"])
 
 
 def paper_table(summary):
