@@ -97,3 +97,28 @@ def _fake_scan_labeller(calls, kill_after=None):
 def fake_scan_labeller():
     """Factory of a stand-in for ``dft.label`` in ``dft.convergence_scan`` (see above)."""
     return _fake_scan_labeller
+
+
+@pytest.fixture
+def inprocess_dask(monkeypatch):
+    """``inprocess_dask(n)``: executor.client_for -> an in-process LocalCluster of ``n`` thread
+    workers (monkeypatched labellers and datasets reach the tasks; the task splitting, resume
+    and records are those of a process cluster)."""
+    pytest.importorskip("distributed")
+    import contextlib
+
+    from distributed import Client, LocalCluster
+
+    from softening_lib import executor
+
+    def use(n_workers: int = 2):
+        @contextlib.contextmanager
+        def client_for(scheduler=None, workers=None, *, log=print, **kw):
+            with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=False,
+                              dashboard_address=None) as cl:
+                with Client(cl) as client:
+                    yield client
+
+        monkeypatch.setattr(executor, "client_for", client_for)
+
+    return use

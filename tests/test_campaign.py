@@ -377,29 +377,10 @@ def test_committed_campaign_settings_are_accepted():
     assert s["model"] == "chgnet-0.3.0"
 
 
-@pytest.fixture
-def inprocess_dask(monkeypatch):
-    """executor.client_for -> a 2-worker in-process LocalCluster (threads: the monkeypatched
-    labeller and datasets reach the tasks); the task splitting, resume and records are the same."""
-    pytest.importorskip("distributed")
-    import contextlib
-
-    from distributed import Client, LocalCluster
-
-    from softening_lib import executor
-
-    @contextlib.contextmanager
-    def client_for(scheduler=None, workers=None, *, log=print, **kw):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
-            with Client(cl) as client:
-                yield client
-
-    monkeypatch.setattr(executor, "client_for", client_for)
-
-
 def test_run_dask_equals_run_and_resumes(campaign_env, inprocess_dask):
     """campaign.run_dask: MD and every frame's label as Dask tasks on 2 workers; the same files as
     the serial run, and a second run computes nothing."""
+    inprocess_dask(2)
     campaign, state, tmp = campaign_env
     _run(campaign, tmp / "serial", md_batch=1)
     serial = _results(campaign, tmp / "serial")

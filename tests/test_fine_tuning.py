@@ -67,25 +67,13 @@ def test_campaign_linear_correction_undoes_a_known_softening(results_dir, labell
     assert (~again.missing).sum() == len(ok)
 
 
-def test_campaign_seeds_on_the_executor_equal_the_serial_path(results_dir, labelled_frames, monkeypatch):
+def test_campaign_seeds_on_the_executor_equal_the_serial_path(results_dir, labelled_frames, monkeypatch,
+                                                              inprocess_dask):
     """run_campaign(workers=N): one Dask task per (method, N, seed); the same table as the serial
     path, nothing recomputed on a second run. One in-process worker here (the test model's import
     path resolves; two threads would share one cached EMT calculator, which is not thread-safe:
     real runs use worker processes)."""
-    pytest.importorskip("distributed")
-    import contextlib
-
-    from distributed import Client, LocalCluster
-
-    from softening_lib import executor
-
-    @contextlib.contextmanager
-    def client_for(scheduler=None, workers=None, *, log=print, **kw):
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
-            with Client(cl) as client:
-                yield client
-
-    monkeypatch.setattr(executor, "client_for", client_for)
+    inprocess_dask(1)
     frames = labelled_frames("cu", 1.0, n=14, seed=3, second=None, rattle=0.08, a=3.61, repeat=(1, 1, 1))
     split = ft.make_split(frames, pool_size=5, dataset="emt-ft-dask", material_id="cu")
     model = "test_fine_tuning:scaled_emt_08"

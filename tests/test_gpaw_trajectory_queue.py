@@ -4,7 +4,6 @@ for GPAW, in-process workers so the stand-in reaches them); finished frames are 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -16,26 +15,19 @@ pytest.importorskip("distributed")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_label_frames_on_the_executor(tmp_path, monkeypatch):
+def test_label_frames_on_the_executor(tmp_path, monkeypatch, inprocess_dask):
     from ase.build import bulk
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
-    from distributed import Client, LocalCluster
 
-    from softening_lib import dft, executor
+    from softening_lib import dft
 
     spec = importlib.util.spec_from_file_location("gpaw_trajectory_under_test", ROOT / "scripts" / "gpaw_trajectory.py")
     mod = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, mod)
     spec.loader.exec_module(mod)
 
-    @contextlib.contextmanager
-    def client_for(scheduler=None, workers=None, *, log=print, **kw):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
-            with Client(cl) as client:
-                yield client
-
-    monkeypatch.setattr(executor, "client_for", client_for)
+    inprocess_dask(2)
     calls = []
 
     def fake_label(atoms, **settings):
