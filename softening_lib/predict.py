@@ -205,23 +205,23 @@ def _predict_matgl(frames: Sequence[Atoms], calc, batch_size: int, with_stress: 
     from . import matgl_fix
 
     matgl_fix.apply()
-    potential = calc.potential
-    device = potential.data_mean.device
-    energies: list[float] = [0.0] * len(frames)
-    forces: list[np.ndarray] = [np.zeros((0, 3))] * len(frames)
-    stress = np.full((len(frames), 6), np.nan)
-    want_stress = bool(with_stress and potential.calc_stresses)
-    with matgl_stress(potential, want_stress):
-        return _matgl_batches(frames, calc, batch_size, max_atoms_per_batch, want_stress,
-                              energies, forces, stress, device)
+    want_stress = bool(with_stress and calc.potential.calc_stresses)
+    with matgl_stress(calc.potential, want_stress):
+        return _matgl_batches(frames, calc, batch_size, max_atoms_per_batch, want_stress)
 
 
-def _matgl_batches(frames, calc, batch_size, max_atoms_per_batch, want_stress, energies, forces, stress, device):
+def _matgl_batches(frames: Sequence[Atoms], calc, batch_size: int, max_atoms_per_batch: int,
+                   want_stress: bool) -> dict:
+    """The batched calls of :func:`_predict_matgl` (which sets ``calc_stresses`` around them)."""
     import torch
     from ase.stress import full_3x3_to_voigt_6_stress
     from torch_geometric.data import Batch
 
     potential = calc.potential
+    device = potential.data_mean.device
+    energies: list[float] = [0.0] * len(frames)
+    forces: list[np.ndarray] = [np.zeros((0, 3))] * len(frames)
+    stress = np.full((len(frames), 6), np.nan)
     for batch in batch_plan([len(a) for a in frames], max_atoms_per_batch, batch_size):
         graphs, lats, states = [], [], []
         for i in batch:
