@@ -779,7 +779,7 @@ def fig4b(models_: Sequence[str], pbesol_ids: Sequence[str] | None = None, setti
     r_sol = ratio_table(PBESOL, pbesol_ids, models_, settings)
     r_68 = ratio_table(PBE68, None, models_, settings)
     if not r_68.empty:  # only models with enough JaGeo materials (jageo_split)
-        r_68 = r_68[r_68["model"].isin(list(jageo_split(models_, jageo_min, settings)[0]))]
+        r_68 = r_68[r_68["model"].isin(list(jageo_split(models_, jageo_min, settings, ratios=r_68)[0]))]
     r_103 = pbe103_ratio_table(models_, settings)
     if pbesol_ids is not None and not r_103.empty:
         r_103 = r_103[r_103["material_id"].isin(set(pbesol_ids))]
@@ -922,7 +922,7 @@ def shared_set_comparison(models_: Sequence[str], pbesol_ids: Sequence[str] | No
     a = r_68[r_68["material_id"].isin(shared)].reindex(columns=keep)
     b = r_sol[r_sol["material_id"].isin(shared)].reindex(columns=keep)
     pairs = a.merge(b, on=["model", "material_id"], suffixes=("_pbe", "_pbesol"))
-    pairs = pairs.rename(columns={"ratio_pbe": "ratio_pbe", "ratio_pbesol": "ratio_pbesol", "formula_pbe": "formula"})
+    pairs = pairs.rename(columns={"formula_pbe": "formula"})
     pairs["dft_pbe_over_pbesol"] = pairs["max_freq_thz_dft_pbe"] / pairs["max_freq_thz_dft_pbesol"]
     pairs["model_pbe_over_pbesol"] = pairs["max_freq_thz_pbe"] / pairs["max_freq_thz_pbesol"]  # same model, two cells
     pairs = pairs[["model", "material_id", "formula", "ratio_pbe", "ratio_pbesol", "dft_pbe_over_pbesol",
@@ -1106,12 +1106,13 @@ def coverage_table(models_: Sequence[str], pbesol_ids: Sequence[str], settings: 
 
 
 def jageo_split(models_: Sequence[str], min_materials: int = JAGEO_MIN_MATERIALS,
-                settings: PhononSettings = DEFAULT) -> tuple[dict[str, int], dict[str, int]]:
+                settings: PhononSettings = DEFAULT, ratios=None) -> tuple[dict[str, int], dict[str, int]]:
     """The models with a JaGeo VASP-PBE comparison and those without: ``(shown, not_shown)``,
     each ``{model: number of JaGeo materials with a model / DFT ratio in the cache}``. A model is
     shown from ``min_materials`` materials on; with fewer its ratios are not drawn or summarised
-    (a handful of materials would be a misleading histogram)."""
-    r = ratio_table(PBE68, None, models_, settings)
+    (a handful of materials would be a misleading histogram). ``ratios``: the JaGeo
+    :func:`ratio_table` when the caller has read it already."""
+    r = ratios if ratios is not None else ratio_table(PBE68, None, models_, settings)
     counts = r["model"].value_counts().to_dict() if not r.empty else {}
     shown = {m: int(counts.get(m, 0)) for m in models_ if counts.get(m, 0) >= min_materials}
     not_shown = {m: int(counts.get(m, 0)) for m in models_ if m not in shown}
