@@ -115,12 +115,7 @@ def _write(path: Path, record: dict) -> None:
 
 
 def _done(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("status") == "ok"
-    except json.JSONDecodeError:
-        return False
+    return record_status(path) == "ok"
 
 
 def _atoms_record(atoms) -> dict:
@@ -478,6 +473,11 @@ def group_cost(group: list[dict]) -> float:
     return sum(estimate(it) for it in group)
 
 
+def group_order(group: list[dict]) -> tuple[int, float]:
+    """Queue order of a task: stage order first, then cheapest first."""
+    return STAGES.index(group[0]["kind"]), group_cost(group)
+
+
 def run_and_write(item: dict, retry_failed: bool = False) -> str:
     """Compute one item unless its record is finished, write the record atomically; returns its
     status (``cached``, ``ok``, ``failed``, ``waiting``: no record written)."""
@@ -515,12 +515,11 @@ def run_groups(groups: list[list[dict]], *, retry_failed: bool = False, schedule
         return any(it["kind"] == "mig-relaxed" and it["index"] not in (0, it["path"].n_images + 1) for it in g)
 
     passes = [[g for g in groups if not needs_ends(g)], [g for g in groups if needs_ends(g)]]
-    stage_of = {kind: k for k, kind in enumerate(STAGES)}
     results = []
     for pass_groups in passes:
         if not pass_groups:
             continue
-        ranked = sorted(pass_groups, key=lambda g: (stage_of[g[0]["kind"]], group_cost(g)))
+        ranked = sorted(pass_groups, key=group_order)
         rank = {g[0]["id"]: r for r, g in enumerate(ranked)}
         n_workers = workers or executor.n_cores()
         env = executor.GPAW_ENV if n_workers > 1 and scheduler is None and client is None else None
@@ -573,14 +572,9 @@ def main(argv=None) -> None:
              if not args.only or any(fnmatch.fnmatch(it["id"], pat) for pat in args.only.split(","))]
     if args.list:
         def state(it):
-            if _done(it["out"]):
-                return "done"
-            if it["out"].is_file():
-                try:
-                    if json.loads(it["out"].read_text()).get("status") == "failed":
-                        return "failed"
-                except json.JSONDecodeError:
-                    pass
+            st = record_status(it["out"])
+            if st in ("ok", "failed"):
+                return "done" if st == "ok" else "failed"
             return "mirror" if it.get("mirror_of") is not None else "todo"
         rows = [(state(it), it["id"], len(it["atoms"] if it["atoms"] is not None else it["built"]["initial"]),
                  0.0 if _done(it["out"]) else estimate(it) / 60) for it in items]
@@ -606,11 +600,11 @@ def main(argv=None) -> None:
 
     groups = [g for g in group_items(items) if not group_done(args.retry_failed, g)]
     if args.max is not None:  # the cheapest --max calculations (a task with mirrors counts once)
-        stage_of = {kind: k for k, kind in enumerate(STAGES)}
-        groups = sorted(groups, key=lambda g: (stage_of[g[0]["kind"]], group_cost(g)))[: args.max]
+        groups = sorted(groups, key=group_order)[: args.max]
     print(f"{len(items)} items, {len(groups)} task(s) to run", flush=True)
     if groups:
         run_groups(groups, retry_failed=args.retry_failed, scheduler=args.scheduler, workers=args.workers)
+
 
 if __name__ == "__main__":
     main()
