@@ -130,7 +130,7 @@ def scan(names, *, scheduler=None, workers: int | None = None) -> int:
     n_workers = workers or 1
     executor.run_queue([(name, structures[name]) for name in names or list(structures)], _scan_task,
                        key=lambda it: it[0], scheduler=scheduler, workers=n_workers, desc="gpaw-scan",
-                       env=executor.GPAW_ENV if n_workers > 1 and scheduler is None else None)
+                       env=executor.gpaw_env(n_workers, scheduler))
     tables = [dft.scan_table(json.loads(p_.read_text())) for p_ in sorted(OUT.glob("scan_*.json"))]
     table = pd.concat(tables, ignore_index=True)
     atomic_write_bytes(OUT / "scan_summary.csv", table.round(6).to_csv(index=False).encode())

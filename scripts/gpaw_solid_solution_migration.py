@@ -522,7 +522,7 @@ def run_groups(groups: list[list[dict]], *, retry_failed: bool = False, schedule
         ranked = sorted(pass_groups, key=group_order)
         rank = {g[0]["id"]: r for r, g in enumerate(ranked)}
         n_workers = workers or executor.n_cores()
-        env = executor.GPAW_ENV if n_workers > 1 and scheduler is None and client is None else None
+        env = executor.gpaw_env(n_workers, scheduler if client is None else client)
         results.append(executor.run_queue(
             ranked, partial(run_group, retry_failed), key=lambda g: g[0]["id"],
             done=partial(group_done, retry_failed), priority=lambda g: len(ranked) - rank[g[0]["id"]],

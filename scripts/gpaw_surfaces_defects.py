@@ -412,7 +412,7 @@ def main(argv=None):
                              done=partial(queue_done, args.retry_failed, args.out_root),
                              priority=lambda it: len(todo) - order[it["calc_id"]],
                              scheduler=args.scheduler, workers=workers, desc="GPAW",
-                             env=executor.GPAW_ENV if workers > 1 and args.scheduler is None else None)
+                             env=executor.gpaw_env(workers, args.scheduler))
     done = len(res)
     print(f"finished {done} calculations", flush=True)
     return 0

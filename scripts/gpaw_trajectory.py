@@ -216,7 +216,7 @@ def label_frames(frames, cdir: Path, mid: str, max_frames: int | None = None, *,
     res = executor.run_queue(todo, partial(label_frame, cdir, mid), key=lambda f: int(f.info["frame_id"]),
                              done=partial(_frame_done, cdir), priority=lambda f: len(todo) - order[int(f.info["frame_id"])],
                              scheduler=scheduler, workers=n_workers, desc=f"label-{mid}",
-                             env=executor.GPAW_ENV if n_workers > 1 and scheduler is None else None)
+                             env=executor.gpaw_env(n_workers, scheduler))
     return sum(v == "done" for v in res.values())
 
 

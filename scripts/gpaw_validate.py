@@ -286,7 +286,7 @@ def main(argv=None) -> int:
         res = executor.run_queue(args.materials, partial(_validate_task, args.dataset, settings, args.max_frames),
                                  key=lambda m: m, done=None if args.redo else _validate_done,
                                  scheduler=args.scheduler, workers=workers, desc="gpaw-validate",
-                                 env=executor.GPAW_ENV if workers > 1 and args.scheduler is None else None)
+                                 env=executor.gpaw_env(workers, args.scheduler))
         for mp_id, err in res.failed.items():
             log(f"{mp_id}: FAILED {err}")
     summarise()

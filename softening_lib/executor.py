@@ -44,6 +44,13 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 #: for a queue of GPAW calculations: N workers are N concurrent GPAW runs, so the machine-wide
 #: "one GPAW at a time" lock of softening_lib.dft.gpaw_lock is off inside them
 GPAW_ENV = {"SOFTENING_GPAW_LOCK": "0"}
+
+
+def gpaw_env(workers: int, scheduler: Any = None) -> dict[str, str] | None:
+    """``env`` for :func:`run_queue` of a GPAW queue: :data:`GPAW_ENV` when it starts a local
+    cluster of several workers (several GPAW runs at once by design), else ``None`` (one worker
+    keeps the machine-wide lock; an existing cluster's workers bring their own environment)."""
+    return GPAW_ENV if workers > 1 and scheduler is None else None
 DEFAULT_RETRIES = 2
 
 

@@ -111,3 +111,11 @@ def test_slurm_recipe_config():
         assert cluster._softening_jobs == 3 and not cluster.workers  # nothing submitted
     finally:
         cluster.close()
+
+
+def test_gpaw_env_only_for_a_local_cluster_of_several_workers():
+    from softening_lib import executor
+
+    assert executor.gpaw_env(2) == executor.GPAW_ENV  # several GPAW runs at once: the lock is off
+    assert executor.gpaw_env(1) is None  # one worker keeps the machine-wide lock
+    assert executor.gpaw_env(4, "tcp://127.0.0.1:8786") is None  # an existing cluster: its own env
