@@ -137,5 +137,6 @@ def scan(names, *, scheduler=None, workers: int | None = None) -> int:
     print(table.round(4).to_string())
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
