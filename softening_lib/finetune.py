@@ -441,7 +441,7 @@ def finetune_matgl(frames: Sequence[Atoms], model: str = "m3gnet-mp-2021.2.8",
     if best["state"] is not None:
         potential.model.load_state_dict(best["state"])
     train_loss_after = _matgl_loss(module, train_loader)  # the returned weights, same loss as training
-    potential.model.eval()
+    potential.eval()  # the Potential too, not only its model: in training mode it asks for create_graph=True
     calc = PESCalculator(potential, stress_unit="eV/A3")
     calc.softening_model = f"{model}:{'scratch' if settings.from_scratch else 'ft'}{len(frames)}-seed{settings.seed}"
     record = {

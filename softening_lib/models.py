@@ -474,7 +474,9 @@ def _matgl_factory(spec: ModelSpec) -> Callable[..., Calculator]:
         from .devices import resolve
 
         device = resolve(device)
-        potential = matgl.load_model(matgl_weights_dir(spec.name)).to(device)
+        # eval mode: matgl.load_model returns the Potential in training mode, in which every
+        # force call builds a double-backward graph (create_graph=True) that inference never uses
+        potential = matgl.load_model(matgl_weights_dir(spec.name)).to(device).eval()
         kw.setdefault("stress_unit", "eV/A3")  # matgl's default is GPa; ASE wants eV/A^3
         calc = PESCalculator(potential, **kw)
         if device != "cpu":  # matgl builds each graph on the CPU: move it where the model is

@@ -103,11 +103,16 @@ def test_frozen_params_and_matgl_stress_restore_on_error():
     torch = pytest.importorskip("torch")
     lin = torch.nn.Linear(2, 2)
     lin.bias.requires_grad_(False)
+    net = torch.nn.Sequential(lin, torch.nn.Dropout(0.5))
+    net.train()
+    net[1].eval()  # mixed modes come back as they were
     with pytest.raises(RuntimeError):
-        with predict.frozen_params(lin):
+        with predict.frozen_params(net):
             assert not any(p.requires_grad for p in lin.parameters())
+            assert not any(m.training for m in net.modules())
             raise RuntimeError("boom")
     assert lin.weight.requires_grad and not lin.bias.requires_grad
+    assert net.training and lin.training and not net[1].training
 
     class Pot:
         calc_stresses = True
@@ -122,3 +127,21 @@ def test_frozen_params_and_matgl_stress_restore_on_error():
         assert pot.calc_stresses is True
     with predict.frozen_params(None):
         pass
+
+
+@pytest.mark.parametrize("name", ["m3gnet-mp-2021.2.8", "tensornet-matpes-pbe"])
+def test_matgl_registry_potential_is_in_eval_mode_and_agrees_with_training_mode(name):
+    """matgl.load_model returns the Potential in training mode, where each force call builds a
+    double-backward graph; the registry puts it in eval mode. The numbers are those of
+    training mode (same weights, no dropout): only the autograd graph differs."""
+    _runnable(name)
+    frames = _frames()
+    calc = predict.calculator(name)
+    assert not calc.potential.training
+    ev = predict.predict(frames, name, batched=False)
+    calc.potential.train()
+    try:
+        tr = predict.predict(frames, name, batched=False)
+    finally:
+        calc.potential.eval()
+    _close(ev, tr, 1e-5, 1e-5, 1e-6)
