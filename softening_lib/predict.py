@@ -16,9 +16,15 @@ Guards (see :mod:`softening_lib.structures`):
   :class:`~softening_lib.structures.NonFiniteResultError` naming the structure and is
   never cached;
 * batches are bounded by atoms, not by structures: at most ``max_atoms_per_batch`` atoms
-  (default :data:`MAX_ATOMS_PER_BATCH` = 2000) and ``batch_size`` structures go into one
-  batched model call (:func:`batch_plan`); a structure larger than the ceiling is evaluated
-  on its own. (Two 1000-atom cells in one CHGNet batch took 10 GB.)
+  and ``batch_size`` structures go into one batched model call (:func:`batch_plan`); a
+  structure larger than the ceiling is evaluated on its own. The default ceiling depends on
+  where the model runs (:func:`atoms_per_batch`): :data:`CPU_ATOMS_PER_BATCH` = 256 on a CPU,
+  where larger batches are *slower* per atom (measured here, one thread: 600 wbm-he-gpaw
+  frames, TensorNet-MatPES 8.7 s at 32 atoms per batch, 12.4 s at 1024; CHGNet 6.5 s at 128,
+  12.3 s at 1024; 60 PhononDB supercells of 64-128 atoms, TensorNet 21.6 s at <= 512, 48.7 s
+  at 2000: the per-edge tensors of a large batch no longer fit in cache), and
+  :data:`MAX_ATOMS_PER_BATCH` = 2000 on a GPU, where the bound is memory (two 1000-atom
+  cells in one CHGNet batch took 10 GB).
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ log = logging.getLogger(__name__)
 
 GPA_TO_EV_A3 = 1 / 160.21766208
 
-#: the most atoms one batched model call may hold (CHGNet graph memory grows with atoms x neighbours)
+#: the most atoms one batched model call may hold on a GPU (graph memory grows with atoms x neighbours)
 MAX_ATOMS_PER_BATCH = 2000
+#: the default ceiling on a CPU: past a few hundred atoms a batch gets slower per atom (see above)
+CPU_ATOMS_PER_BATCH = 256
 
 
 class PredictionError(RuntimeError):
@@ -91,6 +99,15 @@ def batch_plan(sizes: Sequence[int], max_atoms_per_batch: int = MAX_ATOMS_PER_BA
     if current:
         batches.append(current)
     return batches
+
+
+def atoms_per_batch(calc=None, family: str | None = None) -> int:
+    """The default atom ceiling of one batched call for ``calc``: :data:`MAX_ATOMS_PER_BATCH`
+    when its model sits on a GPU, :data:`CPU_ATOMS_PER_BATCH` otherwise (see the module notes)."""
+    module = model_module(calc, family) if calc is not None and family else None
+    param = next(module.parameters(), None) if module is not None else None
+    on_gpu = param is not None and param.device.type != "cpu"
+    return MAX_ATOMS_PER_BATCH if on_gpu else CPU_ATOMS_PER_BATCH
 
 
 def geometry_hash(frames: Sequence[Atoms]) -> str:
@@ -344,7 +361,7 @@ def _predict_ase(frames: Sequence[Atoms], calc, progress: bool = False, with_str
 
 
 def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress: bool = False,
-            calc=None, with_stress: bool = True, *, max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH,
+            calc=None, with_stress: bool = True, *, max_atoms_per_batch: int | None = None,
             min_distance: float = MIN_DISTANCE, require_pbc: bool = True, batched: bool = True,
             device: str | None = None) -> dict:
     """Energies (n,), forces (list of (n_i, 3)) and Voigt stress (n, 6, eV/Å³) of ``frames``.
@@ -358,8 +375,9 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
     ``calc`` overrides the registry calculator (e.g. a :class:`~softening_lib.models.ScaledCalculator`).
     ``with_stress=False`` skips the stress where that saves time (CHGNet's task ``"ef"``,
     matgl's ``calc_stresses`` off for the call; the stress is then NaN). Batched calls run
-    with the model's parameters not requiring gradients (:func:`frozen_params`). One batched call holds at most ``batch_size`` structures and
-    ``max_atoms_per_batch`` atoms (:func:`batch_plan`). Every structure is validated first
+    in eval mode with the model's parameters not requiring gradients (:func:`frozen_params`).
+    One batched call holds at most ``batch_size`` structures and ``max_atoms_per_batch`` atoms
+    (:func:`batch_plan`; ``None``: :func:`atoms_per_batch`, 256 on a CPU, 2000 on a GPU). Every structure is validated first
     (:func:`softening_lib.structures.validate` with ``min_distance`` / ``require_pbc``);
     non-finite results raise :class:`~softening_lib.structures.NonFiniteResultError`.
     """
@@ -367,8 +385,10 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
     if not isinstance(model, str) or not model:
         raise ValueError(f"model must be a registry name or 'package.module:factory' string, got {model!r}")
     batch_size = _check_positive_int(batch_size, "batch_size", "it is the most structures per model call")
-    _check_positive_int(max_atoms_per_batch, "max_atoms_per_batch",
-                        f"it bounds the memory of one model call (default {MAX_ATOMS_PER_BATCH})")
+    if max_atoms_per_batch is not None:
+        _check_positive_int(max_atoms_per_batch, "max_atoms_per_batch",
+                            f"it bounds one model call (default None: {CPU_ATOMS_PER_BATCH} on a CPU, "
+                            f"{MAX_ATOMS_PER_BATCH} on a GPU)")
     if not frames:
         return {"energy": np.zeros(0), "forces": [], "stress": np.zeros((0, 6))}
     for i, atoms in enumerate(frames):
@@ -378,6 +398,8 @@ def predict(frames: Sequence[Atoms], model: str, batch_size: int = 16, progress:
         models.check_elements(model, symbols)
         calc = calculator(model, device=device)
     family = batched_family(calc) if batched else None
+    if max_atoms_per_batch is None:
+        max_atoms_per_batch = atoms_per_batch(calc, family)
     with frozen_params(model_module(calc, family)):
         out = _predict_family(frames, calc, family, batch_size, progress, with_stress, max_atoms_per_batch)
     return _check(out, frames)
@@ -400,7 +422,7 @@ def _predict_family(frames, calc, family, batch_size, progress, with_stress, max
 
 def predict_cached(frames: Sequence[Atoms], model: str, dataset: str, progress: bool = True,
                    batch_size: int = 16, calc=None, cache_tag: str | None = None,
-                   with_stress: bool = True, *, max_atoms_per_batch: int = MAX_ATOMS_PER_BATCH,
+                   with_stress: bool = True, *, max_atoms_per_batch: int | None = None,
                    min_distance: float = MIN_DISTANCE, require_pbc: bool = True,
                    device: str | None = None) -> list[dict]:
     """Per-frame predictions for ``frames`` (grouped by ``atoms.info['material_id']``), cached.

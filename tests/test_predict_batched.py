@@ -145,3 +145,16 @@ def test_matgl_registry_potential_is_in_eval_mode_and_agrees_with_training_mode(
     finally:
         calc.potential.eval()
     _close(ev, tr, 1e-5, 1e-5, 1e-6)
+
+
+def test_default_atom_ceiling_follows_the_device():
+    """256 atoms per batched call on a CPU (larger batches are slower per atom there), 2000 on
+    a GPU (a memory bound); a calculator without a batched path gets the CPU value."""
+    assert predict.atoms_per_batch() == predict.CPU_ATOMS_PER_BATCH == 256
+    name = "m3gnet-mp-2021.2.8"
+    _runnable(name)
+    calc = predict.calculator(name)
+    assert predict.atoms_per_batch(calc, predict.batched_family(calc)) == predict.CPU_ATOMS_PER_BATCH
+    if devices.cuda_available():
+        gpu = predict.calculator(name, device="cuda")
+        assert predict.atoms_per_batch(gpu, predict.batched_family(gpu)) == predict.MAX_ATOMS_PER_BATCH
