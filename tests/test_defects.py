@@ -145,3 +145,21 @@ def test_cached_compute_records_unsupported_elements_as_skipped(results_dir):
     # the second call reads everything (skips included) from the cache
     again = D.compute_cases(cases, "emt", progress=False, compute_missing=False)
     assert len(again) == len(cases) == len(table)
+
+
+def test_is_cached_is_true_only_for_finished_cases_and_lets_the_executor_skip_them(results_dir):
+    """``is_cached`` reads the store without loading a model: False before, True after a case is
+    computed; a skipped case (element the model lacks) is not counted as cached-and-ok. The
+    executor then submits nothing for the finished cases."""
+    from softening_lib import executor
+
+    cases = D.cases("default", systems=["Cu", "CaSn3"], variants=["static"])
+    cases = [c for c in cases if c["item"].kind == "vacancy"]
+    assert not any(D.is_cached("emt", c) for c in cases)
+    D.compute("emt", cases)
+    cached = {c["item"].system: D.is_cached("emt", c) for c in cases}
+    assert cached["Cu"] is True and cached["CaSn3"] is False
+    cu = [c for c in cases if c["item"].system == "Cu"]
+    out = executor.compute_chapter("03", ["emt"], "default", workers=1, progress=False, log=None,
+                                   systems=["Cu"], variants=["static"])
+    assert len(out["queue"].cached) >= len(cu) and out["failed"] == 0

@@ -447,6 +447,13 @@ def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
     return _compute_variants(compute_cases, model, cases, calc=calc, progress=progress, cached_only=cached_only)
 
 
+def is_cached(model: str, case: dict) -> bool:
+    """True when ``case``'s record for ``model`` is cached and ``ok`` (read only, no model loaded)."""
+    from .surfaces import _variants_cached
+
+    return _variants_cached(compute, model, case)
+
+
 def reference(variant: str | None = None, **_: Any):
     """The GPAW-PBE reference: ``{variant: table}`` (empty tables while it is being computed)."""
     variants = [variant] if variant else list(VARIANTS)

@@ -621,6 +621,17 @@ def compute(model: str, cases: Sequence[dict], *, calc=None, progress=None,
     return _compute_variants(compute_cases, model, cases, calc=calc, progress=progress, cached_only=cached_only)
 
 
+def is_cached(model: str, case: dict) -> bool:
+    """True when ``case``'s record for ``model`` is cached and ``ok`` (read only, no model
+    loaded): the executor skips such cases before submitting, and counts them as cached."""
+    return _variants_cached(compute, model, case)
+
+
+def _variants_cached(compute_fn: Callable, model: str, case: dict) -> bool:
+    records = compute_fn(model, [case], cached_only=(case["variant"],))
+    return bool(records) and all(r.get("status") == "ok" and r.get("cached") for r in records)
+
+
 def _compute_variants(compute_fn: Callable, model: str, cases: Sequence[dict], *, calc=None, progress=None,
                       cached_only: Sequence[str] = (), **kw: Any) -> list[dict]:
     """Run ``compute_fn`` (surfaces / defects ``compute_cases``) per variant, in the cases' order."""
